@@ -1,0 +1,250 @@
+//! Wait rules: pure functions of an object's JSON that say whether it is done, whether it
+//! succeeded, and what to tell the user ("2/3 replicas ready").
+
+use serde_json::Value;
+
+/// The state of one wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitStatus {
+    pub done: bool,
+    pub ok: bool,
+    pub message: String,
+}
+
+impl WaitStatus {
+    fn waiting(message: impl Into<String>) -> Self {
+        WaitStatus {
+            done: false,
+            ok: false,
+            message: message.into(),
+        }
+    }
+    fn ready(message: impl Into<String>) -> Self {
+        WaitStatus {
+            done: true,
+            ok: true,
+            message: message.into(),
+        }
+    }
+    fn failed(message: impl Into<String>) -> Self {
+        WaitStatus {
+            done: true,
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+fn i64_at(v: &Value, p: &str) -> i64 {
+    v.pointer(p).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A PersistentVolume is ready when `Available` (or already `Bound`).
+pub fn volume(pv: Option<&Value>) -> WaitStatus {
+    let Some(pv) = pv else {
+        return WaitStatus::waiting("waiting for the volume to appear");
+    };
+    match str_at(pv, "/status/phase") {
+        "Available" => WaitStatus::ready("Available"),
+        "Bound" => WaitStatus::ready(format!("Bound to {}", str_at(pv, "/spec/claimRef/name"))),
+        "Failed" => WaitStatus::failed(format!("volume failed: {}", str_at(pv, "/status/message"))),
+        "Released" => WaitStatus::failed(
+            "Released: its claim was deleted and the reclaim policy keeps it from binding again; remove spec.claimRef to reuse it",
+        ),
+        "" => WaitStatus::waiting("waiting for the volume's phase"),
+        other => WaitStatus::waiting(format!("phase {other}")),
+    }
+}
+
+/// A claim is ready when `Bound`.
+pub fn claim(pvc: Option<&Value>) -> WaitStatus {
+    let Some(pvc) = pvc else {
+        return WaitStatus::waiting("waiting for the claim to be created");
+    };
+    match str_at(pvc, "/status/phase") {
+        "Bound" => WaitStatus::ready(format!("Bound to {}", str_at(pvc, "/spec/volumeName"))),
+        "Lost" => WaitStatus::failed(format!(
+            "Lost: its volume {} is gone",
+            str_at(pvc, "/spec/volumeName")
+        )),
+        _ => WaitStatus::waiting("waiting for the claim to be Bound"),
+    }
+}
+
+/// A StatefulSet is ready when the controller has seen its generation, every replica is ready,
+/// and (for RollingUpdate) every pod above the partition runs the update revision.
+pub fn statefulset(sts: Option<&Value>) -> WaitStatus {
+    let Some(sts) = sts else {
+        return WaitStatus::waiting("waiting for the StatefulSet to appear");
+    };
+    let generation = i64_at(sts, "/metadata/generation");
+    let observed = i64_at(sts, "/status/observedGeneration");
+    if observed < generation {
+        return WaitStatus::waiting("waiting for the controller to observe the new generation");
+    }
+    let replicas = sts
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = i64_at(sts, "/status/readyReplicas");
+    let available = sts
+        .pointer("/status/availableReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(ready);
+    let current = i64_at(sts, "/status/replicas");
+    let strategy = str_at(sts, "/spec/updateStrategy/type");
+    if strategy == "OnDelete" {
+        if ready < replicas || current != replicas {
+            return WaitStatus::waiting(format!("{ready}/{replicas} replicas ready"));
+        }
+        return WaitStatus::ready(format!(
+            "{ready}/{replicas} replicas ready; updateStrategy OnDelete: pods take a new template only when deleted, so the update is not waited for"
+        ));
+    }
+    if current > replicas {
+        return WaitStatus::waiting(format!("{} pods to terminate", current - replicas));
+    }
+    if ready < replicas {
+        return WaitStatus::waiting(format!("{ready}/{replicas} replicas ready"));
+    }
+    if available < replicas {
+        return WaitStatus::waiting(format!(
+            "{available}/{replicas} replicas available (minReadySeconds)"
+        ));
+    }
+    let partition = i64_at(sts, "/spec/updateStrategy/rollingUpdate/partition");
+    let updated = i64_at(sts, "/status/updatedReplicas");
+    let expected_updated = (replicas - partition).max(0);
+    if updated < expected_updated {
+        return WaitStatus::waiting(format!("{updated}/{expected_updated} replicas updated"));
+    }
+    let update_rev = str_at(sts, "/status/updateRevision");
+    let current_rev = str_at(sts, "/status/currentRevision");
+    if partition == 0 && !update_rev.is_empty() && update_rev != current_rev {
+        return WaitStatus::waiting(
+            "waiting for the rollout to finish (currentRevision != updateRevision)",
+        );
+    }
+    if partition > 0 {
+        return WaitStatus::ready(format!(
+            "{ready}/{replicas} replicas ready, {updated} updated (partition {partition}: lower ordinals keep the old revision)"
+        ));
+    }
+    WaitStatus::ready(format!("{ready}/{replicas} replicas ready"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn claim_waits_until_bound() {
+        assert_eq!(
+            claim(Some(&yaml("status: {phase: Pending}"))).message,
+            "waiting for the claim to be Bound"
+        );
+        let bound = claim(Some(&yaml(
+            "spec: {volumeName: pv-1}\nstatus: {phase: Bound}",
+        )));
+        assert_eq!(
+            bound,
+            WaitStatus {
+                done: true,
+                ok: true,
+                message: "Bound to pv-1".into()
+            }
+        );
+        assert!(
+            !claim(Some(&yaml(
+                "spec: {volumeName: pv-1}\nstatus: {phase: Lost}"
+            )))
+            .ok
+        );
+    }
+
+    #[test]
+    fn volume_ready_when_available_or_bound() {
+        assert!(volume(Some(&yaml("status: {phase: Available}"))).ok);
+        assert!(
+            volume(Some(&yaml(
+                "spec: {claimRef: {name: c}}\nstatus: {phase: Bound}"
+            )))
+            .ok
+        );
+        let released = volume(Some(&yaml("status: {phase: Released}")));
+        assert!(released.done && !released.ok);
+    }
+
+    #[test]
+    fn statefulset_counts_ready_replicas() {
+        let s = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 3}\nstatus: {observedGeneration: 2, replicas: 3, readyReplicas: 2, updatedReplicas: 3}",
+        );
+        assert_eq!(statefulset(Some(&s)).message, "2/3 replicas ready");
+    }
+
+    #[test]
+    fn statefulset_waits_for_new_generation() {
+        let s = yaml(
+            "metadata: {generation: 3}\nspec: {replicas: 1}\nstatus: {observedGeneration: 2, readyReplicas: 1}",
+        );
+        assert!(!statefulset(Some(&s)).done);
+    }
+
+    #[test]
+    fn statefulset_waits_for_revision() {
+        let s = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 2}\nstatus: {observedGeneration: 2, replicas: 2, readyReplicas: 2, \
+             availableReplicas: 2, updatedReplicas: 2, currentRevision: a, updateRevision: b}",
+        );
+        assert!(!statefulset(Some(&s)).done);
+        let mut done = s.clone();
+        done["status"]["currentRevision"] = "b".into();
+        assert_eq!(
+            statefulset(Some(&done)),
+            WaitStatus {
+                done: true,
+                ok: true,
+                message: "2/2 replicas ready".into()
+            }
+        );
+    }
+
+    #[test]
+    fn statefulset_respects_partition() {
+        let s = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 3, updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}}\n\
+             status: {observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: a, updateRevision: b}",
+        );
+        let st = statefulset(Some(&s));
+        assert!(st.done && st.ok, "{st:?}");
+        assert!(st.message.contains("partition 2"));
+    }
+
+    #[test]
+    fn on_delete_is_reported_not_waited_for() {
+        let s = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 1, updateStrategy: {type: OnDelete}}\n\
+             status: {observedGeneration: 2, replicas: 1, readyReplicas: 1, updatedReplicas: 0, currentRevision: a, updateRevision: b}",
+        );
+        let st = statefulset(Some(&s));
+        assert!(st.done && st.ok);
+        assert!(st.message.contains("OnDelete"));
+    }
+
+    #[test]
+    fn scale_down_waits_for_pods_to_terminate() {
+        let s = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 1}\nstatus: {observedGeneration: 2, replicas: 3, readyReplicas: 3}",
+        );
+        assert_eq!(statefulset(Some(&s)).message, "2 pods to terminate");
+    }
+}

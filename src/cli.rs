@@ -1,0 +1,177 @@
+//! Command-line interface: clap structs, then validated options, before any work starts.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Show what would change
+  kubectl stateful plan -f stack.toml
+
+  # Gate a CI job on it: exit 0 no changes, 2 changes, 1 error
+  kubectl stateful plan -f stack.toml --detailed-exitcode -o markdown > plan.md
+
+  # Save a plan, then apply exactly that plan (refused if the cluster changed since)
+  kubectl stateful plan -f stack.toml --out plan.json
+  kubectl stateful apply plan.json --yes
+
+  # Plan and roll out in one go, waiting up to 10 minutes
+  kubectl stateful apply -f stack.toml --yes --timeout 10m";
+
+/// Plan and roll out the storage stack of stateful workloads.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-stateful", bin_name = "kubectl stateful", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Cluster selection, exactly like kubectl.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace for namespaced objects (default: the spec's, then the context's, then "default").
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Never color the output (NO_COLOR is honored too).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what applying the spec would change, object by object.
+    Plan(PlanArgs),
+    /// Roll out the spec (or a saved plan) in order, waiting for each phase.
+    Apply(ApplyArgs),
+    /// Print the plugin's version.
+    Version(VersionArgs),
+    /// Print shell completions.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApplyFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The stack spec (TOML).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: PlanFormat,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also save the plan (JSON) to this file, for `apply PLANFILE`.
+    #[arg(long, value_name = "PLANFILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; applied exactly, refused if the cluster changed since.
+    #[arg(
+        value_name = "PLANFILE",
+        conflicts_with = "file",
+        required_unless_present = "file"
+    )]
+    pub plan: Option<PathBuf>,
+    /// The stack spec (TOML); it is planned first.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Give up waiting after this long, overall (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Output format: human (progress on a terminal, plain lines otherwise) or JSON lines.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+}
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        num.clear();
+        total += match c {
+            'h' => n * 3600,
+            'm' => n * 60,
+            's' => n,
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: use s, m or h, e.g. 90s or 10m"
+                ));
+            }
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid duration {s:?}: missing unit after {num}"));
+    }
+    if total == 0 {
+        return Err(format!("invalid duration {s:?}: must be positive"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! Turns a validated spec into the Kubernetes objects it describes. Pure: no cluster access.
+//!
+//! The objects hold only the fields the spec sets (plus our labels), because server-side apply
+//! makes the plugin own exactly the fields it sends; everything else stays the server's.
+
+use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
+use crate::spec::{self, AccessMode, PortSpec, Spec};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// One object the spec asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    pub id: ObjectRef,
+    /// The full manifest (apiVersion, kind, metadata, spec).
+    pub manifest: Value,
+    /// Where it comes from in the spec, e.g. `claim[0]`.
+    pub origin: String,
+    /// For StatefulSets: the claim names its templates will create, `<template>-<name>-<ordinal>`.
+    pub template_claims: Vec<String>,
+    /// For Services generated for a StatefulSet: leave an existing Service we do not manage alone.
+    pub only_if_absent: bool,
+}
+
+/// Facts from the cluster that change the generated objects.
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    /// Namespace for namespaced objects.
+    pub namespace: String,
+    /// Class of PersistentVolumes that exist in the cluster but not in the spec.
+    pub cluster_volume_classes: BTreeMap<String, String>,
+    /// Create the namespace (it does not exist yet).
+    pub create_namespace: bool,
+}
+
+/// Every object of the spec, in rollout order (phase, then spec order).
+pub fn desired_objects(spec: &Spec, ctx: &Context) -> Vec<DesiredObject> {
+    let stack = spec.stack_name();
+    let mut labels = spec.labels.clone();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    labels.insert(STACK_LABEL.into(), stack.to_string());
+    let b = Builder {
+        ns: &ctx.namespace,
+        labels,
+    };
+    let mut out = Vec::new();
+    if ctx.create_namespace {
+        out.push(b.object(
+            Kind::Namespace,
+            &ctx.namespace,
+            "namespace",
+            &BTreeMap::new(),
+            Map::new(),
+            None,
+        ));
+    }
+    for (i, sc) in spec.storage_classes.iter().enumerate() {
+        out.push(b.storage_class(sc.get_ref(), format!("storage_class[{i}]")));
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        out.push(b.volume(v.get_ref(), format!("volume[{i}]")));
+    }
+    for (i, c) in spec.claims.iter().enumerate() {
+        out.push(b.claim(spec, ctx, c.get_ref(), format!("claim[{i}]")));
+    }
+    for (i, s) in spec.statefulsets.iter().enumerate() {
+        out.push(b.service(s.get_ref(), format!("statefulset[{i}]")));
+    }
+    for (i, s) in spec.statefulsets.iter().enumerate() {
+        out.push(b.statefulset(s.get_ref(), format!("statefulset[{i}]")));
+    }
+    out.sort_by_key(|o| o.id.kind);
+    out
+}
+
+/// The pod selector of a generated StatefulSet. It never changes with the stack, since a
+/// StatefulSet's selector is immutable.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("app.kubernetes.io/name".to_string(), name.to_string())])
+}
+
+struct Builder<'a> {
+    ns: &'a str,
+    labels: BTreeMap<String, String>,
+}
+
+impl Builder<'_> {
+    fn object(
+        &self,
+        kind: Kind,
+        name: &str,
+        origin: &str,
+        own_labels: &BTreeMap<String, String>,
+        mut body: Map<String, Value>,
+        patch: Option<&toml::Table>,
+    ) -> DesiredObject {
+        let mut labels = self.labels.clone();
+        labels.extend(own_labels.clone());
+        let mut metadata = json!({ "name": name, "labels": labels });
+        if kind.namespaced() {
+            metadata["namespace"] = json!(self.ns);
+        }
+        let mut manifest = Map::new();
+        manifest.insert("apiVersion".into(), json!(kind.api_version()));
+        manifest.insert("kind".into(), json!(kind.as_str()));
+        manifest.insert("metadata".into(), metadata);
+        manifest.append(&mut body);
+        let mut manifest = Value::Object(manifest);
+        if let Some(patch) = patch {
+            let patch = serde_json::to_value(patch).expect("TOML tables are JSON");
+            json_patch::merge(&mut manifest, &patch);
+        }
+        DesiredObject {
+            id: ObjectRef {
+                kind,
+                namespace: kind.namespaced().then(|| self.ns.to_string()),
+                name: name.to_string(),
+            },
+            manifest,
+            origin: origin.to_string(),
+            template_claims: Vec::new(),
+            only_if_absent: false,
+        }
+    }
+
+    fn storage_class(&self, sc: &spec::StorageClassSpec, origin: String) -> DesiredObject {
+        let mut body = Map::new();
+        body.insert("provisioner".into(), json!(sc.provisioner));
+        if !sc.parameters.is_empty() {
+            body.insert("parameters".into(), json!(sc.parameters));
+        }
+        if let Some(p) = sc.reclaim_policy {
+            body.insert("reclaimPolicy".into(), json!(p));
+        }
+        if let Some(m) = sc.binding_mode {
+            body.insert("volumeBindingMode".into(), json!(m));
+        }
+        if let Some(e) = sc.allow_volume_expansion {
+            body.insert("allowVolumeExpansion".into(), json!(e));
+        }
+        if !sc.mount_options.is_empty() {
+            body.insert("mountOptions".into(), json!(sc.mount_options));
+        }
+        let mut obj = self.object(
+            Kind::StorageClass,
+            sc.name.get_ref(),
+            &origin,
+            &sc.labels,
+            body,
+            None,
+        );
+        if sc.default {
+            obj.manifest["metadata"]["annotations"] =
+                json!({ "storageclass.kubernetes.io/is-default-class": "true" });
+        }
+        if let Some(patch) = &sc.patch {
+            json_patch::merge(
+                &mut obj.manifest,
+                &serde_json::to_value(patch).expect("TOML tables are JSON"),
+            );
+        }
+        obj
+    }
+
+    fn volume(&self, v: &spec::VolumeSpec, origin: String) -> DesiredObject {
+        let mut s = Map::new();
+        s.insert(
+            "capacity".into(),
+            json!({ "storage": v.capacity.get_ref() }),
+        );
+        s.insert("accessModes".into(), modes(v.access_modes.get_ref()));
+        if let Some(m) = v.volume_mode {
+            s.insert("volumeMode".into(), json!(m));
+        }
+        if let Some(p) = v.reclaim_policy {
+            s.insert("persistentVolumeReclaimPolicy".into(), json!(p));
+        }
+        s.insert(
+            "storageClassName".into(),
+            json!(v.class.as_ref().map_or("", |c| c.get_ref().as_str())),
+        );
+        if !v.mount_options.is_empty() {
+            s.insert("mountOptions".into(), json!(v.mount_options));
+        }
+        if let Some(l) = &v.local {
+            let mut local = json!({ "path": l.path });
+            if let Some(fs) = &l.fs_type {
+                local["fsType"] = json!(fs);
+            }
+            s.insert("local".into(), local);
+        }
+        if let Some(h) = &v.host_path {
+            let mut hp = json!({ "path": h.path });
+            if let Some(t) = &h.kind {
+                hp["type"] = json!(t);
+            }
+            s.insert("hostPath".into(), hp);
+        }
+        if let Some(n) = &v.nfs {
+            let mut nfs = json!({ "server": n.server, "path": n.path });
+            if n.read_only {
+                nfs["readOnly"] = json!(true);
+            }
+            s.insert("nfs".into(), nfs);
+        }
+        if let Some(c) = &v.csi {
+            let mut csi = json!({ "driver": c.driver, "volumeHandle": c.volume_handle });
+            if let Some(fs) = &c.fs_type {
+                csi["fsType"] = json!(fs);
+            }
+            if c.read_only {
+                csi["readOnly"] = json!(true);
+            }
+            if !c.attributes.is_empty() {
+                csi["volumeAttributes"] = json!(c.attributes);
+            }
+            s.insert("csi".into(), csi);
+        }
+        if let Some(node) = &v.node {
+            s.insert(
+                "nodeAffinity".into(),
+                json!({ "required": { "nodeSelectorTerms": [ { "matchExpressions": [
+                    { "key": "kubernetes.io/hostname", "operator": "In", "values": [node.get_ref()] }
+                ] } ] } }),
+            );
+        }
+        let body = Map::from_iter([("spec".to_string(), Value::Object(s))]);
+        self.object(
+            Kind::PersistentVolume,
+            v.name.get_ref(),
+            &origin,
+            &v.labels,
+            body,
+            v.patch.as_ref(),
+        )
+    }
+
+    fn claim(
+        &self,
+        spec: &Spec,
+        ctx: &Context,
+        c: &spec::ClaimSpec,
+        origin: String,
+    ) -> DesiredObject {
+        let mut s = claim_spec(
+            c.access_modes.get_ref(),
+            c.size.get_ref(),
+            c.volume_mode,
+            &c.selector,
+        );
+        let class = match (&c.class, &c.volume) {
+            (Some(class), _) => Some(class.get_ref().clone()),
+            // A claim bound to a named volume takes that volume's class; the cluster's default
+            // class would otherwise be filled in and the two would never bind.
+            (None, Some(vol)) => Some(
+                spec.volumes
+                    .iter()
+                    .find(|v| v.get_ref().name.get_ref() == vol.get_ref())
+                    .map(|v| {
+                        v.get_ref()
+                            .class
+                            .as_ref()
+                            .map(|c| c.get_ref().clone())
+                            .unwrap_or_default()
+                    })
+                    .or_else(|| ctx.cluster_volume_classes.get(vol.get_ref()).cloned())
+                    .unwrap_or_default(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(class) = class {
+            s.insert("storageClassName".into(), json!(class));
+        }
+        if let Some(vol) = &c.volume {
+            s.insert("volumeName".into(), json!(vol.get_ref()));
+        }
+        let body = Map::from_iter([("spec".to_string(), Value::Object(s))]);
+        self.object(
+            Kind::PersistentVolumeClaim,
+            c.name.get_ref(),
+            &origin,
+            &c.labels,
+            body,
+            c.patch.as_ref(),
+        )
+    }
+
+    fn service(&self, s: &spec::StatefulSetSpec, origin: String) -> DesiredObject {
+        let name = service_name(s);
+        let ports: Vec<Value> = container_ports(s)
+            .iter()
+            .map(|(name, port, proto)| {
+                let mut p = json!({ "name": name, "port": port, "targetPort": port });
+                if let Some(proto) = proto {
+                    p["protocol"] = json!(proto);
+                }
+                p
+            })
+            .collect();
+        let mut spec =
+            json!({ "clusterIP": "None", "selector": selector_labels(s.name.get_ref()) });
+        if !ports.is_empty() {
+            spec["ports"] = json!(ports);
+        }
+        let body = Map::from_iter([("spec".to_string(), spec)]);
+        let mut obj = self.object(Kind::Service, name, &origin, &s.labels, body, None);
+        obj.origin = format!("{origin}.service");
+        obj.only_if_absent = true;
+        obj
+    }
+
+    fn statefulset(&self, s: &spec::StatefulSetSpec, origin: String) -> DesiredObject {
+        let name = s.name.get_ref();
+        let selector = selector_labels(name);
+        let mut pod_labels = self.labels.clone();
+        pod_labels.extend(s.labels.clone());
+        pod_labels.extend(selector.clone());
+
+        let mut container = json!({ "name": name, "image": s.image });
+        if !s.command.is_empty() {
+            container["command"] = json!(s.command);
+        }
+        if !s.args.is_empty() {
+            container["args"] = json!(s.args);
+        }
+        if !s.env.is_empty() {
+            container["env"] = json!(
+                s.env
+                    .iter()
+                    .map(|(k, v)| json!({ "name": k, "value": v }))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let ports = container_ports(s);
+        if !ports.is_empty() {
+            container["ports"] = json!(
+                ports
+                    .iter()
+                    .map(|(name, port, proto)| {
+                        let mut p = json!({ "name": name, "containerPort": port });
+                        if let Some(proto) = proto {
+                            p["protocol"] = json!(proto);
+                        }
+                        p
+                    })
+                    .collect::<Vec<_>>()
+            );
+        }
+        let mut resources = Map::new();
+        for (key, map) in [
+            ("requests", &s.resources.requests),
+            ("limits", &s.resources.limits),
+        ] {
+            if !map.is_empty() {
+                let m: BTreeMap<&String, &String> =
+                    map.iter().map(|(k, v)| (k, v.get_ref())).collect();
+                resources.insert(key.into(), json!(m));
+            }
+        }
+        if !resources.is_empty() {
+            container["resources"] = Value::Object(resources);
+        }
+        let mut mounts = Vec::new();
+        let mut templates = Vec::new();
+        for t in &s.volume_claims {
+            let t = t.get_ref();
+            mounts.push(json!({ "name": t.name.get_ref(), "mountPath": t.mount.get_ref() }));
+            let mut ts = claim_spec(
+                t.access_modes.get_ref(),
+                t.size.get_ref(),
+                t.volume_mode,
+                &t.selector,
+            );
+            if let Some(class) = &t.class {
+                ts.insert("storageClassName".into(), json!(class.get_ref()));
+            }
+            let mut meta = json!({ "name": t.name.get_ref() });
+            if !t.labels.is_empty() {
+                meta["labels"] = json!(t.labels);
+            }
+            templates.push(json!({ "metadata": meta, "spec": ts }));
+        }
+        let mut volumes = Vec::new();
+        for m in &s.mounts {
+            let m = m.get_ref();
+            let mut mount = json!({ "name": m.claim.get_ref(), "mountPath": m.path.get_ref() });
+            if m.read_only {
+                mount["readOnly"] = json!(true);
+            }
+            if let Some(sp) = &m.sub_path {
+                mount["subPath"] = json!(sp);
+            }
+            mounts.push(mount);
+            let mut pvc = json!({ "claimName": m.claim.get_ref() });
+            if m.read_only {
+                pvc["readOnly"] = json!(true);
+            }
+            volumes.push(json!({ "name": m.claim.get_ref(), "persistentVolumeClaim": pvc }));
+        }
+        if !mounts.is_empty() {
+            container["volumeMounts"] = json!(mounts);
+        }
+        let mut pod_spec = json!({ "containers": [container] });
+        if !volumes.is_empty() {
+            pod_spec["volumes"] = json!(volumes);
+        }
+        let mut spec = json!({
+            "replicas": s.replicas,
+            "serviceName": service_name(s),
+            "selector": { "matchLabels": selector },
+            "template": { "metadata": { "labels": pod_labels }, "spec": pod_spec },
+        });
+        if let Some(p) = s.pod_management_policy {
+            spec["podManagementPolicy"] = json!(p);
+        }
+        if let Some(u) = &s.update_strategy {
+            let mut us = json!({ "type": u.kind });
+            if u.partition.is_some() || u.max_unavailable.is_some() {
+                let mut ru = Map::new();
+                if let Some(p) = u.partition {
+                    ru.insert("partition".into(), json!(p));
+                }
+                if let Some(m) = u.max_unavailable {
+                    ru.insert("maxUnavailable".into(), json!(m));
+                }
+                us["rollingUpdate"] = Value::Object(ru);
+            }
+            spec["updateStrategy"] = us;
+        }
+        if let Some(r) = &s.retention {
+            let mut rp = Map::new();
+            if let Some(d) = r.when_deleted {
+                rp.insert("whenDeleted".into(), json!(d));
+            }
+            if let Some(sc) = r.when_scaled {
+                rp.insert("whenScaled".into(), json!(sc));
+            }
+            spec["persistentVolumeClaimRetentionPolicy"] = Value::Object(rp);
+        }
+        if let Some(m) = s.min_ready_seconds {
+            spec["minReadySeconds"] = json!(m);
+        }
+        if !templates.is_empty() {
+            spec["volumeClaimTemplates"] = json!(templates);
+        }
+        let body = Map::from_iter([("spec".to_string(), spec)]);
+        let mut obj = self.object(
+            Kind::StatefulSet,
+            name,
+            &origin,
+            &s.labels,
+            body,
+            s.patch.as_ref(),
+        );
+        let replicas = obj.manifest["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(1)
+            .max(0);
+        obj.template_claims = s
+            .volume_claims
+            .iter()
+            .flat_map(|t| {
+                (0..replicas).map(move |i| format!("{}-{name}-{i}", t.get_ref().name.get_ref()))
+            })
+            .collect();
+        obj
+    }
+}
+
+fn modes(m: &[AccessMode]) -> Value {
+    json!(m.iter().map(|m| m.as_str()).collect::<Vec<_>>())
+}
+
+fn claim_spec(
+    access: &[AccessMode],
+    size: &str,
+    mode: Option<spec::VolumeMode>,
+    selector: &BTreeMap<String, String>,
+) -> Map<String, Value> {
+    let mut s = Map::new();
+    s.insert("accessModes".into(), modes(access));
+    s.insert(
+        "resources".into(),
+        json!({ "requests": { "storage": size } }),
+    );
+    if let Some(m) = mode {
+        s.insert("volumeMode".into(), json!(m));
+    }
+    if !selector.is_empty() {
+        s.insert("selector".into(), json!({ "matchLabels": selector }));
+    }
+    s
+}
+
+/// The governing Service's name of a StatefulSet.
+pub fn service_name(s: &spec::StatefulSetSpec) -> &str {
+    s.service.as_ref().map_or(s.name.get_ref(), |s| s.get_ref())
+}
+
+fn container_ports(s: &spec::StatefulSetSpec) -> Vec<(String, i32, Option<String>)> {
+    s.ports
+        .iter()
+        .map(|p| match p {
+            PortSpec::Number(n) => (format!("port-{n}"), *n, None),
+            PortSpec::Full(f) => (
+                f.name.clone().unwrap_or_else(|| format!("port-{}", f.port)),
+                f.port,
+                f.protocol.clone(),
+            ),
+        })
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! kubectl-stateful: plan and roll out the storage stack of stateful workloads.
+//!
+//! Data flows one way: `spec` (TOML, validated) → `desired` (objects) → `plan` (with `live`
+//! reads and dry-runs) → `render` (views) or `apply` (ordered rollout emitting events) → `ui`.
+
+pub mod apply;
+pub mod cli;
+pub mod desired;
+pub mod kinds;
+pub mod live;
+pub mod plan;
+pub mod render;
+pub mod run;
+pub mod spec;
+pub mod ui;

@@ -1,0 +1,477 @@
+//! Pure plan computation: given the desired object, the live object and the server's dry-run
+//! result, decide the action and explain it.
+
+use super::normalize::normalize;
+use super::{Action, LiveVersion, Step, WaitPlan};
+use crate::desired::DesiredObject;
+use crate::kinds::{Kind, MANAGED_BY};
+use crate::spec::quantity::Quantity;
+use serde_json::Value;
+use std::cmp::Ordering;
+
+/// A failed API call, as the server explained it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    /// `status.details.causes[].field`, when the server names fields.
+    pub fields: Vec<String>,
+}
+
+/// The outcome of the server-side dry-run apply of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DryRun {
+    /// The object the server would store.
+    Ok(Value),
+    /// Not asked, with the reason (e.g. its namespace does not exist yet).
+    Skipped(String),
+    /// The server refused it.
+    Failed(ApiFailure),
+}
+
+/// Everything needed to plan one object.
+pub struct StepInput<'a> {
+    pub desired: &'a DesiredObject,
+    pub live: Option<&'a Value>,
+    pub dry_run: DryRun,
+    pub wait: WaitPlan,
+}
+
+/// Decides the action for one object.
+pub fn compute_step(input: StepInput<'_>) -> Step {
+    let d = input.desired;
+    let kind = d.id.kind;
+    let mut step = Step {
+        object: d.id.clone(),
+        action: Action::NoOp,
+        origin: d.origin.clone(),
+        changed_paths: Vec::new(),
+        replace_paths: Vec::new(),
+        reasons: Vec::new(),
+        error: None,
+        before: None,
+        after: None,
+        manifest: d.manifest.clone(),
+        live: None,
+        wait: input.wait,
+    };
+    let Some(live) = input.live else {
+        match input.dry_run {
+            DryRun::Ok(_) => step.action = Action::Create,
+            DryRun::Skipped(why) => {
+                step.action = Action::Create;
+                step.reasons.push(why);
+            }
+            DryRun::Failed(f) => {
+                step.action = Action::Error;
+                step.error = Some(failure_text(&f));
+            }
+        }
+        if step.action == Action::Create {
+            step.after = Some(d.manifest.clone());
+        }
+        return step;
+    };
+    step.live = Some(LiveVersion {
+        uid: str_at(live, "/metadata/uid"),
+        resource_version: str_at(live, "/metadata/resourceVersion"),
+    });
+    step.before = Some(normalize(kind, live, &d.manifest));
+    if d.only_if_absent && !is_managed(live) {
+        step.reasons.push(format!(
+            "{} exists and is not managed by kubectl-stateful; it is left as it is",
+            d.id.short()
+        ));
+        step.after = step.before.clone();
+        return step;
+    }
+    let immutable = immutable_changes(kind, &d.manifest, live);
+    match input.dry_run {
+        DryRun::Ok(result) => {
+            let after = normalize(kind, &result, &d.manifest);
+            step.changed_paths = diff_paths(step.before.as_ref().unwrap_or(&Value::Null), &after);
+            step.action = if step.changed_paths.is_empty() {
+                Action::NoOp
+            } else {
+                Action::Update
+            };
+            step.after = Some(after);
+        }
+        DryRun::Skipped(why) => {
+            step.action = Action::Update;
+            step.reasons.push(why);
+            step.after = Some(d.manifest.clone());
+        }
+        DryRun::Failed(f) => {
+            let forbidden = f.code == 422
+                && (f.message.contains("Forbidden") || f.message.contains("immutable"));
+            if forbidden || !immutable.is_empty() && f.code == 422 {
+                step.action = Action::Replace;
+                step.replace_paths = if immutable.is_empty() {
+                    f.fields.clone()
+                } else {
+                    immutable
+                };
+                step.reasons.push(format!(
+                    "{} cannot be changed in place: {}",
+                    step.replace_paths.join(", "),
+                    f.message
+                ));
+                step.reasons.push(replace_cost(kind).to_string());
+                step.after = Some(d.manifest.clone());
+            } else {
+                step.action = Action::Error;
+                step.error = Some(failure_text(&f));
+            }
+        }
+    }
+    step
+}
+
+fn failure_text(f: &ApiFailure) -> String {
+    if f.reason.is_empty() {
+        f.message.clone()
+    } else {
+        format!("{} ({}, HTTP {})", f.message, f.reason, f.code)
+    }
+}
+
+fn str_at(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// True when the object carries the plugin's managed-by label.
+pub fn is_managed(obj: &Value) -> bool {
+    obj.pointer("/metadata/labels")
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .and_then(Value::as_str)
+        == Some(MANAGED_BY.1)
+}
+
+/// What replacing an object of this kind would do, in words.
+pub fn replace_cost(kind: Kind) -> &'static str {
+    match kind {
+        Kind::StatefulSet => {
+            "replacing a StatefulSet means deleting it with --cascade=orphan (its pods and claims stay) and creating it again; \
+             claims that already exist keep their size and class, since volumeClaimTemplates only shape new claims"
+        }
+        Kind::PersistentVolumeClaim => {
+            "replacing a claim deletes it; if its volume's reclaim policy is Delete, the data is deleted with it"
+        }
+        Kind::PersistentVolume => {
+            "replacing a volume deletes the PersistentVolume object and unbinds its claim; with reclaim policy Retain the data stays on the backing storage"
+        }
+        Kind::StorageClass => {
+            "replacing a StorageClass deletes and recreates it; volumes it already provisioned are not affected"
+        }
+        Kind::Service => {
+            "replacing the Service deletes and recreates it, and its cluster IP changes"
+        }
+        Kind::Namespace => "replacing a namespace deletes everything in it",
+    }
+}
+
+/// Immutable fields per kind, as JSON pointers below the object.
+fn immutable_roots(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::StatefulSet => &[
+            "/spec/selector",
+            "/spec/serviceName",
+            "/spec/volumeClaimTemplates",
+            "/spec/podManagementPolicy",
+        ],
+        Kind::PersistentVolumeClaim => &[
+            "/spec/accessModes",
+            "/spec/storageClassName",
+            "/spec/volumeMode",
+            "/spec/selector",
+            "/spec/volumeName",
+        ],
+        Kind::PersistentVolume => &[
+            "/spec/local",
+            "/spec/hostPath",
+            "/spec/nfs",
+            "/spec/csi",
+            "/spec/volumeMode",
+        ],
+        Kind::StorageClass => &[
+            "/provisioner",
+            "/parameters",
+            "/reclaimPolicy",
+            "/volumeBindingMode",
+        ],
+        Kind::Service => &["/spec/clusterIP"],
+        Kind::Namespace => &[],
+    }
+}
+
+/// The immutable fields whose desired value differs from the live one (only fields the spec
+/// sets are compared, so server defaults never count). A shrinking claim counts too.
+pub fn immutable_changes(kind: Kind, desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for root in immutable_roots(kind) {
+        if let Some(d) = desired.pointer(root) {
+            subset_diff(
+                d,
+                live.pointer(root).unwrap_or(&Value::Null),
+                &pointer_to_path(root),
+                &mut out,
+            );
+        }
+    }
+    if kind == Kind::PersistentVolumeClaim {
+        let size = |v: &Value| {
+            v.pointer("/spec/resources/requests/storage")
+                .and_then(Value::as_str)
+                .and_then(|s| Quantity::parse(s).ok())
+        };
+        if let (Some(want), Some(have)) = (size(desired), size(live))
+            && want.cmp_exact(&have) == Ordering::Less
+        {
+            out.push("spec.resources.requests.storage".into());
+        }
+    }
+    out
+}
+
+fn pointer_to_path(p: &str) -> String {
+    p.trim_start_matches('/').replace('/', ".")
+}
+
+/// Paths where `desired` (a partial object) differs from `live`.
+fn subset_diff(desired: &Value, live: &Value, path: &str, out: &mut Vec<String>) {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => {
+            for (k, dv) in d {
+                subset_diff(dv, l.get(k).unwrap_or(&Value::Null), &join(path, k), out);
+            }
+        }
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => {
+            for (i, (dv, lv)) in d.iter().zip(l).enumerate() {
+                subset_diff(dv, lv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::String(a), Value::String(b)) if same_quantity(a, b) => {}
+        (a, b) if a == b => {}
+        (Value::String(a), Value::Null) if a.is_empty() => {}
+        _ => out.push(path.to_string()),
+    }
+}
+
+fn same_quantity(a: &str, b: &str) -> bool {
+    a == b
+        || matches!((Quantity::parse(a), Quantity::parse(b)), (Ok(x), Ok(y)) if x.cmp_exact(&y) == Ordering::Equal)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Every path where `before` and `after` differ, at the deepest level that still lines up.
+pub fn diff_paths(before: &Value, after: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_diff(before, after, "", &mut out);
+    out
+}
+
+fn walk_diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, av) in x {
+                walk_diff(av, y.get(k).unwrap_or(&Value::Null), &join(path, k), out);
+            }
+            for (k, bv) in y {
+                if !x.contains_key(k) {
+                    walk_diff(&Value::Null, bv, &join(path, k), out);
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (av, bv)) in x.iter().zip(y).enumerate() {
+                walk_diff(av, bv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        _ => out.push(if path.is_empty() {
+            "(object)".into()
+        } else {
+            path.to_string()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::ObjectRef;
+    use serde_json::json;
+
+    fn desired(kind: Kind, manifest: Value) -> DesiredObject {
+        DesiredObject {
+            id: ObjectRef {
+                kind,
+                namespace: Some("ns".into()),
+                name: "db".into(),
+            },
+            manifest,
+            origin: "statefulset[0]".into(),
+            template_claims: vec![],
+            only_if_absent: false,
+        }
+    }
+
+    fn sts(replicas: i64, storage: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "ns", "uid": "u1", "resourceVersion": "10",
+                         "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful"}},
+            "spec": {"replicas": replicas, "serviceName": "db",
+                     "volumeClaimTemplates": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                                 "resources": {"requests": {"storage": storage}}},
+                        "status": {"phase": "Pending"}}]},
+            "status": {"replicas": replicas}
+        })
+    }
+
+    fn desired_sts(replicas: i64, storage: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+               "spec": {"replicas": replicas, "serviceName": "db", "volumeClaimTemplates": [
+                   {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": storage}}}}]}})
+    }
+
+    #[test]
+    fn create_when_absent() {
+        let d = desired(Kind::StatefulSet, desired_sts(3, "1Gi"));
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: None,
+            dry_run: DryRun::Ok(sts(3, "1Gi")),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::Create);
+        assert_eq!(step.after.as_ref(), Some(&d.manifest));
+        assert!(step.live.is_none());
+    }
+
+    #[test]
+    fn no_op_when_dry_run_matches_live_despite_server_fields() {
+        let d = desired(Kind::StatefulSet, desired_sts(3, "1024Mi"));
+        let mut result = sts(3, "1Gi");
+        result["metadata"]["resourceVersion"] = json!("11");
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&sts(3, "1Gi")),
+            dry_run: DryRun::Ok(result),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::NoOp, "{:?}", step.changed_paths);
+        assert_eq!(
+            step.live,
+            Some(LiveVersion {
+                uid: "u1".into(),
+                resource_version: "10".into()
+            })
+        );
+    }
+
+    #[test]
+    fn update_names_changed_paths() {
+        let d = desired(Kind::StatefulSet, desired_sts(5, "1Gi"));
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&sts(3, "1Gi")),
+            dry_run: DryRun::Ok(sts(5, "1Gi")),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::Update);
+        assert_eq!(step.changed_paths, vec!["spec.replicas"]);
+    }
+
+    #[test]
+    fn replace_names_the_immutable_template_field() {
+        let d = desired(Kind::StatefulSet, desired_sts(3, "2Gi"));
+        let failure = ApiFailure {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', ... are forbidden".into(),
+            fields: vec!["spec".into()],
+        };
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&sts(3, "1Gi")),
+            dry_run: DryRun::Failed(failure),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::Replace);
+        assert_eq!(
+            step.replace_paths,
+            vec!["spec.volumeClaimTemplates[0].spec.resources.requests.storage"]
+        );
+        assert!(step.reasons[1].contains("--cascade=orphan"));
+    }
+
+    #[test]
+    fn other_failures_are_errors_with_the_server_reason() {
+        let d = desired(Kind::StatefulSet, desired_sts(3, "1Gi"));
+        let failure = ApiFailure {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "statefulsets.apps \"db\" is forbidden: User \"x\" cannot patch".into(),
+            fields: vec![],
+        };
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: None,
+            dry_run: DryRun::Failed(failure),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::Error);
+        assert!(step.error.unwrap().contains("cannot patch"));
+    }
+
+    #[test]
+    fn unmanaged_existing_service_is_left_alone() {
+        let mut d = desired(Kind::Service, json!({"spec": {"clusterIP": "None"}}));
+        d.only_if_absent = true;
+        let live =
+            json!({"metadata": {"name": "db", "uid": "s"}, "spec": {"clusterIP": "10.0.0.7"}});
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&live),
+            dry_run: DryRun::Skipped("x".into()),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::NoOp);
+        assert!(step.reasons[0].contains("not managed by kubectl-stateful"));
+    }
+
+    #[test]
+    fn claim_shrink_is_immutable_but_growth_is_not() {
+        let live = json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}});
+        let shrink = json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
+        let grow = json!({"spec": {"resources": {"requests": {"storage": "3Gi"}}}});
+        assert_eq!(
+            immutable_changes(Kind::PersistentVolumeClaim, &shrink, &live),
+            vec!["spec.resources.requests.storage"]
+        );
+        assert!(immutable_changes(Kind::PersistentVolumeClaim, &grow, &live).is_empty());
+    }
+
+    #[test]
+    fn diff_paths_reports_added_and_removed_keys() {
+        let a = json!({"spec": {"a": 1, "b": [1, 2]}});
+        let b = json!({"spec": {"b": [1, 3], "c": true}});
+        assert_eq!(diff_paths(&a, &b), vec!["spec.a", "spec.b[1]", "spec.c"]);
+    }
+}

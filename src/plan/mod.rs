@@ -1,0 +1,160 @@
+//! The plan: what applying the spec would do to each object, computed once and rendered by
+//! several views. [`compute`] is pure; `crate::live` gathers the inputs from the cluster.
+
+pub mod compute;
+pub mod normalize;
+
+use crate::kinds::ObjectRef;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the JSON plan document; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What applying does to one object. The executor branches on this only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    /// An immutable field changes: the object would have to be deleted and created again.
+    Replace,
+    NoOp,
+    /// The object could not be planned; `error` says why.
+    Error,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::NoOp => "no-op",
+            Action::Error => "error",
+        }
+    }
+}
+
+/// Identity of the live object a step was planned against, to refuse a stale saved plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveVersion {
+    pub uid: String,
+    pub resource_version: String,
+}
+
+/// What apply waits for after writing an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WaitPlan {
+    /// A claim whose class binds `WaitForFirstConsumer`: it binds only once a pod uses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_consumer: bool,
+    /// For a StatefulSet: the claims its templates create, which must be Bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template_claims: Vec<String>,
+    /// For a StatefulSet: standalone claims it mounts that wait for their first consumer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumed_claims: Vec<String>,
+}
+
+/// One object's planned change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub object: ObjectRef,
+    pub action: Action,
+    /// Where it is defined in the spec (`claim[0]`).
+    pub origin: String,
+    /// Dotted paths of the fields that change (`spec.replicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_paths: Vec<String>,
+    /// For `replace`: the immutable fields that force it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace_paths: Vec<String>,
+    /// Human explanations: why this action, what replacing would cost, what is left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// For `error`: the API server's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The live object, normalized (absent for a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The object after applying, normalized: the server's dry-run result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// The manifest apply sends.
+    pub manifest: Value,
+    /// The live object's identity when planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveVersion>,
+    #[serde(default)]
+    pub wait: WaitPlan,
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub unchanged: usize,
+    pub error: usize,
+}
+
+impl Summary {
+    /// True when applying would change something.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace > 0
+    }
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub stack: String,
+    pub namespace: String,
+    /// The API server the plan was made against.
+    #[serde(default)]
+    pub server: String,
+    pub steps: Vec<Step>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Builds a plan from steps, computing the summary.
+    pub fn new(stack: String, namespace: String, server: String, steps: Vec<Step>) -> Plan {
+        let mut summary = Summary::default();
+        for s in &steps {
+            match s.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Replace => summary.replace += 1,
+                Action::NoOp => summary.unchanged += 1,
+                Action::Error => summary.error += 1,
+            }
+        }
+        Plan {
+            format_version: FORMAT_VERSION,
+            stack,
+            namespace,
+            server,
+            steps,
+            summary,
+        }
+    }
+
+    /// `Plan: 2 to create, 1 to update, 0 to replace, 4 unchanged.`
+    pub fn summary_line(&self) -> String {
+        let s = &self.summary;
+        let mut line = format!(
+            "Plan: {} to create, {} to update, {} to replace, {} unchanged",
+            s.create, s.update, s.replace, s.unchanged
+        );
+        if s.error > 0 {
+            line.push_str(&format!(", {} failed to plan", s.error));
+        }
+        line.push('.');
+        line
+    }
+}

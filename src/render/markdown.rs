@@ -1,0 +1,55 @@
+//! The Markdown view, for pull-request comments: a summary table and collapsible diffs.
+
+use super::{Style, symbol, unified_yaml_diff};
+use crate::plan::{Action, Plan};
+
+/// Renders the plan as GitHub-flavoured Markdown.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = format!(
+        "### kubectl stateful plan: `{}` in namespace `{}`\n\n**{}**\n\n",
+        plan.stack,
+        plan.namespace,
+        plan.summary_line()
+    );
+    out.push_str("| | Object | Action | Details |\n|---|---|---|---|\n");
+    for step in &plan.steps {
+        let details = match step.action {
+            Action::Replace => format!("forced by `{}`", step.replace_paths.join("`, `")),
+            Action::Error => step.error.clone().unwrap_or_default(),
+            Action::Update => step
+                .changed_paths
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => step.reasons.join(" "),
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            symbol(step.action),
+            step.object.short(),
+            step.action.as_str(),
+            details.replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    for step in &plan.steps {
+        if !matches!(
+            step.action,
+            Action::Create | Action::Update | Action::Replace
+        ) {
+            continue;
+        }
+        let diff = unified_yaml_diff(
+            step.before.as_ref(),
+            step.after.as_ref(),
+            Style { color: false },
+        );
+        out.push_str(&format!(
+            "\n<details><summary>{} <code>{}</code></summary>\n\n```diff\n{}```\n\n</details>\n",
+            step.action.as_str(),
+            step.object.short(),
+            diff
+        ));
+    }
+    out
+}

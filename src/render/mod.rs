@@ -1,0 +1,113 @@
+//! Views of a plan: human text with unified YAML diffs, JSON and Markdown. Pure functions of the
+//! plan; colors are decided by the caller.
+
+mod diff;
+mod markdown;
+
+pub use diff::unified_yaml_diff;
+pub use markdown::markdown;
+
+use crate::plan::{Action, Plan, Step};
+use owo_colors::OwoColorize;
+
+/// Terminal styling on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub(crate) fn paint(&self, text: &str, action: Action) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        match action {
+            Action::Create => text.green().to_string(),
+            Action::Update => text.yellow().to_string(),
+            Action::Replace => text.magenta().to_string(),
+            Action::Error => text.red().bold().to_string(),
+            Action::NoOp => text.dimmed().to_string(),
+        }
+    }
+}
+
+/// Terraform-like marker for an action.
+pub fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace => "-/+",
+        Action::NoOp => "=",
+        Action::Error => "!",
+    }
+}
+
+fn headline(step: &Step) -> String {
+    let obj = step.object.short();
+    match step.action {
+        Action::Create => format!("{obj} will be created"),
+        Action::Update => format!("{obj} will be updated in place"),
+        Action::Replace => format!("{obj} must be replaced"),
+        Action::NoOp => format!("{obj} is unchanged"),
+        Action::Error => format!("{obj} could not be planned"),
+    }
+}
+
+/// The human view: per changed object a headline, reasons and a unified YAML diff, then the summary.
+pub fn human(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Stack {} in namespace {} ({} objects)\n\n",
+        plan.stack,
+        plan.namespace,
+        plan.steps.len()
+    ));
+    for step in &plan.steps {
+        if step.action == Action::NoOp && step.reasons.is_empty() {
+            continue;
+        }
+        let head = format!("{} {}", symbol(step.action), headline(step));
+        out.push_str(&style.paint(&head, step.action));
+        out.push_str(&format!("  ({})\n", step.origin));
+        if step.action == Action::Replace {
+            out.push_str(&format!(
+                "    forced by: {}\n",
+                step.replace_paths.join(", ")
+            ));
+        }
+        for r in &step.reasons {
+            out.push_str(&format!("    {r}\n"));
+        }
+        if let Some(e) = &step.error {
+            out.push_str(&format!("    error: {e}\n"));
+        }
+        if matches!(
+            step.action,
+            Action::Create | Action::Update | Action::Replace
+        ) {
+            let diff = unified_yaml_diff(step.before.as_ref(), step.after.as_ref(), style);
+            for line in diff.lines() {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out.push('\n');
+    }
+    let summary = plan.summary_line();
+    if style.color {
+        out.push_str(&summary.bold().to_string());
+    } else {
+        out.push_str(&summary);
+    }
+    out.push('\n');
+    out
+}
+
+/// The JSON view: the plan document itself (see README, "JSON plan").
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("plans serialize") + "\n"
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Orchestrates the subcommands: load → plan → render, or plan → confirm → execute. Maps every
+//! outcome to a stable exit code: 0 success, 1 error, 2 changes present (`--detailed-exitcode`).
+
+use crate::apply::{self, Sink};
+use crate::cli::{ApplyArgs, ApplyFormat, Cli, ClusterArgs, Command, PlanArgs, PlanFormat};
+use crate::live::{self, Cluster, Target};
+use crate::plan::Plan;
+use crate::render::{self, Style};
+use crate::spec::{self, Spec};
+use crate::ui;
+use std::io::{BufRead, IsTerminal, Write};
+
+/// Exit code for errors.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code of `plan --detailed-exitcode` when there are changes.
+pub const EXIT_CHANGES: i32 = 2;
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> miette::Result<i32> {
+    let style = Style {
+        color: color_enabled(&cli.cluster),
+    };
+    match cli.command {
+        Command::Version(args) => {
+            let version = env!("CARGO_PKG_VERSION");
+            match args.output {
+                ApplyFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "name": "kubectl-stateful", "version": version })
+                ),
+                ApplyFormat::Human => println!("kubectl-stateful {version}"),
+            }
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kubectl-stateful", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Plan(args) => plan_command(&cli.cluster, args, style).await,
+        Command::Apply(args) => apply_command(&cli.cluster, args, style).await,
+    }
+}
+
+fn color_enabled(args: &ClusterArgs) -> bool {
+    !args.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        && std::io::stdout().is_terminal()
+}
+
+/// Loads the spec and settles the namespace: flag, spec and context must agree.
+async fn prepare(
+    args: &ClusterArgs,
+    file: &std::path::Path,
+) -> miette::Result<(Cluster, Spec, String)> {
+    let spec = spec::load_file(file)?;
+    if let (Some(flag), Some(in_spec)) = (&args.namespace, &spec.namespace)
+        && flag != in_spec.get_ref()
+    {
+        return Err(miette::miette!(
+            help = "drop --namespace, or change the spec's namespace",
+            "--namespace {flag} contradicts the spec's namespace {:?} ({})",
+            in_spec.get_ref(),
+            spec.source_file
+        ));
+    }
+    let cluster = Cluster::connect(&Target {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        namespace: args.namespace.clone(),
+    })
+    .await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| spec.namespace.as_ref().map(|n| n.get_ref().clone()))
+        .unwrap_or_else(|| cluster.context_namespace.clone());
+    Ok((cluster, spec, namespace))
+}
+
+async fn plan_command(args: &ClusterArgs, p: PlanArgs, style: Style) -> miette::Result<i32> {
+    let (cluster, spec, namespace) = prepare(args, &p.file).await?;
+    let plan = live::make_plan(&cluster, &spec, &namespace).await?;
+    let text = match p.output {
+        PlanFormat::Human => render::human(&plan, style),
+        PlanFormat::Json => render::json(&plan),
+        PlanFormat::Markdown => render::markdown(&plan),
+    };
+    print!("{text}");
+    if let Some(out) = &p.out {
+        save_plan(&plan, out)?;
+        if p.output == PlanFormat::Human {
+            println!(
+                "Saved the plan to {}; apply it with: kubectl stateful apply {}",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(if plan.summary.error > 0 {
+        EXIT_ERROR
+    } else if p.detailed_exitcode && plan.summary.has_changes() {
+        EXIT_CHANGES
+    } else {
+        0
+    })
+}
+
+fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
+    std::fs::write(path, render::json(plan))
+        .map_err(|e| miette::miette!("cannot write the plan to {}: {e}", path.display()))
+}
+
+fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| miette::miette!("cannot read {}: {e}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        miette::miette!(
+            "{} is not a plan saved by `kubectl stateful plan --out`: {e}",
+            path.display()
+        )
+    })?;
+    if plan.format_version != crate::plan::FORMAT_VERSION {
+        return Err(miette::miette!(
+            "{} has plan format {}, this version reads format {}",
+            path.display(),
+            plan.format_version,
+            crate::plan::FORMAT_VERSION
+        ));
+    }
+    Ok(plan)
+}
+
+async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::Result<i32> {
+    let json = a.output == ApplyFormat::Json;
+    let (cluster, plan) = match (&a.plan, &a.file) {
+        (Some(path), _) => {
+            let plan = load_plan(path)?;
+            let cluster = Cluster::connect(&Target {
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+                namespace: args.namespace.clone(),
+            })
+            .await?;
+            if !plan.server.is_empty() && plan.server != cluster.server {
+                return Err(miette::miette!(
+                    "the plan was made against {} but the current context points at {}",
+                    plan.server,
+                    cluster.server
+                ));
+            }
+            apply::check_fresh(&cluster, &plan).await?;
+            (cluster, plan)
+        }
+        (None, Some(file)) => {
+            let (cluster, spec, namespace) = prepare(args, file).await?;
+            let plan = live::make_plan(&cluster, &spec, &namespace).await?;
+            (cluster, plan)
+        }
+        (None, None) => unreachable!("clap requires a plan file or -f"),
+    };
+    if json {
+        println!("{}", serde_json::json!({ "event": "plan", "plan": plan }));
+    } else {
+        print!("{}", render::human(&plan, style));
+    }
+    apply::check_executable(&plan)?;
+    if plan.summary.has_changes() && !a.yes {
+        confirm()?;
+    }
+    let sink: Box<dyn Sink> = if json {
+        Box::new(ui::JsonSink::new(Box::new(std::io::stdout())))
+    } else if std::io::stdout().is_terminal() && style.color {
+        Box::new(ui::ProgressSink::new())
+    } else {
+        Box::new(ui::PlainSink::new(Box::new(std::io::stdout())))
+    };
+    apply::execute(&cluster, &plan, a.timeout, sink.as_ref()).await?;
+    Ok(0)
+}
+
+/// Asks on the terminal; refuses without one.
+fn confirm() -> miette::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette::miette!(
+            help = "pass --yes to apply without confirmation (e.g. in CI)",
+            "refusing to apply without confirmation: standard input is not a terminal"
+        ));
+    }
+    eprint!("\nDo you want to apply these changes? Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
+    if answer.trim() != "yes" {
+        return Err(miette::miette!("apply cancelled"));
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Consumers of rollout events: live progress on a terminal (indicatif), one plain line per event
+//! otherwise, or JSON lines. None of them changes what the executor does.
+
+use crate::apply::{Event, Sink};
+use crate::kinds::ObjectRef;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Formats one event as a plain line (also used for the terminal view's finished lines).
+pub fn plain_line(event: &Event) -> String {
+    match event {
+        Event::Phase { kind, objects } => format!("==> {kind}s ({objects})"),
+        Event::Applied {
+            object,
+            action,
+            seconds,
+        } => {
+            let verb = match action {
+                crate::plan::Action::Create => "created",
+                _ => "updated",
+            };
+            format!("{}: {verb} ({seconds:.1}s)", object.short())
+        }
+        Event::Unchanged { object } => format!("{}: unchanged", object.short()),
+        Event::Waiting { object, message } => format!("{}: {message}", object.short()),
+        Event::Deferred { object, message } => format!("{}: {message}", object.short()),
+        Event::Ready {
+            object,
+            message,
+            seconds,
+        } => format!("{}: ready: {message} ({seconds:.1}s)", object.short()),
+        Event::Failed {
+            object,
+            message,
+            details,
+        } => {
+            let mut s = format!("{}: FAILED: {message}", object.short());
+            for d in details {
+                s.push_str(&format!("\n    {d}"));
+            }
+            s
+        }
+        Event::Finished {
+            ok,
+            applied,
+            unchanged,
+            failed,
+            seconds,
+        } => format!(
+            "Apply {}: {applied} applied, {unchanged} unchanged, {failed} failed in {seconds:.1}s.",
+            if *ok { "complete" } else { "failed" }
+        ),
+    }
+}
+
+/// Plain lines with a timestamp relative to the start, for CI logs.
+pub struct PlainSink {
+    start: Instant,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl PlainSink {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        PlainSink {
+            start: Instant::now(),
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl Sink for PlainSink {
+    fn emit(&self, event: Event) {
+        let line = plain_line(&event);
+        let mut out = self.out.lock().expect("output lock");
+        let _ = writeln!(out, "[{:>6.1}s] {line}", self.start.elapsed().as_secs_f64());
+        let _ = out.flush();
+    }
+}
+
+/// JSON lines, one object per event (`{"event":"ready",...}`).
+pub struct JsonSink {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl JsonSink {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonSink {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl Sink for JsonSink {
+    fn emit(&self, event: Event) {
+        let mut out = self.out.lock().expect("output lock");
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&event).expect("events serialize")
+        );
+        let _ = out.flush();
+    }
+}
+
+/// Live progress on a terminal: a spinner per object being waited on, finished lines above.
+pub struct ProgressSink {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<ObjectRef, ProgressBar>>,
+}
+
+impl ProgressSink {
+    pub fn new() -> Self {
+        ProgressSink {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bar(&self, object: &ObjectRef) -> ProgressBar {
+        let mut bars = self.bars.lock().expect("bars lock");
+        bars.entry(object.clone())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
+                        .expect("valid template"),
+                );
+                bar.set_prefix(object.short());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            })
+            .clone()
+    }
+
+    fn finish(&self, object: &ObjectRef) {
+        if let Some(bar) = self.bars.lock().expect("bars lock").remove(object) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+}
+
+impl Default for ProgressSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sink for ProgressSink {
+    fn emit(&self, event: Event) {
+        match &event {
+            Event::Waiting { object, message } => self.bar(object).set_message(message.clone()),
+            Event::Ready { object, .. }
+            | Event::Failed { object, .. }
+            | Event::Deferred { object, .. } => {
+                self.finish(object);
+                let _ = self.multi.println(plain_line(&event));
+            }
+            _ => {
+                let _ = self.multi.println(plain_line(&event));
+            }
+        }
+    }
+}
