@@ -510,3 +510,120 @@ fn container_ports(s: &spec::StatefulSetSpec) -> Vec<(String, i32, Option<String
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(example: &str) -> Vec<DesiredObject> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("examples/{example}.toml"));
+        let spec = spec::load_file(&path).unwrap();
+        desired_objects(
+            &spec,
+            &Context {
+                namespace: "demo".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn yaml(objs: &[DesiredObject]) -> String {
+        objs.iter()
+            .map(|o| serde_yaml::to_string(&o.manifest).unwrap())
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    #[test]
+    fn postgres_example_objects() {
+        let objs = objects("postgres");
+        let ids: Vec<String> = objs.iter().map(|o| o.id.short()).collect();
+        assert_eq!(ids, vec!["service/postgres", "statefulset/postgres"]);
+        assert_eq!(
+            objs[1].template_claims,
+            vec!["data-postgres-0", "data-postgres-1", "data-postgres-2"]
+        );
+        assert!(objs[0].only_if_absent);
+        insta::assert_snapshot!(yaml(&objs));
+    }
+
+    #[test]
+    fn local_pv_example_objects_in_rollout_order() {
+        let objs = objects("local-pv");
+        let ids: Vec<String> = objs.iter().map(|o| o.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "storageclass/local-storage",
+                "pv/local-pv-node-1",
+                "pv/local-pv-node-2",
+                "pv/local-pv-node-3",
+                "service/kafka (namespace demo)",
+                "statefulset/kafka (namespace demo)",
+            ]
+        );
+        insta::assert_snapshot!(yaml(&objs[1..2]));
+    }
+
+    #[test]
+    fn claim_bound_to_a_volume_takes_its_class() {
+        let objs = objects("shared-claim");
+        let claim = objs
+            .iter()
+            .find(|o| o.id.kind == Kind::PersistentVolumeClaim)
+            .unwrap();
+        assert_eq!(claim.manifest["spec"]["storageClassName"], "");
+        assert_eq!(claim.manifest["spec"]["volumeName"], "media-nfs");
+        let sts = objs
+            .iter()
+            .find(|o| o.id.kind == Kind::StatefulSet)
+            .unwrap();
+        assert_eq!(sts.manifest["spec"]["serviceName"], "thumbnailer-headless");
+        assert_eq!(
+            sts.manifest["spec"]["template"]["spec"]["volumes"][0],
+            json!({"name": "media", "persistentVolumeClaim": {"claimName": "media"}})
+        );
+    }
+
+    #[test]
+    fn every_object_carries_managed_by_and_stack_labels() {
+        for ex in ["local-pv", "postgres", "shared-claim"] {
+            for o in objects(ex) {
+                let labels = &o.manifest["metadata"]["labels"];
+                assert_eq!(labels[MANAGED_BY.0], MANAGED_BY.1, "{}", o.id);
+                assert!(labels[STACK_LABEL].is_string(), "{}", o.id);
+            }
+        }
+    }
+
+    #[test]
+    fn patch_is_merged_into_the_generated_object() {
+        let objs = objects("postgres");
+        assert_eq!(
+            objs[1].manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            60
+        );
+        assert_eq!(
+            objs[1].manifest["spec"]["template"]["spec"]["containers"][0]["image"],
+            "postgres:17"
+        );
+    }
+
+    #[test]
+    fn missing_namespace_is_created_first() {
+        let path =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/postgres.toml");
+        let spec = spec::load_file(&path).unwrap();
+        let objs = desired_objects(
+            &spec,
+            &Context {
+                namespace: "fresh".into(),
+                create_namespace: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(objs[0].id.to_string(), "namespace/fresh");
+        assert_eq!(objs[0].manifest["metadata"].get("namespace"), None);
+    }
+}

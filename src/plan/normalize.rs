@@ -44,7 +44,9 @@ pub fn normalize(kind: Kind, obj: &Value, desired: &Value) -> Value {
         (Kind::PersistentVolume, Some(spec)) => {
             spec.remove("claimRef");
         }
-        (Kind::PersistentVolumeClaim, Some(spec)) if desired.pointer("/spec/volumeName").is_none() => {
+        (Kind::PersistentVolumeClaim, Some(spec))
+            if desired.pointer("/spec/volumeName").is_none() =>
+        {
             spec.remove("volumeName");
         }
         (Kind::StatefulSet, Some(spec)) => {

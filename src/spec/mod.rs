@@ -204,3 +204,6 @@ pub enum LoadError {
     #[diagnostic(transparent)]
     Invalid(Box<SpecErrors>),
 }
+
+#[cfg(test)]
+mod tests;
