@@ -1,0 +1,249 @@
+//! The command line as CI and users meet it: exit codes, refusals, output formats, plugin discovery.
+
+use crate::support::{TestCtx, cluster};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use serde_json::Value;
+
+#[tokio::test]
+async fn spec_error_exits_1_and_writes_nothing() {
+    let ctx = TestCtx::new("specerr").await;
+    let spec = ctx.spec(
+        "bad",
+        "[[claim]]\nname = \"data\"\nsize = \"10GB-x\"\n\n[[statefulset]]\nname = \"db\"\nimage = \"x\"\n",
+    );
+    let run = ctx.run(&["apply", "-f", spec.to_str().unwrap(), "--yes"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("claim[0].size: invalid quantity \"10GB-x\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("bad.toml:3:8"), "{}", run.stderr);
+    let client = crate::support::client().await;
+    let sts: kube::Api<StatefulSet> = kube::Api::namespaced(client.clone(), &ctx.ns);
+    let svc: kube::Api<Service> = kube::Api::namespaced(client, &ctx.ns);
+    assert!(
+        sts.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        svc.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn unknown_class_is_a_spec_error_with_position() {
+    let ctx = TestCtx::new("unknownclass").await;
+    let spec = ctx.spec(
+        "c",
+        "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"gold\"\n",
+    );
+    let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("StorageClass \"gold\" is neither in the spec nor in the cluster"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("c.toml:4:9"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("known classes: local-storage, standard"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn namespace_flag_contradicting_the_spec_is_an_error() {
+    let ctx = TestCtx::new("nsflag").await;
+    let spec = ctx.spec("s", "namespace = \"elsewhere\"\n");
+    let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("contradicts the spec's namespace \"elsewhere\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn apply_without_terminal_or_yes_refuses() {
+    let ctx = TestCtx::new("noyes").await;
+    let spec = ctx.example("postgres");
+    let run = ctx.run(&["apply", "-f", spec.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("refusing to apply without confirmation"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    let sts: kube::Api<StatefulSet> =
+        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    assert!(
+        sts.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn plan_outputs_json_and_markdown() {
+    let ctx = TestCtx::new("formats").await;
+    let spec = ctx.example("shared-claim");
+    let spec = spec.to_str().unwrap();
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    json.expect_code(2);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["namespace"], ctx.ns.as_str());
+    assert_eq!(v["summary"]["create"], 4);
+    let kinds: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["object"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolume",
+            "PersistentVolumeClaim",
+            "Service",
+            "StatefulSet"
+        ]
+    );
+    let md = ctx.run(&["plan", "-f", spec, "-o", "markdown"]);
+    md.expect_code(0);
+    assert!(
+        md.stdout
+            .contains("| `+` | `statefulset/thumbnailer` | create |"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout
+            .contains("<details><summary>create <code>pvc/media</code></summary>"),
+        "{}",
+        md.stdout
+    );
+}
+
+#[tokio::test]
+async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
+    let ctx = TestCtx::new("savedplan").await;
+    let spec = ctx.example("postgres");
+    let spec = spec.to_str().unwrap();
+    let plan_file = ctx.dir.path().join("plan.json");
+    let plan_file = plan_file.to_str().unwrap();
+    ctx.run(&["plan", "-f", spec, "--out", plan_file])
+        .expect_code(0);
+    let apply = ctx.run(&["apply", plan_file, "--yes"]);
+    apply.expect_code(0);
+
+    // A plan made now, then a change behind its back: applying it must be refused.
+    std::fs::write(
+        ctx.dir.path().join("postgres.toml"),
+        std::fs::read_to_string(spec)
+            .unwrap()
+            .replace("replicas = 3", "replicas = 2"),
+    )
+    .unwrap();
+    ctx.run(&["plan", "-f", spec, "--out", plan_file])
+        .expect_code(0);
+    let sts: kube::Api<StatefulSet> =
+        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"changed": "by-hand"}}}}});
+    sts.patch(
+        "postgres",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let stale = ctx.run(&["apply", plan_file, "--yes"]);
+    stale.expect_code(1);
+    assert!(
+        stale.stderr.contains(
+            "the saved plan is stale: statefulset/postgres changed since the plan was made"
+        ),
+        "{}",
+        stale.stderr
+    );
+    assert!(stale.stderr.contains("plan` again"), "{}", stale.stderr);
+}
+
+#[tokio::test]
+async fn runs_through_kubectl_plugin_discovery() {
+    let ctx = TestCtx::new("discovery").await;
+    let bin_dir = ctx.dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_kubectl-stateful"),
+        bin_dir.join("kubectl-stateful"),
+    )
+    .unwrap();
+    let c = cluster();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        c.kubectl_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new(c.kubectl_dir.join("kubectl"))
+            .args(args)
+            .env("PATH", &path)
+            .env("KUBECONFIG", &c.kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let version = kubectl(&["stateful", "version"]);
+    assert!(
+        version.status.success(),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("kubectl-stateful {}", env!("CARGO_PKG_VERSION"))
+    );
+    let list = kubectl(&["plugin", "list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("kubectl-stateful"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+    let spec = ctx.example("postgres");
+    let plan = kubectl(&[
+        "stateful",
+        "plan",
+        "-f",
+        spec.to_str().unwrap(),
+        "-n",
+        &ctx.ns,
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("Plan: 2 to create"));
+}

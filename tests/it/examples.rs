@@ -1,0 +1,48 @@
+//! Every example round-trips: plan → apply → plan reports no changes.
+
+use crate::support::TestCtx;
+
+async fn round_trip(example: &str) {
+    let ctx = TestCtx::new(example).await;
+    let spec = ctx.example(example);
+    let spec = spec.to_str().unwrap();
+
+    let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(plan.stdout.contains("to create"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("failed to plan"), "{}", plan.stdout);
+
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "3m"]);
+    apply.expect_code(0);
+    assert!(apply.stdout.contains("Apply complete"), "{}", apply.stdout);
+    eprintln!(
+        "{example}: plan {:?}, apply {:?}",
+        plan.elapsed, apply.elapsed
+    );
+
+    let again = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains("Plan: 0 to create, 0 to update, 0 to replace"),
+        "a plan right after apply must be clean:\n{}",
+        again.stdout
+    );
+    eprintln!("{example}: re-plan {:?}", again.elapsed);
+}
+
+#[tokio::test]
+async fn example_postgres_round_trips() {
+    round_trip("postgres").await;
+}
+
+#[tokio::test]
+async fn example_local_pv_round_trips() {
+    round_trip("local-pv").await;
+}
+
+#[tokio::test]
+async fn example_shared_claim_round_trips() {
+    round_trip("shared-claim").await;
+}

@@ -1,0 +1,7 @@
+//! Integration tests against the real control plane (tests/cluster). One binary, shared helpers.
+
+mod support;
+
+mod cli;
+mod examples;
+mod rollout;

@@ -1,0 +1,241 @@
+//! Rollouts on the real control plane: late binding, failures explained, immutable changes.
+
+use crate::support::{TestCtx, client};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use serde_json::Value;
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn position(events: &[Value], kind: &str, object: &str) -> Option<usize> {
+    events
+        .iter()
+        .position(|e| e["event"] == kind && e["object"]["name"] == object)
+}
+
+#[tokio::test]
+async fn wait_for_first_consumer_claim_is_deferred_then_confirmed() {
+    let ctx = TestCtx::new("wfc").await;
+    let spec = ctx.spec(
+        "wfc",
+        r#"
+[[storage_class]]
+name = "late"
+provisioner = "kubernetes.io/no-provisioner"
+binding_mode = "WaitForFirstConsumer"
+
+[[volume]]
+name = "disk-on-node-2"
+capacity = "2Gi"
+class = "late"
+node = "node-2"
+local = { path = "/mnt/disks/a" }
+
+[[claim]]
+name = "shared"
+size = "1Gi"
+class = "late"
+
+[[statefulset]]
+name = "app"
+image = "registry.k8s.io/pause:3.10"
+[[statefulset.mount]]
+claim = "shared"
+path = "/data"
+"#,
+    );
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    run.expect_code(0);
+    let ev = events(&run.stdout);
+    let deferred = position(&ev, "deferred", "shared").expect("claim deferred");
+    assert!(
+        ev[deferred]["message"]
+            .as_str()
+            .unwrap()
+            .contains("waits for first consumer")
+    );
+    let sts_ready = position(&ev, "ready", "app").expect("statefulset ready");
+    let claim_ready = ev
+        .iter()
+        .rposition(|e| e["event"] == "ready" && e["object"]["name"] == "shared")
+        .expect("claim confirmed");
+    assert!(
+        deferred < sts_ready && sts_ready < claim_ready,
+        "order: {ev:#?}"
+    );
+    assert_eq!(ev.last().unwrap()["event"], "finished");
+    assert_eq!(ev.last().unwrap()["ok"], true);
+
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
+    let pod = pods.get("app-0").await.unwrap();
+    assert_eq!(
+        pod.spec.unwrap().node_name.as_deref(),
+        Some("node-2"),
+        "the local volume pins the pod to node-2"
+    );
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let claim = claims.get("shared").await.unwrap();
+    assert_eq!(
+        claim.spec.unwrap().volume_name.as_deref(),
+        Some(ctx.unique("disk-on-node-2").as_str())
+    );
+}
+
+#[tokio::test]
+async fn claim_that_can_never_bind_fails_within_timeout_with_the_event() {
+    let ctx = TestCtx::new("nobind").await;
+    let spec = ctx.spec(
+        "nobind",
+        r#"
+[[claim]]
+name = "orphan"
+size = "1Gi"
+class = ""
+selector = { never = "matches" }
+"#,
+    );
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "15s",
+    ]);
+    run.expect_code(1);
+    assert!(run.elapsed.as_secs() < 60, "took {:?}", run.elapsed);
+    assert!(
+        run.stdout.contains("pvc/orphan: FAILED: timed out after"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("no persistent volumes available for this claim and no storage class is set"),
+        "the report must carry the claim's event:\n{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("rollout failed"), "{}", run.stderr);
+}
+
+const STS: &str = r#"
+[[statefulset]]
+name = "db"
+replicas = REPLICAS
+image = "registry.k8s.io/pause:3.10"
+[[statefulset.volume_claim]]
+name = "data"
+size = "SIZE"
+mount = "/data"
+"#;
+
+fn sts(replicas: u32, size: &str) -> String {
+    STS.replace("REPLICAS", &replicas.to_string())
+        .replace("SIZE", size)
+}
+
+#[tokio::test]
+async fn immutable_template_change_is_a_replace_that_apply_refuses() {
+    let ctx = TestCtx::new("immutable").await;
+    let spec = ctx.spec("db", &sts(1, "1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes"]).expect_code(0);
+
+    ctx.spec("db", &sts(1, "2Gi"));
+    let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains("-/+ statefulset/db must be replaced"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("forced by: spec.volumeClaimTemplates[0].spec.resources.requests.storage"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to create, 0 to update, 1 to replace, 1 unchanged."),
+        "{}",
+        plan.stdout
+    );
+
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let step = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["object"]["kind"] == "StatefulSet")
+        .unwrap();
+    assert_eq!(step["action"], "replace");
+    assert_eq!(
+        step["replace_paths"][0],
+        "spec.volumeClaimTemplates[0].spec.resources.requests.storage"
+    );
+
+    let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
+    apply.expect_code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("the plan replaces statefulset/db, which apply does not do"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stderr.contains("--cascade=orphan"),
+        "{}",
+        apply.stderr
+    );
+}
+
+#[tokio::test]
+async fn scaling_is_an_update_and_converges() {
+    let ctx = TestCtx::new("scale").await;
+    let spec = ctx.spec("db", &sts(1, "1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes"]).expect_code(0);
+    ctx.spec("db", &sts(3, "1Gi"));
+    let plan = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    let v: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let step = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["object"]["kind"] == "StatefulSet")
+        .unwrap();
+    assert_eq!(step["action"], "update");
+    assert_eq!(step["changed_paths"], serde_json::json!(["spec.replicas"]));
+    let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
+    apply.expect_code(0);
+    assert!(
+        apply
+            .stdout
+            .contains("statefulset/db: ready: 3/3 replicas ready"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        apply.stdout.contains("pvc/data-db-2: ready: Bound to"),
+        "{}",
+        apply.stdout
+    );
+    ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
+        .expect_code(0);
+}

@@ -1,0 +1,309 @@
+//! Shared helpers: one real control plane per test binary (or the one `tests/cluster/run`
+//! started), a unique namespace and name prefix per test, and runners for the plugin binary.
+//!
+//! A missing or broken control plane fails the tests that need it; nothing is skipped.
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The control plane the tests use.
+pub struct TestCluster {
+    pub kubeconfig: PathBuf,
+    /// A directory with a `kubectl` built from the Kubernetes sources (for plugin discovery).
+    pub kubectl_dir: PathBuf,
+    /// Keeps the owned cluster alive; its stdin closes when this process exits, and kcluster
+    /// then stops every component and removes its directory.
+    _owned: Option<(Child, tempfile::TempDir)>,
+}
+
+static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+
+/// The cluster: from `STATEFUL_TEST_KUBECONFIG` when `tests/cluster/run` started one, else one
+/// started now for this test binary.
+pub fn cluster() -> &'static TestCluster {
+    CLUSTER.get_or_init(|| match std::env::var_os("STATEFUL_TEST_KUBECONFIG") {
+        Some(path) => {
+            let kubeconfig = PathBuf::from(path);
+            assert!(
+                kubeconfig.exists(),
+                "STATEFUL_TEST_KUBECONFIG={} does not exist",
+                kubeconfig.display()
+            );
+            let bin = build_kcluster();
+            TestCluster {
+                kubeconfig,
+                kubectl_dir: kubectl_dir(&bin),
+                _owned: None,
+            }
+        }
+        None => start_cluster(),
+    })
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build_kcluster() -> PathBuf {
+    let out = Command::new(repo().join("tests/cluster/build"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/cluster/build (needs bash and Go)");
+    assert!(out.status.success(), "tests/cluster/build failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn kubectl_dir(kcluster: &Path) -> PathBuf {
+    let dir = kcluster.parent().unwrap().join("kubectl-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("kubectl");
+    if !link.exists() {
+        let _ = std::os::unix::fs::symlink(kcluster, &link);
+    }
+    dir
+}
+
+fn start_cluster() -> TestCluster {
+    let bin = build_kcluster();
+    let dir = tempfile::Builder::new()
+        .prefix("kstateful-it-")
+        .tempdir()
+        .unwrap();
+    let mut child = Command::new(&bin)
+        .args(["up", "--dir"])
+        .arg(dir.path())
+        .arg("--exit-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start kcluster");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(path) = line.strip_prefix("READY KUBECONFIG=") {
+                let _ = tx.send(PathBuf::from(path));
+            }
+        }
+    });
+    let kubeconfig = rx
+        .recv_timeout(Duration::from_secs(240))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the test control plane did not become ready; logs in {}",
+                dir.path().display()
+            )
+        });
+    TestCluster {
+        kubeconfig,
+        kubectl_dir: kubectl_dir(&bin),
+        _owned: Some((child, dir)),
+    }
+}
+
+/// A kube client for the test cluster.
+pub async fn client() -> Client {
+    let kc = Kubeconfig::read_from(&cluster().kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's own namespace and name prefix.
+pub struct TestCtx {
+    pub ns: String,
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCtx {
+    /// Creates a unique namespace named after the test.
+    pub async fn new(test: &str) -> TestCtx {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let salt = format!("{:x}{n}", std::process::id() % 0xffff);
+        let short: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(20)
+            .collect::<String>()
+            .to_lowercase();
+        let prefix = format!("{short}-{salt}");
+        let ns = format!("t-{prefix}");
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client().await);
+        let obj = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        api.create(&Default::default(), &obj)
+            .await
+            .expect("create test namespace");
+        // Pods need the namespace's default ServiceAccount.
+        let sa: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client().await, &ns);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sa.get_opt("default").await.unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no default ServiceAccount in {ns}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        TestCtx {
+            ns,
+            prefix,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes a spec into the test's directory, with cluster-scoped names made unique.
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, uniquify(text, &self.prefix)).unwrap();
+        path
+    }
+
+    /// Writes an example from `examples/` (made unique).
+    pub fn example(&self, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(repo().join(format!("examples/{name}.toml"))).unwrap();
+        self.spec(name, &text)
+    }
+
+    /// The unique name of a cluster-scoped object of a spec.
+    pub fn unique(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Runs the plugin with the test cluster and namespace.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["-n".to_string(), self.ns.clone()]);
+        run_plugin(&all, None)
+    }
+}
+
+/// Prefixes the names of StorageClasses and PersistentVolumes (cluster-scoped) and every
+/// reference to them, so parallel tests never share them. Classes that the test cluster
+/// installs (`standard`, `local-storage`) are renamed too when the spec defines them.
+pub fn uniquify(text: &str, prefix: &str) -> String {
+    let mut doc: toml::Table = toml::from_str(text).expect("valid TOML");
+    let rename = |v: &mut toml::Value| {
+        if let Some(s) = v.as_str()
+            && !s.is_empty()
+        {
+            *v = toml::Value::String(format!("{prefix}-{s}"));
+        }
+    };
+    let defined_classes: Vec<String> = table_names(&doc, "storage_class");
+    let rename_class = |v: Option<&mut toml::Value>| {
+        if let Some(v) = v
+            && defined_classes
+                .iter()
+                .any(|c| Some(c.as_str()) == v.as_str())
+        {
+            rename(v);
+        }
+    };
+    for key in ["storage_class", "volume"] {
+        for t in tables(&mut doc, key) {
+            rename(t.get_mut("name").unwrap());
+        }
+    }
+    for t in tables(&mut doc, "volume") {
+        rename_class(t.get_mut("class"));
+    }
+    for t in tables(&mut doc, "claim") {
+        rename_class(t.get_mut("class"));
+        if let Some(v) = t.get_mut("volume") {
+            rename(v);
+        }
+    }
+    for t in tables(&mut doc, "statefulset") {
+        if let Some(toml::Value::Array(tpls)) = t.get_mut("volume_claim") {
+            for tpl in tpls.iter_mut().filter_map(toml::Value::as_table_mut) {
+                rename_class(tpl.get_mut("class"));
+            }
+        }
+    }
+    toml::to_string(&doc).unwrap()
+}
+
+fn table_names(doc: &toml::Table, key: &str) -> Vec<String> {
+    doc.get(key)
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn tables<'a>(doc: &'a mut toml::Table, key: &str) -> Vec<&'a mut toml::Table> {
+    match doc.get_mut(key) {
+        Some(toml::Value::Array(a)) => a.iter_mut().filter_map(toml::Value::as_table_mut).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A finished plugin run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Panics with the output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs the plugin binary against the test cluster, without a terminal and without color.
+pub fn run_plugin(args: &[String], stdin: Option<&str>) -> Run {
+    let c = cluster();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"));
+    cmd.args(args)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("run kubectl-stateful");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out: Output = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
