@@ -374,7 +374,17 @@ async fn plan_one(
     } else {
         match cluster.apply(&d.id, &d.manifest, true).await {
             Ok(v) => DryRun::Ok(v),
-            Err(f) => DryRun::Failed(f),
+            Err(mut f) => {
+                if f.code == 403 {
+                    f.message = format!(
+                        "{}: planning asks the API server for a server-side dry-run apply, which is a PATCH and needs \
+                         the patch and create verbs on {}; see examples/rbac.yaml",
+                        f.message,
+                        d.id.kind.api_resource().plural
+                    );
+                }
+                DryRun::Failed(f)
+            }
         }
     };
     let wait = wait_plan(spec, facts, d);

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod ci;
 mod cli;
 mod examples;
+mod rbac;
 mod rollout;
