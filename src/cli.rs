@@ -105,9 +105,10 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Give up waiting after this long, overall (e.g. 90s, 10m, 1h).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Give up waiting after this long, overall (e.g. 90s, 10m, 1h) [default: 5m, or `timeout`
+    /// in the user config file].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// Output format: human (progress on a terminal, plain lines otherwise) or JSON lines.
     #[arg(short = 'o', long, value_enum, default_value = "human")]
     pub output: ApplyFormat,
@@ -119,6 +120,9 @@ pub struct VersionArgs {
     #[arg(short = 'o', long, value_enum, default_value = "human")]
     pub output: ApplyFormat,
 }
+
+/// The rollout timeout when neither the flag nor the user config sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Parses `90s`, `10m`, `1h`, `1h30m` or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

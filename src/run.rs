@@ -17,8 +17,9 @@ pub const EXIT_CHANGES: i32 = 2;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> miette::Result<i32> {
+    let config = crate::config::load()?;
     let style = Style {
-        color: color_enabled(&cli.cluster),
+        color: config.color != Some(false) && color_enabled(&cli.cluster),
     };
     match cli.command {
         Command::Version(args) => {
@@ -38,7 +39,12 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             Ok(0)
         }
         Command::Plan(args) => plan_command(&cli.cluster, args, style).await,
-        Command::Apply(args) => apply_command(&cli.cluster, args, style).await,
+        Command::Apply(mut args) => {
+            if args.timeout.is_none() {
+                args.timeout = config.timeout()?;
+            }
+            apply_command(&cli.cluster, args, style).await
+        }
     }
 }
 
@@ -171,12 +177,13 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
     }
     let sink: Box<dyn Sink> = if json {
         Box::new(ui::JsonSink::new(Box::new(std::io::stdout())))
-    } else if std::io::stdout().is_terminal() && style.color {
+    } else if std::io::stdout().is_terminal() {
         Box::new(ui::ProgressSink::new())
     } else {
         Box::new(ui::PlainSink::new(Box::new(std::io::stdout())))
     };
-    apply::execute(&cluster, &plan, a.timeout, sink.as_ref()).await?;
+    let timeout = a.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+    apply::execute(&cluster, &plan, timeout, sink.as_ref()).await?;
     Ok(0)
 }
 

@@ -281,6 +281,10 @@ pub fn run_plugin(args: &[String], stdin: Option<&str>) -> Run {
     cmd.args(args)
         .env("KUBECONFIG", &c.kubeconfig)
         .env("NO_COLOR", "1")
+        .env(
+            "KUBECTL_STATEFUL_CONFIG",
+            "/nonexistent/kubectl-stateful.toml",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
