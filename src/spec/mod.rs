@@ -72,7 +72,6 @@ impl SpecIssue {
 /// Every problem found in one spec file, rendered by miette with the file's text.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{file}: {} in the spec", plural(issues.len(), "error"))]
-#[diagnostic(code(stateful::spec))]
 pub struct SpecErrors {
     /// The file name as given by the user.
     pub file: String,

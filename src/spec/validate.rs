@@ -84,11 +84,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
         if let Some(node) = &vol.node {
             v.subdomain(&format!("{key}.node"), node);
         }
-        if let Some(class) = &vol.class
-            && !class.get_ref().is_empty()
-        {
-            v.subdomain(&format!("{key}.class"), class);
-        }
+        v.class_name(&format!("{key}.class"), &vol.class);
     }
     let mut seen = HashMap::new();
     for (i, entry) in spec.claims.iter().enumerate() {
@@ -102,6 +98,10 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             &claim.access_modes,
             entry.span(),
         );
+        v.class_name(&format!("{key}.class"), &claim.class);
+        if let Some(vol) = &claim.volume {
+            v.subdomain(&format!("{key}.volume"), vol);
+        }
         if claim.volume.is_some() && !claim.selector.is_empty() {
             v.push(SpecIssue::new(
                 &key,
@@ -205,6 +205,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             v.unique(&mut names, "volume", &tkey, &t.name);
             v.quantity(&format!("{tkey}.size"), &t.size, true);
             v.access_modes(&format!("{tkey}.access_modes"), &t.access_modes, tpl.span());
+            v.class_name(&format!("{tkey}.class"), &t.class);
             v.mount_path(&format!("{tkey}.mount"), &t.mount, &mut paths);
         }
         for (j, m) in sts.mounts.iter().enumerate() {
@@ -344,6 +345,15 @@ impl Validator {
                     .label("not a DNS-1123 subdomain")
                     .help("use lower case letters, digits, '-' and '.', starting and ending with a letter or digit"),
             );
+        }
+    }
+
+    /// A class reference: empty (no class) or a valid name.
+    fn class_name(&mut self, key: &str, class: &Option<Spanned<String>>) {
+        if let Some(class) = class
+            && !class.get_ref().is_empty()
+        {
+            self.subdomain(key, class);
         }
     }
 
