@@ -43,6 +43,18 @@ impl Kind {
         }
     }
 
+    /// The kind's plural, for phase headings.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespaces",
+            Kind::StorageClass => "StorageClasses",
+            Kind::PersistentVolume => "PersistentVolumes",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaims",
+            Kind::Service => "Services",
+            Kind::StatefulSet => "StatefulSets",
+        }
+    }
+
     /// kubectl's short name, used in compact output (`pvc/data-db-0`).
     pub fn short(self) -> &'static str {
         match self {

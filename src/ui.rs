@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Formats one event as a plain line (also used for the terminal view's finished lines).
 pub fn plain_line(event: &Event) -> String {
     match event {
-        Event::Phase { kind, objects } => format!("==> {kind}s ({objects})"),
+        Event::Phase { kind, objects } => format!("==> {} ({objects})", kind.plural()),
         Event::Applied {
             object,
             action,

@@ -46,3 +46,24 @@ async fn example_local_pv_round_trips() {
 async fn example_shared_claim_round_trips() {
     round_trip("shared-claim").await;
 }
+
+/// Regression: the demo plans examples/local-pv.toml as it is, against the cluster's own
+/// `local-storage` class; a reclaim policy differing from that class's made it a replace.
+#[tokio::test]
+async fn example_local_pv_plans_against_the_clusters_own_class() {
+    let ctx = TestCtx::new("localpvstock").await;
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local-pv.toml");
+    let plan = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(v["summary"]["replace"], 0, "{}", plan.stdout);
+    assert_eq!(v["summary"]["error"], 0, "{}", plan.stdout);
+    let class = &v["steps"][0];
+    assert_eq!(class["object"]["name"], "local-storage");
+    assert_eq!(class["action"], "update");
+    assert_eq!(
+        class["changed_paths"],
+        serde_json::json!(["metadata.labels"]),
+        "only our labels are added to the existing class"
+    );
+}

@@ -239,3 +239,38 @@ async fn scaling_is_an_update_and_converges() {
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }
+
+#[tokio::test]
+async fn missing_namespace_is_planned_and_created_first() {
+    let ctx = TestCtx::new("newns").await;
+    let ns = format!("{}-new", ctx.ns);
+    let spec = ctx.spec("app", &format!("namespace = \"{ns}\"\n{}", sts(1, "1Gi")));
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend(["-f".into(), spec.to_str().unwrap().into()]);
+        a
+    };
+    let plan = crate::support::run_plugin(&args(&["plan"]), None);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout
+            .contains(&format!("+ namespace/{ns} will be created")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("does not exist yet; the server validates this object when apply creates it"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("Plan: 3 to create"), "{}", plan.stdout);
+    let apply = crate::support::run_plugin(&args(&["apply", "--yes", "--timeout", "2m"]), None);
+    apply.expect_code(0);
+    assert!(
+        apply.stdout.contains(&format!("namespace/{ns}: created")),
+        "{}",
+        apply.stdout
+    );
+    crate::support::run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(0);
+}
