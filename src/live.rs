@@ -14,8 +14,8 @@ use kube::{Client, Config};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// How many objects are read or dry-run at once.
-pub const CONCURRENCY: usize = 8;
+/// How many objects are read, dry-run, written or waited for at once, unless `--concurrency` says.
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// Where to connect, as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,8 @@ pub struct Target {
     pub kubeconfig: Option<std::path::PathBuf>,
     pub context: Option<String>,
     pub namespace: Option<String>,
+    /// Objects handled at once within a phase.
+    pub concurrency: usize,
 }
 
 /// A connected cluster.
@@ -33,6 +35,8 @@ pub struct Cluster {
     pub context_namespace: String,
     /// The API server URL.
     pub server: String,
+    /// Objects handled at once within a phase.
+    pub concurrency: usize,
 }
 
 /// Errors talking to the cluster outside of per-object planning.
@@ -97,6 +101,7 @@ impl Cluster {
             client,
             context_namespace,
             server,
+            concurrency: target.concurrency.max(1),
         })
     }
 
@@ -331,7 +336,7 @@ pub async fn make_plan(cluster: &Cluster, spec: &Spec, namespace: &str) -> Resul
             .iter()
             .map(|d| plan_one(cluster, spec, &facts, &ctx, d)),
     )
-    .buffered(CONCURRENCY)
+    .buffered(cluster.concurrency)
     .try_collect()
     .await?;
     Ok(Plan::new(

@@ -75,6 +75,7 @@ async fn prepare(
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
         namespace: args.namespace.clone(),
+        concurrency: args.concurrency.into(),
     })
     .await?;
     let namespace = args
@@ -147,6 +148,7 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
                 kubeconfig: args.kubeconfig.clone(),
                 context: args.context.clone(),
                 namespace: args.namespace.clone(),
+                concurrency: args.concurrency.into(),
             })
             .await?;
             if !plan.server.is_empty() && plan.server != cluster.server {

@@ -179,7 +179,7 @@ pub async fn check_fresh(cluster: &Cluster, plan: &Plan) -> Result<(), ApplyErro
                 }
             }
         })
-        .buffered(crate::live::CONCURRENCY)
+        .buffered(cluster.concurrency)
         .collect()
         .await;
     let problems: Vec<String> = problems.into_iter().flatten().collect();
@@ -219,7 +219,7 @@ pub async fn execute(
         });
         let results: Vec<Result<bool, String>> = stream::iter(steps.iter().copied())
             .map(|step| apply_step(cluster, step, sink))
-            .buffered(crate::live::CONCURRENCY)
+            .buffered(cluster.concurrency)
             .collect()
             .await;
         for r in results {
@@ -232,7 +232,7 @@ pub async fn execute(
         if failures.is_empty() {
             let waits: Vec<Result<(), String>> = stream::iter(steps.iter().copied())
                 .map(|step| wait_step(cluster, plan, step, &deferred, deadline, sink))
-                .buffer_unordered(crate::live::CONCURRENCY)
+                .buffer_unordered(cluster.concurrency)
                 .collect()
                 .await;
             failures.extend(waits.into_iter().filter_map(Result::err));
@@ -350,7 +350,7 @@ async fn wait_step(
                 .collect();
             let results: Vec<Result<(), String>> = stream::iter(claim_ids.iter())
                 .map(|id| wait_for(cluster, id, waits::claim, deadline, sink))
-                .buffer_unordered(crate::live::CONCURRENCY)
+                .buffer_unordered(cluster.concurrency)
                 .collect()
                 .await;
             results.into_iter().collect()
