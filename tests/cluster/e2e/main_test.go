@@ -67,6 +67,11 @@ func testMain(m *testing.M) int {
 		}
 		defer stop()
 		kubeconfig = kc
+		defer func() {
+			if failed {
+				saveLogs(filepath.Dir(kc))
+			}
+		}()
 	}
 	if restConfig, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -77,7 +82,29 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	failed = m.Run() != 0
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// failed records whether a test failed, so the cluster's logs are kept.
+var failed bool
+
+// saveLogs copies the cluster's log files somewhere that survives its cleanup.
+func saveLogs(dir string) {
+	dst, err := os.MkdirTemp("", "kstateful-e2e-logs-")
+	if err != nil {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		if data, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, filepath.Base(l)), data, 0o644)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "tests failed; the cluster's logs are in %s\n", dst)
 }
 
 // startCluster runs `kcluster up --dir DIR --exit-on-stdin-eof` the way the Rust
@@ -110,7 +137,9 @@ func startCluster() (stop func(), kubeconfig string, err error) {
 			_ = cmd.Process.Kill()
 			<-exited
 		}
-		os.RemoveAll(dir)
+		if os.Getenv("KCLUSTER_KEEP_FILES") == "" {
+			os.RemoveAll(dir)
+		}
 	}
 	ready := make(chan string, 1)
 	go func() {
@@ -155,9 +184,38 @@ func namespace(t *testing.T) string {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			dumpNamespace(t, name)
+		}
 		_ = client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 	return name
+}
+
+// dumpNamespace logs the state of ns for a failed test.
+func dumpNamespace(t *testing.T, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			t.Logf("pod %s: node %q phase %s conditions %+v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
+		}
+	}
+	if pvcs, err := client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, c := range pvcs.Items {
+			t.Logf("claim %s: phase %s volume %q annotations %v", c.Name, c.Status.Phase, c.Spec.VolumeName, c.Annotations)
+		}
+	}
+	if events, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, e := range events.Items {
+			t.Logf("event %s/%s %s %s: %s", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Type, e.Reason, e.Message)
+		}
+	}
+	if nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range nodes.Items {
+			t.Logf("node %s: taints %v", n.Name, n.Spec.Taints)
+		}
+	}
 }
 
 // eventually polls cond every 200ms for at most timeout; on timeout the test fails
@@ -167,9 +225,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	var last error
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		ok, err := cond(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			last = err
-			return false, nil
 		}
 		return ok, nil
 	})

@@ -35,7 +35,7 @@ func TestConcurrentRuns(t *testing.T) {
 			cmd.Stdout = &out
 			cmd.Stderr = &out
 			// Do not hand this test's own cluster to the runs.
-			cmd.Env = append(os.Environ(), "KUBECONFIG=", "STATEFUL_TEST_KUBECONFIG=")
+			cmd.Env = append(os.Environ(), "KUBECONFIG=", "STATEFUL_TEST_KUBECONFIG=", "KCLUSTER_KEEP_FILES=")
 			done := make(chan error, 1)
 			if err := cmd.Start(); err != nil {
 				results[i] = result{err: err}

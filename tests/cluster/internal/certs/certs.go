@@ -43,6 +43,9 @@ type PKI struct {
 	// Clients maps a user name (system:admin, system:kube-controller-manager,
 	// system:kube-scheduler) to its client certificate.
 	Clients map[string]Pair
+	// FrontProxyCA and FrontProxyClient configure the apiserver's requestheader
+	// authentication and its aggregator's client certificate.
+	FrontProxyCA, FrontProxyClient Pair
 	// SAKeyFile and SAPubFile are the service-account token signing key pair.
 	SAKeyFile, SAPubFile string
 
@@ -57,6 +60,7 @@ const (
 	AdminUser             = "kubernetes-admin"
 	ControllerManagerUser = "system:kube-controller-manager"
 	SchedulerUser         = "system:kube-scheduler"
+	FrontProxyUser        = "front-proxy-client"
 )
 
 // Generate creates a fresh PKI below dir.
@@ -65,29 +69,21 @@ func Generate(dir string) (*PKI, error) {
 		return nil, err
 	}
 	p := &PKI{Dir: dir, Clients: map[string]Pair{}}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var err error
+	if p.caCert, p.caKey, p.CA, err = p.newCA("ca", "kstateful-test-ca"); err != nil {
+		return nil, err
+	}
+	// The aggregation layer's front proxy has its own CA (as kubeadm sets it up);
+	// delegated authentication in the other components expects it.
+	frontCA, frontKey, frontPair, err := p.newCA("front-proxy-ca", "kstateful-front-proxy-ca")
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "kstateful-test-ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(validity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
-	if err != nil {
-		return nil, err
-	}
-	p.caCert, err = x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	p.caKey = caKey
-	if p.CA, err = p.write("ca", der, caKey); err != nil {
+	p.FrontProxyCA = frontPair
+	if p.FrontProxyClient, err = p.issueWith(frontCA, frontKey, "front-proxy-client", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: FrontProxyUser},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
 		return nil, err
 	}
 
@@ -138,6 +134,33 @@ func Generate(dir string) (*PKI, error) {
 	return p, nil
 }
 
+// newCA creates a self-signed CA and writes it as name.crt/name.key.
+func (p *PKI) newCA(name, cn string) (*x509.Certificate, crypto.Signer, Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, Pair{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, Pair{}, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, Pair{}, err
+	}
+	pair, err := p.write(name, der, key)
+	return cert, key, pair, err
+}
+
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
@@ -148,6 +171,10 @@ func serial() *big.Int {
 
 // issue signs tmpl (completed with serial, validity and key usage) with the CA.
 func (p *PKI) issue(name string, tmpl *x509.Certificate) (Pair, error) {
+	return p.issueWith(p.caCert, p.caKey, name, tmpl)
+}
+
+func (p *PKI) issueWith(caCert *x509.Certificate, caKey crypto.Signer, name string, tmpl *x509.Certificate) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Pair{}, err
@@ -156,7 +183,7 @@ func (p *PKI) issue(name string, tmpl *x509.Certificate) (Pair, error) {
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.NotAfter = time.Now().Add(validity)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, key.Public(), p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
 	if err != nil {
 		return Pair{}, fmt.Errorf("issuing %s certificate: %w", name, err)
 	}

@@ -141,6 +141,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		ServingKey:                pki.Serving.KeyFile,
 		SAKey:                     pki.SAKeyFile,
 		SAPub:                     pki.SAPubFile,
+		FrontProxyCA:              pki.FrontProxyCA.CertFile,
+		FrontProxyCert:            pki.FrontProxyClient.CertFile,
+		FrontProxyKey:             pki.FrontProxyClient.KeyFile,
 		ControllerManagerKubeconf: filepath.Join(pki.Dir, "kube-controller-manager.kubeconfig"),
 		SchedulerKubeconf:         filepath.Join(pki.Dir, "kube-scheduler.kubeconfig"),
 	}

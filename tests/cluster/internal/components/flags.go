@@ -16,6 +16,9 @@ type Config struct {
 	CACert, CAKey             string
 	ServingCert, ServingKey   string
 	SAKey, SAPub              string
+	FrontProxyCA              string
+	FrontProxyCert            string
+	FrontProxyKey             string
 	ControllerManagerKubeconf string
 	SchedulerKubeconf         string
 }
@@ -42,6 +45,13 @@ func (c *Config) APIServerArgs() []string {
 		"--service-account-key-file=" + c.SAPub,
 		"--service-account-signing-key-file=" + c.SAKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
+		"--requestheader-client-ca-file=" + c.FrontProxyCA,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + c.FrontProxyCert,
+		"--proxy-client-key-file=" + c.FrontProxyKey,
 		// The only address the apiserver has is 127.0.0.1, which Endpoints and
 		// EndpointSlices reject; do not publish endpoints for the kubernetes service.
 		"--endpoint-reconciler-type=none",
