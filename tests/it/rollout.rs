@@ -274,3 +274,59 @@ async fn missing_namespace_is_planned_and_created_first() {
     );
     crate::support::run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(0);
 }
+
+#[tokio::test]
+async fn unschedulable_statefulset_reports_the_scheduler_reason() {
+    let ctx = TestCtx::new("unsched").await;
+    // One local disk on node-2, two replicas that each need one: the second pod cannot be placed.
+    let spec = ctx.spec(
+        "unsched",
+        r#"
+[[storage_class]]
+name = "disks"
+provisioner = "kubernetes.io/no-provisioner"
+binding_mode = "WaitForFirstConsumer"
+
+[[volume]]
+name = "only-disk"
+capacity = "1Gi"
+class = "disks"
+node = "node-2"
+local = { path = "/mnt/disks/a" }
+
+[[statefulset]]
+name = "db"
+replicas = 2
+image = "x"
+pod_management_policy = "Parallel"
+[[statefulset.volume_claim]]
+name = "data"
+size = "1Gi"
+class = "disks"
+mount = "/data"
+"#,
+    );
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "20s",
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.stdout
+            .contains("statefulset/db: FAILED: timed out after"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("1/2 replicas ready"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("PodScheduled false: 0/3 nodes are available"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("FailedScheduling"), "{}", run.stdout);
+}
