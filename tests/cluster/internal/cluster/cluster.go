@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,8 +67,9 @@ func (c *Cluster) Failed() <-chan error { return c.failed }
 
 // Start brings up a cluster and waits until it is ready. On error everything
 // started so far has been stopped and removed again. Cancelling ctx aborts the
-// start-up.
-func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+// start-up. Free ports are chosen per run; should another process grab one of
+// them between the choice and the bind, the start is retried with new ports.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 120 * time.Second
 	}
@@ -75,25 +77,36 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), opts: opts,
-		failed: make(chan error, 1), stopping: make(chan struct{}), startedAt: time.Now()}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		c.opts.RemoveDir = true
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		opts.RemoveDir = true
 	}
 	for _, name := range []string{"kubeconfig", "etcd", "pki"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return nil, fmt.Errorf("%s already holds a cluster (%s exists)", dir, name)
 		}
 	}
-	defer func() {
-		if err != nil {
-			c.Stop()
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		c := &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), opts: opts,
+			failed: make(chan error, 1), stopping: make(chan struct{}), startedAt: time.Now()}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
 		}
-	}()
-	return c, c.start(ctx)
+		err := c.start(ctx)
+		if err == nil {
+			return c, nil
+		}
+		keep := c.opts.KeepFiles
+		if attempt < attempts && ctx.Err() == nil && strings.Contains(err.Error(), "address already in use") {
+			// Retry from scratch; the failed attempt's files are not interesting.
+			c.opts.KeepFiles = false
+			c.Stop()
+			c.opts.KeepFiles = keep
+			continue
+		}
+		c.Stop()
+		return nil, err
+	}
 }
 
 // path returns Dir/name and remembers it for removal.

@@ -29,7 +29,11 @@ func (c *Cluster) logHint() string {
 	for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kcluster"} {
 		logs = append(logs, filepath.Join(c.Dir, n+".log"))
 	}
-	return "see " + strings.Join(logs, ", ")
+	hint := "see " + strings.Join(logs, ", ")
+	if !c.opts.KeepFiles {
+		hint += " (removed on exit: keep them with --keep-files or KCLUSTER_KEEP_FILES=1)"
+	}
+	return hint
 }
 
 // waitAPIServer waits for /readyz of a freshly started apiserver.

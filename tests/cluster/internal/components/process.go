@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -70,12 +71,33 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// Err describes how the process exited; only meaningful after Exited is closed.
+// Err describes how the process exited, with the end of its log; only meaningful
+// after Exited is closed.
 func (p *Process) Err() error {
-	if p.err == nil {
-		return fmt.Errorf("%s exited with status 0 (log %s)", p.Name, p.LogFile)
+	status := "with status 0"
+	if p.err != nil {
+		status = p.err.Error()
 	}
-	return fmt.Errorf("%s exited: %v (log %s)", p.Name, p.err, p.LogFile)
+	return fmt.Errorf("%s exited %s (log %s):\n%s", p.Name, status, p.LogFile, Tail(p.LogFile, 8))
+}
+
+// Tail returns the last n lines of a file, indented, for error messages.
+func Tail(file string, n int) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "    (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 400 {
+			l = l[:400] + "..."
+		}
+		lines[i] = "    " + l
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Stop sends SIGTERM to the process group, waits at most grace, then sends
