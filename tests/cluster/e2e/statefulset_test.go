@@ -97,6 +97,32 @@ func TestStatefulSetWithVolumeClaims(t *testing.T) {
 		}
 	}
 
+	// A rolling update replaces every pod (the simulated kubelet finishes each
+	// deletion at once) and keeps the claims.
+	update := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"registry.k8s.io/nginx-slim:0.28"}]}}}}`)
+	if _, err := client.AppsV1().StatefulSets(ns).Patch(ctx, "web", types.StrategicMergePatchType, update, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 120*time.Second, "rolling update to complete", func(ctx context.Context) (bool, error) {
+		s, err := client.AppsV1().StatefulSets(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		st := s.Status
+		return st.ObservedGeneration == s.Generation && st.UpdatedReplicas == 3 && st.ReadyReplicas == 3 &&
+				st.CurrentRevision == st.UpdateRevision,
+			fmt.Errorf("updated %d ready %d current %s update %s", st.UpdatedReplicas, st.ReadyReplicas, st.CurrentRevision, st.UpdateRevision)
+	})
+	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if img := p.Spec.Containers[0].Image; img != "registry.k8s.io/nginx-slim:0.28" || !podReady(&p) {
+			t.Errorf("after the rolling update pod %s has image %s, ready %v", p.Name, img, podReady(&p))
+		}
+	}
+
 	patch := []byte(`{"spec":{"replicas":1}}`)
 	if _, err := client.AppsV1().StatefulSets(ns).Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
