@@ -22,7 +22,6 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 pub struct Target {
     pub kubeconfig: Option<std::path::PathBuf>,
     pub context: Option<String>,
-    pub namespace: Option<String>,
     /// Objects handled at once within a phase.
     pub concurrency: usize,
 }

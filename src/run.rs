@@ -55,6 +55,14 @@ fn color_enabled(args: &ClusterArgs) -> bool {
         && std::io::stdout().is_terminal()
 }
 
+fn target(args: &ClusterArgs) -> Target {
+    Target {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        concurrency: args.concurrency.into(),
+    }
+}
+
 /// Loads the spec and settles the namespace: flag, spec and context must agree.
 async fn prepare(
     args: &ClusterArgs,
@@ -71,13 +79,7 @@ async fn prepare(
             spec.source_file
         ));
     }
-    let cluster = Cluster::connect(&Target {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        namespace: args.namespace.clone(),
-        concurrency: args.concurrency.into(),
-    })
-    .await?;
+    let cluster = Cluster::connect(&target(args)).await?;
     let namespace = args
         .namespace
         .clone()
@@ -144,13 +146,7 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
     let (cluster, plan) = match (&a.plan, &a.file) {
         (Some(path), _) => {
             let plan = load_plan(path)?;
-            let cluster = Cluster::connect(&Target {
-                kubeconfig: args.kubeconfig.clone(),
-                context: args.context.clone(),
-                namespace: args.namespace.clone(),
-                concurrency: args.concurrency.into(),
-            })
-            .await?;
+            let cluster = Cluster::connect(&target(args)).await?;
             if !plan.server.is_empty() && plan.server != cluster.server {
                 return Err(miette::miette!(
                     "the plan was made against {} but the current context points at {}",

@@ -1,6 +1,6 @@
 //! The command line as CI and users meet it: exit codes, refusals, output formats, plugin discovery.
 
-use crate::support::{TestCtx, cluster};
+use crate::support::{TestCtx, assert_contains, cluster};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::Value;
@@ -14,13 +14,8 @@ async fn spec_error_exits_1_and_writes_nothing() {
     );
     let run = ctx.run(&["apply", "-f", spec.to_str().unwrap(), "--yes"]);
     run.expect_code(1);
-    assert!(
-        run.stderr
-            .contains("claim[0].size: invalid quantity \"10GB-x\""),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("bad.toml:3:8"), "{}", run.stderr);
+    assert_contains(&run.stderr, "claim[0].size: invalid quantity \"10GB-x\"");
+    assert_contains(&run.stderr, "bad.toml:3:8");
     let client = crate::support::client().await;
     let sts: kube::Api<StatefulSet> = kube::Api::namespaced(client.clone(), &ctx.ns);
     let svc: kube::Api<Service> = kube::Api::namespaced(client, &ctx.ns);
@@ -49,19 +44,12 @@ async fn unknown_class_is_a_spec_error_with_position() {
     );
     let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
     run.expect_code(1);
-    assert!(
-        run.stderr
-            .contains("StorageClass \"gold\" is neither in the spec nor in the cluster"),
-        "{}",
-        run.stderr
+    assert_contains(
+        &run.stderr,
+        "StorageClass \"gold\" is neither in the spec nor in the cluster",
     );
-    assert!(run.stderr.contains("c.toml:4:9"), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("known classes: local-storage, standard"),
-        "{}",
-        run.stderr
-    );
+    assert_contains(&run.stderr, "c.toml:4:9");
+    assert_contains(&run.stderr, "known classes: local-storage, standard");
 }
 
 #[tokio::test]
@@ -70,11 +58,9 @@ async fn namespace_flag_contradicting_the_spec_is_an_error() {
     let spec = ctx.spec("s", "namespace = \"elsewhere\"\n");
     let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
     run.expect_code(1);
-    assert!(
-        run.stderr
-            .contains("contradicts the spec's namespace \"elsewhere\""),
-        "{}",
-        run.stderr
+    assert_contains(
+        &run.stderr,
+        "contradicts the spec's namespace \"elsewhere\"",
     );
 }
 
@@ -84,13 +70,8 @@ async fn apply_without_terminal_or_yes_refuses() {
     let spec = ctx.example("postgres");
     let run = ctx.run(&["apply", "-f", spec.to_str().unwrap()]);
     run.expect_code(1);
-    assert!(
-        run.stderr
-            .contains("refusing to apply without confirmation"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    assert_contains(&run.stderr, "refusing to apply without confirmation");
+    assert_contains(&run.stderr, "--yes");
     let sts: kube::Api<StatefulSet> =
         kube::Api::namespaced(crate::support::client().await, &ctx.ns);
     assert!(
@@ -130,17 +111,10 @@ async fn plan_outputs_json_and_markdown() {
     );
     let md = ctx.run(&["plan", "-f", spec, "-o", "markdown"]);
     md.expect_code(0);
-    assert!(
-        md.stdout
-            .contains("| `+` | `statefulset/thumbnailer` | create |"),
-        "{}",
-        md.stdout
-    );
-    assert!(
-        md.stdout
-            .contains("<details><summary>create <code>pvc/media</code></summary>"),
-        "{}",
-        md.stdout
+    assert_contains(&md.stdout, "| `+` | `statefulset/thumbnailer` | create |");
+    assert_contains(
+        &md.stdout,
+        "<details><summary>create <code>pvc/media</code></summary>",
     );
 }
 
@@ -178,14 +152,11 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     .unwrap();
     let stale = ctx.run(&["apply", plan_file, "--yes"]);
     stale.expect_code(1);
-    assert!(
-        stale.stderr.contains(
-            "the saved plan is stale: statefulset/postgres changed since the plan was made"
-        ),
-        "{}",
-        stale.stderr
+    assert_contains(
+        &stale.stderr,
+        "the saved plan is stale: statefulset/postgres changed since the plan was made",
     );
-    assert!(stale.stderr.contains("plan` again"), "{}", stale.stderr);
+    assert_contains(&stale.stderr, "plan` again");
 }
 
 #[tokio::test]

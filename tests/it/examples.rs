@@ -1,6 +1,6 @@
 //! Every example round-trips: plan → apply → plan reports no changes.
 
-use crate::support::TestCtx;
+use crate::support::{TestCtx, assert_contains};
 
 async fn round_trip(example: &str) {
     let ctx = TestCtx::new(example).await;
@@ -9,12 +9,12 @@ async fn round_trip(example: &str) {
 
     let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
     plan.expect_code(2);
-    assert!(plan.stdout.contains("to create"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "to create");
     assert!(!plan.stdout.contains("failed to plan"), "{}", plan.stdout);
 
     let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "3m"]);
     apply.expect_code(0);
-    assert!(apply.stdout.contains("Apply complete"), "{}", apply.stdout);
+    assert_contains(&apply.stdout, "Apply complete");
     eprintln!(
         "{example}: plan {:?}, apply {:?}",
         plan.elapsed, apply.elapsed

@@ -1,7 +1,7 @@
 //! The RBAC rules of examples/rbac.yaml are enough to plan and apply; read-only rights get a
 //! clear message that server-side dry-run needs patch rights.
 
-use crate::support::{TestCtx, client, cluster, run_plugin};
+use crate::support::{TestCtx, assert_contains, client, cluster, run_plugin};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -112,13 +112,11 @@ async fn read_only_account_is_told_that_dry_run_needs_patch() {
         None,
     );
     run.expect_code(1);
-    assert!(
-        run.stdout
-            .contains("! statefulset/postgres could not be planned"),
-        "{}",
-        run.stdout
+    assert_contains(&run.stdout, "! statefulset/postgres could not be planned");
+    assert_contains(
+        &run.stdout,
+        "server-side dry-run apply, which is a PATCH and needs the patch and create verbs on statefulsets",
     );
-    assert!(run.stdout.contains("server-side dry-run apply, which is a PATCH and needs the patch and create verbs on statefulsets"), "{}", run.stdout);
-    assert!(run.stdout.contains("examples/rbac.yaml"), "{}", run.stdout);
-    assert!(run.stdout.contains("2 failed to plan"), "{}", run.stdout);
+    assert_contains(&run.stdout, "examples/rbac.yaml");
+    assert_contains(&run.stdout, "2 failed to plan");
 }

@@ -1,6 +1,6 @@
 //! Rollouts on the real control plane: late binding, failures explained, immutable changes.
 
-use crate::support::{TestCtx, client};
+use crate::support::{TestCtx, assert_contains, client, step_of};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde_json::Value;
 
@@ -117,18 +117,14 @@ selector = { never = "matches" }
     ]);
     run.expect_code(1);
     assert!(run.elapsed.as_secs() < 60, "took {:?}", run.elapsed);
-    assert!(
-        run.stdout.contains("pvc/orphan: FAILED: timed out after"),
-        "{}",
-        run.stdout
-    );
+    assert_contains(&run.stdout, "pvc/orphan: FAILED: timed out after");
     assert!(
         run.stdout
             .contains("no persistent volumes available for this claim and no storage class is set"),
         "the report must carry the claim's event:\n{}",
         run.stdout
     );
-    assert!(run.stderr.contains("rollout failed"), "{}", run.stderr);
+    assert_contains(&run.stderr, "rollout failed");
 }
 
 const STS: &str = r#"
@@ -157,32 +153,19 @@ async fn immutable_template_change_is_a_replace_that_apply_refuses() {
     ctx.spec("db", &sts(1, "2Gi"));
     let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
     plan.expect_code(2);
-    assert!(
-        plan.stdout.contains("-/+ statefulset/db must be replaced"),
-        "{}",
-        plan.stdout
+    assert_contains(&plan.stdout, "-/+ statefulset/db must be replaced");
+    assert_contains(
+        &plan.stdout,
+        "forced by: spec.volumeClaimTemplates[0].spec.resources.requests.storage",
     );
-    assert!(
-        plan.stdout
-            .contains("forced by: spec.volumeClaimTemplates[0].spec.resources.requests.storage"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout
-            .contains("Plan: 0 to create, 0 to update, 1 to replace, 1 unchanged."),
-        "{}",
-        plan.stdout
+    assert_contains(
+        &plan.stdout,
+        "Plan: 0 to create, 0 to update, 1 to replace, 1 unchanged.",
     );
 
     let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    let step = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["object"]["kind"] == "StatefulSet")
-        .unwrap();
+    let step = step_of(&v, "StatefulSet");
     assert_eq!(step["action"], "replace");
     assert_eq!(
         step["replace_paths"][0],
@@ -191,18 +174,11 @@ async fn immutable_template_change_is_a_replace_that_apply_refuses() {
 
     let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
     apply.expect_code(1);
-    assert!(
-        apply
-            .stderr
-            .contains("the plan replaces statefulset/db, which apply does not do"),
-        "{}",
-        apply.stderr
+    assert_contains(
+        &apply.stderr,
+        "the plan replaces statefulset/db, which apply does not do",
     );
-    assert!(
-        apply.stderr.contains("--cascade=orphan"),
-        "{}",
-        apply.stderr
-    );
+    assert_contains(&apply.stderr, "--cascade=orphan");
 }
 
 #[tokio::test]
@@ -214,28 +190,13 @@ async fn scaling_is_an_update_and_converges() {
     ctx.spec("db", &sts(3, "1Gi"));
     let plan = ctx.run(&["plan", "-f", spec, "-o", "json"]);
     let v: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let step = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["object"]["kind"] == "StatefulSet")
-        .unwrap();
+    let step = step_of(&v, "StatefulSet");
     assert_eq!(step["action"], "update");
     assert_eq!(step["changed_paths"], serde_json::json!(["spec.replicas"]));
     let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
     apply.expect_code(0);
-    assert!(
-        apply
-            .stdout
-            .contains("statefulset/db: ready: 3/3 replicas ready"),
-        "{}",
-        apply.stdout
-    );
-    assert!(
-        apply.stdout.contains("pvc/data-db-2: ready: Bound to"),
-        "{}",
-        apply.stdout
-    );
+    assert_contains(&apply.stdout, "statefulset/db: ready: 3/3 replicas ready");
+    assert_contains(&apply.stdout, "pvc/data-db-2: ready: Bound to");
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }
@@ -252,26 +213,15 @@ async fn missing_namespace_is_planned_and_created_first() {
     };
     let plan = crate::support::run_plugin(&args(&["plan"]), None);
     plan.expect_code(0);
-    assert!(
-        plan.stdout
-            .contains(&format!("+ namespace/{ns} will be created")),
-        "{}",
-        plan.stdout
+    assert_contains(&plan.stdout, &format!("+ namespace/{ns} will be created"));
+    assert_contains(
+        &plan.stdout,
+        "does not exist yet; the server validates this object when apply creates it",
     );
-    assert!(
-        plan.stdout
-            .contains("does not exist yet; the server validates this object when apply creates it"),
-        "{}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains("Plan: 3 to create"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "Plan: 3 to create");
     let apply = crate::support::run_plugin(&args(&["apply", "--yes", "--timeout", "2m"]), None);
     apply.expect_code(0);
-    assert!(
-        apply.stdout.contains(&format!("namespace/{ns}: created")),
-        "{}",
-        apply.stdout
-    );
+    assert_contains(&apply.stdout, &format!("namespace/{ns}: created"));
     crate::support::run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(0);
 }
 
@@ -315,18 +265,8 @@ mount = "/data"
         "20s",
     ]);
     run.expect_code(1);
-    assert!(
-        run.stdout
-            .contains("statefulset/db: FAILED: timed out after"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("1/2 replicas ready"), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .contains("PodScheduled false: 0/3 nodes are available"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("FailedScheduling"), "{}", run.stdout);
+    assert_contains(&run.stdout, "statefulset/db: FAILED: timed out after");
+    assert_contains(&run.stdout, "1/2 replicas ready");
+    assert_contains(&run.stdout, "PodScheduled false: 0/3 nodes are available");
+    assert_contains(&run.stdout, "FailedScheduling");
 }

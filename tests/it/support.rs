@@ -311,3 +311,19 @@ pub fn run_plugin(args: &[String], stdin: Option<&str>) -> Run {
         elapsed: start.elapsed(),
     }
 }
+
+/// Asserts that `text` contains `needle`, showing the whole text otherwise.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
+/// The step of a JSON plan for the first object of `kind`.
+pub fn step_of<'a>(plan: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    plan["steps"]
+        .as_array()
+        .expect("plan steps")
+        .iter()
+        .find(|s| s["object"]["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in the plan"))
+}
