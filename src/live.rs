@@ -379,7 +379,7 @@ async fn plan_one(
         match cluster.apply(&d.id, &d.manifest, true).await {
             Ok(v) => DryRun::Ok(v),
             Err(mut f) => {
-                if f.code == 403 {
+                if f.code == 403 && crate::plan::compute::is_rbac_denial(&f.message) {
                     f.message = format!(
                         "{}: planning asks the API server for a server-side dry-run apply, which is a PATCH and needs \
                          the patch and create verbs on {}; see examples/rbac.yaml",

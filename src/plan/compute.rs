@@ -104,14 +104,21 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
             step.after = Some(d.manifest.clone());
         }
         DryRun::Failed(f) => {
-            let forbidden = f.code == 422
+            let mut paths = immutable;
+            let invalid = f.code == 422
                 && (f.message.contains("Forbidden") || f.message.contains("immutable"));
-            if forbidden || !immutable.is_empty() && f.code == 422 {
+            // Admission refusing an in-place change (e.g. growing a claim whose class does not
+            // allow expansion) is a 403 too, but not an RBAC denial.
+            let refused = f.code == 403 && !is_rbac_denial(&f.message);
+            if refused && kind == Kind::PersistentVolumeClaim && claim_grows(&d.manifest, live) {
+                paths.push("spec.resources.requests.storage".into());
+            }
+            if invalid || (refused && !paths.is_empty()) {
                 step.action = Action::Replace;
-                step.replace_paths = if immutable.is_empty() {
+                step.replace_paths = if paths.is_empty() {
                     f.fields.clone()
                 } else {
-                    immutable
+                    paths
                 };
                 step.reasons.push(format!(
                     "{} cannot be changed in place: {}",
@@ -127,6 +134,21 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         }
     }
     step
+}
+
+/// True for the authorizer's "User … cannot patch resource …", as opposed to admission refusals.
+pub fn is_rbac_denial(message: &str) -> bool {
+    message.contains("cannot ") && (message.contains("User \"") || message.contains("system:"))
+}
+
+fn claim_size(v: &Value) -> Option<Quantity> {
+    v.pointer("/spec/resources/requests/storage")
+        .and_then(Value::as_str)
+        .and_then(|s| Quantity::parse(s).ok())
+}
+
+fn claim_grows(desired: &Value, live: &Value) -> bool {
+    matches!((claim_size(desired), claim_size(live)), (Some(want), Some(have)) if want.cmp_exact(&have) == Ordering::Greater)
 }
 
 fn failure_text(f: &ApiFailure) -> String {
@@ -223,17 +245,11 @@ pub fn immutable_changes(kind: Kind, desired: &Value, live: &Value) -> Vec<Strin
             );
         }
     }
-    if kind == Kind::PersistentVolumeClaim {
-        let size = |v: &Value| {
-            v.pointer("/spec/resources/requests/storage")
-                .and_then(Value::as_str)
-                .and_then(|s| Quantity::parse(s).ok())
-        };
-        if let (Some(want), Some(have)) = (size(desired), size(live))
-            && want.cmp_exact(&have) == Ordering::Less
-        {
-            out.push("spec.resources.requests.storage".into());
-        }
+    if kind == Kind::PersistentVolumeClaim
+        && let (Some(want), Some(have)) = (claim_size(desired), claim_size(live))
+        && want.cmp_exact(&have) == Ordering::Less
+    {
+        out.push("spec.resources.requests.storage".into());
     }
     out
 }
@@ -454,6 +470,41 @@ mod tests {
         });
         assert_eq!(step.action, Action::NoOp);
         assert!(step.reasons[0].contains("not managed by kubectl-stateful"));
+    }
+
+    #[test]
+    fn claim_growth_refused_by_admission_is_a_replace_naming_the_size() {
+        let mut d = desired(
+            Kind::PersistentVolumeClaim,
+            json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}}),
+        );
+        d.id.name = "data".into();
+        let live = json!({"metadata": {"uid": "c"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}});
+        let failure = ApiFailure {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "persistentvolumeclaims \"data\" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize".into(),
+            fields: vec![],
+        };
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&live),
+            dry_run: DryRun::Failed(failure),
+            wait: WaitPlan::default(),
+        });
+        assert_eq!(step.action, Action::Replace);
+        assert_eq!(step.replace_paths, vec!["spec.resources.requests.storage"]);
+        assert!(step.reasons[0].contains("must support resize"));
+    }
+
+    #[test]
+    fn rbac_denials_are_errors_not_replacements() {
+        assert!(is_rbac_denial(
+            "statefulsets.apps \"db\" is forbidden: User \"system:serviceaccount:ns:reader\" cannot patch resource \"statefulsets\""
+        ));
+        assert!(!is_rbac_denial(
+            "persistentvolumeclaims \"data\" is forbidden: only dynamically provisioned pvc can be resized"
+        ));
     }
 
     #[test]

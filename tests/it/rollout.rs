@@ -270,3 +270,28 @@ mount = "/data"
     assert_contains(&run.stdout, "PodScheduled false: 0/3 nodes are available");
     assert_contains(&run.stdout, "FailedScheduling");
 }
+
+#[tokio::test]
+async fn growing_a_claim_of_a_class_without_expansion_is_a_replace_with_the_reason() {
+    let ctx = TestCtx::new("grow").await;
+    let claim = |size: &str| format!("[[claim]]\nname = \"data\"\nsize = \"{size}\"\n");
+    let spec = ctx.spec("grow", &claim("1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("grow", &claim("2Gi"));
+    let plan = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    let v: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let step = step_of(&v, "PersistentVolumeClaim");
+    assert_eq!(step["action"], "replace");
+    assert_eq!(
+        step["replace_paths"],
+        serde_json::json!(["spec.resources.requests.storage"])
+    );
+    assert_contains(step["reasons"][0].as_str().unwrap(), "must support resize");
+    // Shrinking back to the live size is no change at all.
+    ctx.spec("grow", &claim("1024Mi"));
+    ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
+        .expect_code(0);
+}
