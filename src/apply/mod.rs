@@ -12,7 +12,7 @@ use crate::plan::compute::replace_cost;
 use crate::plan::normalize::normalize;
 use crate::plan::{Action, Plan, Step};
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -218,7 +218,7 @@ pub async fn execute(
             objects: steps.len(),
         });
         let results: Vec<Result<bool, String>> = stream::iter(steps.iter().copied())
-            .map(|step| apply_step(cluster, step, sink))
+            .map(|step| apply_step(cluster, step, deadline, sink))
             .buffered(cluster.concurrency)
             .collect()
             .await;
@@ -279,7 +279,12 @@ pub async fn execute(
     }
 }
 
-async fn apply_step(cluster: &Cluster, step: &Step, sink: &dyn Sink) -> Result<bool, String> {
+async fn apply_step(
+    cluster: &Cluster,
+    step: &Step,
+    deadline: Instant,
+    sink: &dyn Sink,
+) -> Result<bool, String> {
     if !matches!(step.action, Action::Create | Action::Update) {
         sink.emit(Event::Unchanged {
             object: step.object.clone(),
@@ -287,7 +292,17 @@ async fn apply_step(cluster: &Cluster, step: &Step, sink: &dyn Sink) -> Result<b
         return Ok(false);
     }
     let t = Instant::now();
-    match cluster.apply(&step.object, &step.manifest, false).await {
+    let write =
+        tokio::time::timeout_at(deadline, cluster.apply(&step.object, &step.manifest, false));
+    let result = write.await.unwrap_or_else(|_| {
+        Err(crate::plan::compute::ApiFailure {
+            code: 0,
+            reason: "Timeout".into(),
+            message: "timed out writing the object (--timeout)".into(),
+            fields: Vec::new(),
+        })
+    });
+    match result {
         Ok(_) => {
             sink.emit(Event::Applied {
                 object: step.object.clone(),
@@ -298,7 +313,7 @@ async fn apply_step(cluster: &Cluster, step: &Step, sink: &dyn Sink) -> Result<b
         }
         Err(f) => {
             let mut message = f.message.clone();
-            if f.code == 403 {
+            if f.code == 403 && crate::plan::compute::is_rbac_denial(&f.message) {
                 message.push_str(" (the account needs the RBAC rules in examples/rbac.yaml)");
             }
             sink.emit(Event::Failed {
@@ -370,7 +385,10 @@ pub async fn wait_for(
 ) -> Result<(), String> {
     let start = Instant::now();
     let config = watcher::Config::default().fields(&format!("metadata.name={}", id.name));
-    let mut events = watcher::watcher(cluster.api(id), config).boxed();
+    // default_backoff: a failing watch is retried with exponential backoff, never in a hot loop.
+    let mut events = watcher::watcher(cluster.api(id), config)
+        .default_backoff()
+        .boxed();
     let mut last_message = String::new();
     let mut current: Option<Value> = None;
     let outcome = tokio::time::timeout_at(deadline, async {
