@@ -87,7 +87,7 @@ func Run(args []string) int {
 
 	// Resolve CMD with the new PATH, so that `run -- kubectl ...` finds our kubectl.
 	path := argv[0]
-	if filepath.Base(path) == path && path == "kubectl" {
+	if path == "kubectl" {
 		path = filepath.Join(bin, "kubectl")
 	} else if path, err = exec.LookPath(path); err != nil {
 		fmt.Fprintf(os.Stderr, "kcluster: %v\n", err)
