@@ -18,8 +18,8 @@ pub struct TestCluster {
     /// A directory with a `kubectl` built from the Kubernetes sources (for plugin discovery).
     pub kubectl_dir: PathBuf,
     /// Keeps the owned cluster alive; its stdin closes when this process exits, and kcluster
-    /// then stops every component and removes its directory.
-    _owned: Option<(Child, tempfile::TempDir)>,
+    /// then stops every component and removes its directory (which it created).
+    _owned: Option<Child>,
 }
 
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
@@ -71,13 +71,15 @@ fn kubectl_dir(kcluster: &Path) -> PathBuf {
 
 fn start_cluster() -> TestCluster {
     let bin = build_kcluster();
-    let dir = tempfile::Builder::new()
-        .prefix("kstateful-it-")
-        .tempdir()
-        .unwrap();
+    // A path that does not exist yet: kcluster creates it and removes it entirely at shutdown.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let dir = std::env::temp_dir().join(format!("kstateful-it-{}-{nanos}", std::process::id()));
     let mut child = Command::new(&bin)
         .args(["up", "--dir"])
-        .arg(dir.path())
+        .arg(&dir)
         .arg("--exit-on-stdin-eof")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -98,13 +100,13 @@ fn start_cluster() -> TestCluster {
         .unwrap_or_else(|_| {
             panic!(
                 "the test control plane did not become ready; logs in {}",
-                dir.path().display()
+                dir.display()
             )
         });
     TestCluster {
         kubeconfig,
         kubectl_dir: kubectl_dir(&bin),
-        _owned: Some((child, dir)),
+        _owned: Some(child),
     }
 }
 
