@@ -295,3 +295,57 @@ async fn growing_a_claim_of_a_class_without_expansion_is_a_replace_with_the_reas
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }
+
+fn rolling(strategy: &str, image: &str) -> String {
+    format!(
+        "[[statefulset]]\nname = \"web\"\nreplicas = 3\nimage = \"{image}\"\npod_management_policy = \"Parallel\"\nupdate_strategy = {strategy}\n"
+    )
+}
+
+#[tokio::test]
+async fn partitioned_rolling_update_finishes_above_the_partition() {
+    let ctx = TestCtx::new("partition").await;
+    let strategy = "{ type = \"RollingUpdate\", partition = 2 }";
+    let spec = ctx.spec("web", &rolling(strategy, "img:1"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("web", &rolling(strategy, "img:2"));
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "statefulset/web: ready: 3/3 replicas ready, 1 updated (partition 2: lower ordinals keep the old revision)",
+    );
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
+    let image = |name: &str| {
+        let pods = pods.clone();
+        let name = name.to_string();
+        async move {
+            pods.get(&name).await.unwrap().spec.unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap()
+        }
+    };
+    assert_eq!(image("web-2").await, "img:2");
+    assert_eq!(image("web-0").await, "img:1");
+}
+
+#[tokio::test]
+async fn on_delete_update_is_reported_not_waited_for() {
+    let ctx = TestCtx::new("ondelete").await;
+    let strategy = "{ type = \"OnDelete\" }";
+    let spec = ctx.spec("web", &rolling(strategy, "img:1"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("web", &rolling(strategy, "img:2"));
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "updateStrategy OnDelete: pods take a new template only when deleted",
+    );
+    assert!(apply.elapsed.as_secs() < 30, "took {:?}", apply.elapsed);
+}
