@@ -3,7 +3,7 @@
 //! Together with `apply::ops`, the only code that talks to the API server.
 
 use crate::desired::{self, DesiredObject};
-use crate::kinds::{FIELD_MANAGER, Kind, ObjectRef};
+use crate::kinds::{FIELD_MANAGER, Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
 use crate::plan::compute::{ApiFailure, DryRun, StepInput, compute_step};
 use crate::plan::{Plan, WaitPlan};
 use crate::spec::{self, ClusterNames, Spec};
@@ -338,12 +338,53 @@ pub async fn make_plan(cluster: &Cluster, spec: &Spec, namespace: &str) -> Resul
     .buffered(cluster.concurrency)
     .try_collect()
     .await?;
-    Ok(Plan::new(
+    let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
         cluster.server.clone(),
         steps,
-    ))
+    );
+    if facts.namespace_exists {
+        plan.not_in_spec = not_in_spec(cluster, spec.stack_name(), namespace, &objects).await?;
+    }
+    Ok(plan)
+}
+
+/// Objects carrying this stack's label that the spec no longer describes.
+async fn not_in_spec(
+    cluster: &Cluster,
+    stack: &str,
+    namespace: &str,
+    desired: &[DesiredObject],
+) -> Result<Vec<ObjectRef>, ClusterError> {
+    let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
+    let mut out = Vec::new();
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Namespace) {
+        let ar = kind.api_resource();
+        let api: Api<DynamicObject> = if kind.namespaced() {
+            Api::namespaced_with(cluster.client.clone(), namespace, &ar)
+        } else {
+            Api::all_with(cluster.client.clone(), &ar)
+        };
+        let list = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ClusterError::Api {
+                what: format!("listing the stack's {}", kind.plural()),
+                failure: ApiFailureDisplay(failure(e)),
+            })?;
+        for item in list.items {
+            let id = ObjectRef {
+                kind,
+                namespace: kind.namespaced().then(|| namespace.to_string()),
+                name: item.metadata.name.unwrap_or_default(),
+            };
+            if !desired.iter().any(|d| d.id == id) {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn plan_one(

@@ -119,6 +119,9 @@ pub struct Plan {
     pub server: String,
     pub steps: Vec<Step>,
     pub summary: Summary,
+    /// Objects labelled as this stack's that the spec no longer has. Apply never deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_in_spec: Vec<ObjectRef>,
 }
 
 impl Plan {
@@ -141,6 +144,7 @@ impl Plan {
             server,
             steps,
             summary,
+            not_in_spec: Vec::new(),
         }
     }
 

@@ -32,6 +32,18 @@ pub fn markdown(plan: &Plan) -> String {
             details.replace('|', "\\|").replace('\n', " ")
         ));
     }
+    if !plan.not_in_spec.is_empty() {
+        out.push_str("\nNot in the spec any more (apply leaves them in place): ");
+        out.push_str(
+            &plan
+                .not_in_spec
+                .iter()
+                .map(|id| format!("`{}`", id.short()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        out.push('\n');
+    }
     for step in &plan.steps {
         if !matches!(
             step.action,

@@ -94,6 +94,16 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
+    if !plan.not_in_spec.is_empty() {
+        out.push_str(&format!(
+            "Not in the spec any more ({}); apply leaves them in place, delete them by hand if they should go:\n",
+            plan.not_in_spec.len()
+        ));
+        for id in &plan.not_in_spec {
+            out.push_str(&format!("    {}\n", id.short()));
+        }
+        out.push('\n');
+    }
     let summary = plan.summary_line();
     if style.color {
         out.push_str(&summary.bold().to_string());

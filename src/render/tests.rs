@@ -58,12 +58,18 @@ fn sample() -> Plan {
     error.origin = "claim[0]".into();
     error.error = Some("PersistentVolumeClaim \"broken\" is invalid (Invalid, HTTP 422)".into());
     let noop = step(Kind::Service, "db", Action::NoOp);
-    Plan::new(
+    let mut plan = Plan::new(
         "demo-stack".into(),
         "demo".into(),
         "https://127.0.0.1:6443/".into(),
         vec![create, update, replace, error, noop],
-    )
+    );
+    plan.not_in_spec = vec![ObjectRef {
+        kind: Kind::PersistentVolumeClaim,
+        namespace: Some("demo".into()),
+        name: "old-cache".into(),
+    }];
+    plan
 }
 
 #[test]

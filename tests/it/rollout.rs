@@ -349,3 +349,36 @@ async fn on_delete_update_is_reported_not_waited_for() {
     );
     assert!(apply.elapsed.as_secs() < 30, "took {:?}", apply.elapsed);
 }
+
+#[tokio::test]
+async fn objects_dropped_from_the_spec_are_listed_but_never_deleted() {
+    let ctx = TestCtx::new("dropped").await;
+    let spec = ctx.spec("db", &sts(1, "1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes"]).expect_code(0);
+    ctx.spec("db", "[[claim]]\nname = \"other\"\nsize = \"1Gi\"\n");
+    let plan = ctx.run(&["plan", "-f", spec]);
+    plan.expect_code(0);
+    assert_contains(
+        &plan.stdout,
+        "Not in the spec any more (2); apply leaves them in place, delete them by hand if they should go:\n    service/db\n    statefulset/db\n",
+    );
+    assert!(
+        !plan.stdout.contains("pvc/data-db-0"),
+        "claims made from templates are not the stack's: {}",
+        plan.stdout
+    );
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        v["not_in_spec"][1],
+        serde_json::json!({"kind": "StatefulSet", "namespace": ctx.ns, "name": "db"})
+    );
+    ctx.run(&["apply", "-f", spec, "--yes"]).expect_code(0);
+    let sts: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    assert!(
+        sts.get_opt("db").await.unwrap().is_some(),
+        "apply never deletes"
+    );
+}
