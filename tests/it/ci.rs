@@ -17,20 +17,9 @@ fn plugin_steps(workflow: &serde_yaml::Value, job: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_step(
-    script: &str,
-    ctx: &TestCtx,
-    workdir: &Path,
-    bin_dir: &Path,
-    output: &Path,
-) -> std::process::Output {
+fn run_step(script: &str, ctx: &TestCtx, workdir: &Path, output: &Path) -> std::process::Output {
     let c = cluster();
-    let path = format!(
-        "{}:{}:{}",
-        bin_dir.display(),
-        c.kubectl_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = ctx.plugin_path();
     // GitHub runs `run:` steps with `bash --noprofile --norc -eo pipefail {0}`.
     Command::new("bash")
         .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
@@ -60,13 +49,6 @@ async fn github_actions_workflow_steps_plan_then_apply() {
     let work = ctx.dir.path().join("checkout");
     std::fs::create_dir_all(work.join("deploy")).unwrap();
     std::fs::copy(ctx.example("postgres"), work.join("deploy/stack.toml")).unwrap();
-    let bin_dir = ctx.dir.path().join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_kubectl-stateful"),
-        bin_dir.join("kubectl-stateful"),
-    )
-    .unwrap();
     let output = ctx.dir.path().join("github_output");
 
     let plan_steps = plugin_steps(&workflow, "plan");
@@ -75,7 +57,7 @@ async fn github_actions_workflow_steps_plan_then_apply() {
     assert_eq!(apply_steps.len(), 2);
 
     // Pull request: changes are not a failure, and the Markdown plan is ready to post.
-    let out = run_step(&plan_steps[0], &ctx, &work, &bin_dir, &output);
+    let out = run_step(&plan_steps[0], &ctx, &work, &output);
     assert!(
         out.status.success(),
         "{}",
@@ -93,7 +75,7 @@ async fn github_actions_workflow_steps_plan_then_apply() {
 
     // Main: plan, then apply exactly that plan.
     for step in &apply_steps {
-        let out = run_step(step, &ctx, &work, &bin_dir, &output);
+        let out = run_step(step, &ctx, &work, &output);
         assert!(
             out.status.success(),
             "step failed: {step}\n{}\n{}",
@@ -108,7 +90,7 @@ async fn github_actions_workflow_steps_plan_then_apply() {
 
     // The next pull request sees no changes.
     std::fs::write(&output, "").unwrap();
-    let out = run_step(&plan_steps[0], &ctx, &work, &bin_dir, &output);
+    let out = run_step(&plan_steps[0], &ctx, &work, &output);
     assert!(out.status.success());
     assert_eq!(
         std::fs::read_to_string(&output).unwrap().trim(),

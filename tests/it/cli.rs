@@ -16,23 +16,8 @@ async fn spec_error_exits_1_and_writes_nothing() {
     run.expect_code(1);
     assert_contains(&run.stderr, "claim[0].size: invalid quantity \"10GB-x\"");
     assert_contains(&run.stderr, "bad.toml:3:8");
-    let client = crate::support::client().await;
-    let sts: kube::Api<StatefulSet> = kube::Api::namespaced(client.clone(), &ctx.ns);
-    let svc: kube::Api<Service> = kube::Api::namespaced(client, &ctx.ns);
-    assert!(
-        sts.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
-    assert!(
-        svc.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(ctx.count::<StatefulSet>().await, 0);
+    assert_eq!(ctx.count::<Service>().await, 0);
 }
 
 #[tokio::test]
@@ -72,15 +57,7 @@ async fn apply_without_terminal_or_yes_refuses() {
     run.expect_code(1);
     assert_contains(&run.stderr, "refusing to apply without confirmation");
     assert_contains(&run.stderr, "--yes");
-    let sts: kube::Api<StatefulSet> =
-        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
-    assert!(
-        sts.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(ctx.count::<StatefulSet>().await, 0);
 }
 
 #[tokio::test]
@@ -162,20 +139,8 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
 #[tokio::test]
 async fn runs_through_kubectl_plugin_discovery() {
     let ctx = TestCtx::new("discovery").await;
-    let bin_dir = ctx.dir.path().join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_kubectl-stateful"),
-        bin_dir.join("kubectl-stateful"),
-    )
-    .unwrap();
     let c = cluster();
-    let path = format!(
-        "{}:{}:{}",
-        bin_dir.display(),
-        c.kubectl_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = ctx.plugin_path();
     let kubectl = |args: &[&str]| {
         std::process::Command::new(c.kubectl_dir.join("kubectl"))
             .args(args)

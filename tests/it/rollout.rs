@@ -306,12 +306,11 @@ fn rolling(strategy: &str, image: &str) -> String {
 async fn partitioned_rolling_update_finishes_above_the_partition() {
     let ctx = TestCtx::new("partition").await;
     let strategy = "{ type = \"RollingUpdate\", partition = 2 }";
-    let spec = ctx.spec("web", &rolling(strategy, "img:1"));
-    let spec = spec.to_str().unwrap();
-    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
-        .expect_code(0);
-    ctx.spec("web", &rolling(strategy, "img:2"));
-    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    let apply = ctx.apply_then_change(
+        "web",
+        &rolling(strategy, "img:1"),
+        &rolling(strategy, "img:2"),
+    );
     apply.expect_code(0);
     assert_contains(
         &apply.stdout,
@@ -336,12 +335,11 @@ async fn partitioned_rolling_update_finishes_above_the_partition() {
 async fn on_delete_update_is_reported_not_waited_for() {
     let ctx = TestCtx::new("ondelete").await;
     let strategy = "{ type = \"OnDelete\" }";
-    let spec = ctx.spec("web", &rolling(strategy, "img:1"));
-    let spec = spec.to_str().unwrap();
-    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
-        .expect_code(0);
-    ctx.spec("web", &rolling(strategy, "img:2"));
-    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    let apply = ctx.apply_then_change(
+        "web",
+        &rolling(strategy, "img:1"),
+        &rolling(strategy, "img:2"),
+    );
     apply.expect_code(0);
     assert_contains(
         &apply.stdout,

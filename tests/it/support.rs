@@ -177,6 +177,49 @@ impl TestCtx {
         self.spec(name, &text)
     }
 
+    /// PATH for running the plugin through kubectl: a directory with a `kubectl-stateful`
+    /// link to the built binary, then the cluster's kubectl, then the inherited PATH.
+    pub fn plugin_path(&self) -> String {
+        let bin_dir = self.dir.path().join("bin");
+        if !bin_dir.exists() {
+            std::fs::create_dir_all(&bin_dir).unwrap();
+            std::os::unix::fs::symlink(
+                env!("CARGO_BIN_EXE_kubectl-stateful"),
+                bin_dir.join("kubectl-stateful"),
+            )
+            .unwrap();
+        }
+        format!(
+            "{}:{}:{}",
+            bin_dir.display(),
+            cluster().kubectl_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// How many objects of kind `K` the test's namespace holds.
+    pub async fn count<K>(&self) -> usize
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: kube::Api<K> = kube::Api::namespaced(client().await, &self.ns);
+        api.list(&Default::default()).await.unwrap().items.len()
+    }
+
+    /// Writes `first` and applies it, then writes `second` and applies that: the second run.
+    pub fn apply_then_change(&self, name: &str, first: &str, second: &str) -> Run {
+        let spec = self.spec(name, first);
+        let spec = spec.to_str().unwrap();
+        self.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+            .expect_code(0);
+        self.spec(name, second);
+        self.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+    }
+
     /// The unique name of a cluster-scoped object of a spec.
     pub fn unique(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
