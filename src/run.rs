@@ -18,9 +18,22 @@ pub const EXIT_CHANGES: i32 = 2;
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> miette::Result<i32> {
     let config = crate::config::load()?;
+    let colors_allowed = config.color != Some(false) && color_allowed(&cli.cluster);
     let style = Style {
-        color: config.color != Some(false) && color_enabled(&cli.cluster),
+        color: colors_allowed && std::io::stdout().is_terminal(),
     };
+    // Diagnostics: graphical with carets always; colors and line wrapping only on a terminal, so
+    // CI logs keep each message on one line.
+    let terminal = std::io::stderr().is_terminal();
+    let diagnostics_color = colors_allowed && terminal;
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(diagnostics_color)
+                .wrap_lines(terminal)
+                .build(),
+        )
+    }));
     match cli.command {
         Command::Version(args) => {
             let version = env!("CARGO_PKG_VERSION");
@@ -48,11 +61,11 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
     }
 }
 
-fn color_enabled(args: &ClusterArgs) -> bool {
+/// Colors unless `--no-color`, `NO_COLOR` or a dumb terminal say otherwise.
+fn color_allowed(args: &ClusterArgs) -> bool {
     !args.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
-        && std::io::stdout().is_terminal()
 }
 
 fn target(args: &ClusterArgs) -> Target {
