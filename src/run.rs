@@ -102,8 +102,28 @@ async fn prepare(
 }
 
 async fn plan_command(args: &ClusterArgs, p: PlanArgs, style: Style) -> miette::Result<i32> {
-    let (cluster, spec, namespace) = prepare(args, &p.file).await?;
-    let plan = live::make_plan(&cluster, &spec, &namespace).await?;
+    let planned = async {
+        let (cluster, spec, namespace) = prepare(args, &p.file).await?;
+        Ok::<_, miette::Report>(live::make_plan(&cluster, &spec, &namespace).await?)
+    };
+    let plan = match planned.await {
+        Ok(plan) => plan,
+        Err(report) => {
+            // Machine-readable views still get a document on stdout; the diagnostics go to stderr.
+            match p.output {
+                PlanFormat::Json => print!(
+                    "{}",
+                    render::json_failure(&error_chain(&report), &spec_entries(&report))
+                ),
+                PlanFormat::Markdown => print!(
+                    "{}",
+                    render::markdown_failure(&error_chain(&report), &spec_entries(&report))
+                ),
+                PlanFormat::Human => {}
+            }
+            return Err(report);
+        }
+    };
     let text = match p.output {
         PlanFormat::Human => render::human(&plan, style),
         PlanFormat::Json => render::json(&plan),
@@ -127,6 +147,29 @@ async fn plan_command(args: &ClusterArgs, p: PlanArgs, style: Style) -> miette::
     } else {
         0
     })
+}
+
+/// The error and its causes on one line: `cannot load kubeconfig: failed to read …`.
+fn error_chain(report: &miette::Report) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in report.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The positioned spec issues behind an error, if it is a spec error.
+fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
+    if let Some(spec::LoadError::Invalid(e)) = report.downcast_ref::<spec::LoadError>() {
+        return e.entries();
+    }
+    if let Some(live::PlanError::Spec(e)) = report.downcast_ref::<live::PlanError>() {
+        return e.entries();
+    }
+    Vec::new()
 }
 
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {

@@ -65,3 +65,19 @@ pub fn markdown(plan: &Plan) -> String {
     }
     out
 }
+
+/// Markdown for a plan that could not be made, with every spec error.
+pub fn markdown_failure(message: &str, spec_errors: &[crate::spec::IssueEntry]) -> String {
+    let mut out = format!(
+        "### kubectl stateful plan failed\n\n**{}**\n",
+        message.replace('\n', " ")
+    );
+    if !spec_errors.is_empty() {
+        out.push_str("\n```text\n");
+        for e in spec_errors {
+            out.push_str(&format!("{e}\n"));
+        }
+        out.push_str("```\n");
+    }
+    out
+}

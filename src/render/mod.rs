@@ -5,7 +5,7 @@ mod diff;
 mod markdown;
 
 pub use diff::unified_yaml_diff;
-pub use markdown::markdown;
+pub use markdown::{markdown, markdown_failure};
 
 use crate::plan::{Action, Plan, Step};
 use owo_colors::OwoColorize;
@@ -117,6 +117,15 @@ pub fn human(plan: &Plan, style: Style) -> String {
 /// The JSON view: the plan document itself (see README, "JSON plan").
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("plans serialize") + "\n"
+}
+
+/// The JSON document for a plan that could not be made: `{"format_version":1,"error":{…}}`.
+pub fn json_failure(message: &str, spec_errors: &[crate::spec::IssueEntry]) -> String {
+    let doc = serde_json::json!({
+        "format_version": crate::plan::FORMAT_VERSION,
+        "error": { "message": message, "spec_errors": spec_errors },
+    });
+    serde_json::to_string_pretty(&doc).expect("errors serialize") + "\n"
 }
 
 #[cfg(test)]

@@ -82,16 +82,50 @@ pub struct SpecErrors {
 }
 
 impl SpecErrors {
-    /// One line per issue, `file:line:col: key: message`, for logs and JSON output.
-    pub fn lines(&self) -> Vec<String> {
+    /// Every issue with its position, for machine-readable output.
+    pub fn entries(&self) -> Vec<IssueEntry> {
         let text = self.source_code.inner();
         self.issues
             .iter()
-            .map(|i| match i.line_col(text) {
-                Some((l, c)) => format!("{}:{l}:{c}: {i}", self.file),
-                None => format!("{}: {i}", self.file),
+            .map(|i| {
+                let (line, column) = i.line_col(text).unzip();
+                IssueEntry {
+                    file: self.file.clone(),
+                    line,
+                    column,
+                    key: i.key.clone(),
+                    message: i.message.clone(),
+                }
             })
             .collect()
+    }
+
+    /// One line per issue, `file:line:col: key: message`, for logs.
+    pub fn lines(&self) -> Vec<String> {
+        self.entries().iter().map(IssueEntry::to_string).collect()
+    }
+}
+
+/// One spec issue, positioned (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssueEntry {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for IssueEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => {
+                write!(f, "{}:{l}:{c}: {}: {}", self.file, self.key, self.message)
+            }
+            _ => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
     }
 }
 

@@ -18,6 +18,18 @@ async fn spec_error_exits_1_and_writes_nothing() {
     assert_contains(&run.stderr, "bad.toml:3:8");
     assert_eq!(ctx.count::<StatefulSet>().await, 0);
     assert_eq!(ctx.count::<Service>().await, 0);
+
+    // Machine-readable plans get a machine-readable failure.
+    let json = ctx.run(&["plan", "-f", spec.to_str().unwrap(), "-o", "json"]);
+    json.expect_code(1);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    let e = &v["error"]["spec_errors"][0];
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(3), Some(8))
+    );
+    assert_eq!(e["key"], "claim[0].size");
 }
 
 #[tokio::test]
