@@ -124,6 +124,31 @@ selector = { never = "matches" }
         run.stdout
     );
     assert_contains(&run.stderr, "rollout failed");
+
+    // Fixing the cause and running apply again converges: the claim is unchanged and binds.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!(
+            "{text}\n[[volume]]\nname = \"{}\"\ncapacity = \"1Gi\"\nlabels = {{ never = \"matches\" }}\nhost_path = {{ path = \"/tmp/x\" }}\n",
+            ctx.unique("match")
+        ),
+    )
+    .unwrap();
+    let again = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "1m",
+    ]);
+    again.expect_code(0);
+    assert_contains(&again.stdout, "pvc/orphan: unchanged");
+    assert_contains(
+        &again.stdout,
+        &format!("pvc/orphan: ready: Bound to {}", ctx.unique("match")),
+    );
 }
 
 const STS: &str = r#"
