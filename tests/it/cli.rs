@@ -195,3 +195,63 @@ async fn runs_through_kubectl_plugin_discovery() {
     );
     assert!(String::from_utf8_lossy(&plan.stdout).contains("Plan: 2 to create"));
 }
+
+#[tokio::test]
+async fn context_and_its_namespace_are_used_like_kubectl() {
+    let ctx = TestCtx::new("context").await;
+    // A kubeconfig whose current context points nowhere, plus a context on the test cluster
+    // with the test's namespace.
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cluster().kubeconfig).unwrap()).unwrap();
+    let real = kc["contexts"][0].clone();
+    let mut mine = real.clone();
+    mine["name"] = "mine".into();
+    mine["context"]["namespace"] = ctx.ns.clone().into();
+    let mut nowhere_cluster = kc["clusters"][0].clone();
+    nowhere_cluster["name"] = "nowhere".into();
+    nowhere_cluster["cluster"]["server"] = "https://127.0.0.1:1".into();
+    let mut nowhere = real.clone();
+    nowhere["name"] = "nowhere".into();
+    nowhere["context"]["cluster"] = "nowhere".into();
+    kc["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .push(nowhere_cluster);
+    let contexts = kc["contexts"].as_sequence_mut().unwrap();
+    contexts.push(mine);
+    contexts.push(nowhere);
+    kc["current-context"] = "nowhere".into();
+    let path = ctx.dir.path().join("multi.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    let spec = ctx.example("postgres");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "plan".to_string(),
+            "-f".into(),
+            spec.to_str().unwrap().into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // The kubeconfig comes from KUBECONFIG, as with kubectl.
+    let with_env = |a: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"))
+            .args(&a)
+            .env("KUBECONFIG", &path)
+            .env("KUBECTL_STATEFUL_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = with_env(args(&["--context", "mine"]));
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_contains(
+        &stdout,
+        &format!("Stack postgres in namespace {} (2 objects)", ctx.ns),
+    );
+    let (code, _) = with_env(args(&[]));
+    assert_eq!(code, Some(1), "the current context points nowhere");
+}
