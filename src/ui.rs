@@ -165,3 +165,95 @@ impl Sink for ProgressSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Kind;
+    use crate::plan::Action;
+
+    fn pvc(name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: Kind::PersistentVolumeClaim,
+            namespace: Some("ns".into()),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn plain_lines() {
+        assert_eq!(
+            plain_line(&Event::Phase {
+                kind: Kind::StorageClass,
+                objects: 2
+            }),
+            "==> StorageClasses (2)"
+        );
+        assert_eq!(
+            plain_line(&Event::Applied {
+                object: pvc("data"),
+                action: Action::Create,
+                seconds: 0.25
+            }),
+            "pvc/data: created (0.2s)"
+        );
+        assert_eq!(
+            plain_line(&Event::Failed {
+                object: pvc("data"),
+                message: "timed out after 15s: waiting for the claim to be Bound".into(),
+                details: vec![
+                    "pvc/data: Normal FailedBinding: no persistent volumes available".into()
+                ],
+            }),
+            "pvc/data: FAILED: timed out after 15s: waiting for the claim to be Bound\n    pvc/data: Normal FailedBinding: no persistent volumes available"
+        );
+        assert_eq!(
+            plain_line(&Event::Finished {
+                ok: true,
+                applied: 3,
+                unchanged: 1,
+                failed: 0,
+                seconds: 4.0
+            }),
+            "Apply complete: 3 applied, 1 unchanged, 0 failed in 4.0s."
+        );
+    }
+
+    /// The JSON lines are a documented interface: one object per line, tagged by `event`.
+    #[test]
+    fn json_lines_shape() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let sink = JsonSink::new(Box::new(buf.clone()));
+        sink.emit(Event::Ready {
+            object: pvc("data"),
+            message: "Bound to pv-1".into(),
+            seconds: 1.5,
+        });
+        sink.emit(Event::Deferred {
+            object: pvc("late"),
+            message: "waits for first consumer".into(),
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"event": "ready", "object": {"kind": "PersistentVolumeClaim", "namespace": "ns", "name": "data"},
+                               "message": "Bound to pv-1", "seconds": 1.5})
+        );
+        assert_eq!(lines[1]["event"], "deferred");
+    }
+}
