@@ -17,7 +17,10 @@ Examples:
   kubectl stateful apply plan.json --yes
 
   # Plan and roll out in one go, waiting up to 10 minutes
-  kubectl stateful apply -f stack.toml --yes --timeout 10m";
+  kubectl stateful apply -f stack.toml --yes --timeout 10m
+
+Exit codes: 0 success; 1 error (invalid spec, unreachable cluster, an object that could not be
+planned, a refused or failed rollout); 2 changes present (plan --detailed-exitcode only).";
 
 /// Plan and roll out the storage stack of stateful workloads.
 #[derive(Debug, Parser)]
@@ -42,7 +45,7 @@ pub struct ClusterArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
     /// How many objects of one phase are planned, written or waited for at once.
-    #[arg(long, global = true, default_value_t = crate::live::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::live::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Never color the output (NO_COLOR is honored too).
     #[arg(long, global = true)]
