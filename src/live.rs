@@ -202,6 +202,8 @@ pub struct ClusterFacts {
     /// The default StorageClass, if one is marked.
     pub default_class: Option<String>,
     pub namespace_exists: bool,
+    /// StorageClasses, PersistentVolumes and claims that carry the stack's labels, in that order.
+    pub stack_objects: Vec<ObjectRef>,
 }
 
 impl ClusterFacts {
@@ -224,8 +226,13 @@ impl ClusterFacts {
     }
 }
 
-/// Reads StorageClasses, PersistentVolumes, the namespace's claims and whether it exists.
-pub async fn facts(cluster: &Cluster, namespace: &str) -> Result<ClusterFacts, ClusterError> {
+/// Reads StorageClasses, PersistentVolumes, the namespace's claims and whether it exists, and
+/// notes which of them belong to `stack`.
+pub async fn facts(
+    cluster: &Cluster,
+    namespace: &str,
+    stack: &str,
+) -> Result<ClusterFacts, ClusterError> {
     let ns_ref = ObjectRef {
         kind: Kind::Namespace,
         namespace: None,
@@ -245,13 +252,28 @@ pub async fn facts(cluster: &Cluster, namespace: &str) -> Result<ClusterFacts, C
         namespace_exists: ns.is_some(),
         ..Default::default()
     };
-    if facts.namespace_exists {
-        for c in cluster
+    let claims = if facts.namespace_exists {
+        cluster
             .list(Kind::PersistentVolumeClaim, Some(namespace))
             .await?
-        {
-            facts.names.claims.insert(name_of(&c));
+    } else {
+        Vec::new()
+    };
+    for (kind, list) in [
+        (Kind::StorageClass, &classes),
+        (Kind::PersistentVolume, &volumes),
+        (Kind::PersistentVolumeClaim, &claims),
+    ] {
+        for obj in list.iter().filter(|o| in_stack(o, stack)) {
+            facts.stack_objects.push(ObjectRef {
+                kind,
+                namespace: kind.namespaced().then(|| namespace.to_string()),
+                name: name_of(obj),
+            });
         }
+    }
+    for c in &claims {
+        facts.names.claims.insert(name_of(c));
     }
     for sc in classes {
         let name = name_of(&sc);
@@ -293,6 +315,12 @@ pub async fn facts(cluster: &Cluster, namespace: &str) -> Result<ClusterFacts, C
     Ok(facts)
 }
 
+/// True when the object carries the plugin's labels for `stack`.
+fn in_stack(obj: &Value, stack: &str) -> bool {
+    let labels = &obj["metadata"]["labels"];
+    labels[MANAGED_BY.0] == MANAGED_BY.1 && labels[STACK_LABEL] == stack
+}
+
 fn name_of(v: &Value) -> String {
     v["metadata"]["name"]
         .as_str()
@@ -314,7 +342,7 @@ pub enum PlanError {
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
 /// every object (bounded concurrency) and computes each step.
 pub async fn make_plan(cluster: &Cluster, spec: &Spec, namespace: &str) -> Result<Plan, PlanError> {
-    let facts = facts(cluster, namespace).await?;
+    let facts = facts(cluster, namespace, spec.stack_name()).await?;
     let issues = spec::check_references(spec, &facts.names);
     if !issues.is_empty() {
         return Err(PlanError::Spec(Box::new(spec::errors_for(spec, issues))));
@@ -345,27 +373,26 @@ pub async fn make_plan(cluster: &Cluster, spec: &Spec, namespace: &str) -> Resul
         steps,
     );
     if facts.namespace_exists {
-        plan.not_in_spec = not_in_spec(cluster, spec.stack_name(), namespace, &objects).await?;
+        plan.not_in_spec =
+            not_in_spec(cluster, spec.stack_name(), namespace, &facts, &objects).await?;
     }
     Ok(plan)
 }
 
-/// Objects carrying this stack's label that the spec no longer describes.
+/// Objects carrying this stack's label that the spec no longer describes. StorageClasses,
+/// volumes and claims come from the facts already read; Services and StatefulSets are listed.
 async fn not_in_spec(
     cluster: &Cluster,
     stack: &str,
     namespace: &str,
+    facts: &ClusterFacts,
     desired: &[DesiredObject],
 ) -> Result<Vec<ObjectRef>, ClusterError> {
     let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
-    let mut out = Vec::new();
-    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Namespace) {
-        let ar = kind.api_resource();
-        let api: Api<DynamicObject> = if kind.namespaced() {
-            Api::namespaced_with(cluster.client.clone(), namespace, &ar)
-        } else {
-            Api::all_with(cluster.client.clone(), &ar)
-        };
+    let mut found = facts.stack_objects.clone();
+    for kind in [Kind::Service, Kind::StatefulSet] {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client.clone(), namespace, &kind.api_resource());
         let list = api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
@@ -373,18 +400,14 @@ async fn not_in_spec(
                 what: format!("listing the stack's {}", kind.plural()),
                 failure: ApiFailureDisplay(failure(e)),
             })?;
-        for item in list.items {
-            let id = ObjectRef {
-                kind,
-                namespace: kind.namespaced().then(|| namespace.to_string()),
-                name: item.metadata.name.unwrap_or_default(),
-            };
-            if !desired.iter().any(|d| d.id == id) {
-                out.push(id);
-            }
-        }
+        found.extend(list.items.into_iter().map(|item| ObjectRef {
+            kind,
+            namespace: Some(namespace.to_string()),
+            name: item.metadata.name.unwrap_or_default(),
+        }));
     }
-    Ok(out)
+    found.retain(|id| !desired.iter().any(|d| &d.id == id));
+    Ok(found)
 }
 
 async fn plan_one(

@@ -326,15 +326,19 @@ fn rolling(strategy: &str, image: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn partitioned_rolling_update_finishes_above_the_partition() {
-    let ctx = TestCtx::new("partition").await;
-    let strategy = "{ type = \"RollingUpdate\", partition = 2 }";
-    let apply = ctx.apply_then_change(
+/// Applies a StatefulSet `web` of 3 with `strategy`, then changes its image: the second apply.
+fn change_image(ctx: &TestCtx, strategy: &str) -> crate::support::Run {
+    ctx.apply_then_change(
         "web",
         &rolling(strategy, "img:1"),
         &rolling(strategy, "img:2"),
-    );
+    )
+}
+
+#[tokio::test]
+async fn partitioned_rolling_update_finishes_above_the_partition() {
+    let ctx = TestCtx::new("partition").await;
+    let apply = change_image(&ctx, "{ type = \"RollingUpdate\", partition = 2 }");
     apply.expect_code(0);
     assert_contains(
         &apply.stdout,
@@ -358,12 +362,7 @@ async fn partitioned_rolling_update_finishes_above_the_partition() {
 #[tokio::test]
 async fn on_delete_update_is_reported_not_waited_for() {
     let ctx = TestCtx::new("ondelete").await;
-    let strategy = "{ type = \"OnDelete\" }";
-    let apply = ctx.apply_then_change(
-        "web",
-        &rolling(strategy, "img:1"),
-        &rolling(strategy, "img:2"),
-    );
+    let apply = change_image(&ctx, "{ type = \"OnDelete\" }");
     apply.expect_code(0);
     assert_contains(
         &apply.stdout,
