@@ -50,6 +50,11 @@ pub struct ClusterArgs {
     /// Never color the output (NO_COLOR is honored too).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Give up on any single API request after this long (e.g. 10s) [default: 30s, or
+    /// `request_timeout` in the user config file]. Failed requests are retried with backoff
+    /// for throttling, server errors and lost connections.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +123,13 @@ pub struct ApplyArgs {
     /// Output format: human (progress on a terminal, plain lines otherwise) or JSON lines.
     #[arg(short = 'o', long, value_enum, default_value = "human")]
     pub output: ApplyFormat,
+    /// Take over fields that other field managers own (e.g. replicas set by `kubectl scale`).
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Take over existing objects that do not carry this stack's labels (or `adopt = true` on
+    /// each in the spec).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! ```toml
 //! timeout = "10m"   # default for apply --timeout
 //! color = false     # never color the output
+//! request_timeout = "30s"  # default for --request-timeout
 //! ```
 
 use serde::Deserialize;
@@ -18,6 +19,8 @@ pub struct UserConfig {
     pub timeout: Option<String>,
     /// `false` turns colors off everywhere.
     pub color: Option<bool>,
+    /// Bound on each API request, e.g. `30s`.
+    pub request_timeout: Option<String>,
 }
 
 impl UserConfig {
@@ -28,6 +31,17 @@ impl UserConfig {
             .map(|t| {
                 crate::cli::parse_duration(t)
                     .map_err(|e| miette::miette!("{}: timeout: {e}", path_display()))
+            })
+            .transpose()
+    }
+
+    /// The configured request timeout, validated.
+    pub fn request_timeout(&self) -> miette::Result<Option<Duration>> {
+        self.request_timeout
+            .as_deref()
+            .map(|t| {
+                crate::cli::parse_duration(t)
+                    .map_err(|e| miette::miette!("{}: request_timeout: {e}", path_display()))
             })
             .transpose()
     }

@@ -20,6 +20,8 @@ pub struct DesiredObject {
     pub template_claims: Vec<String>,
     /// For Services generated for a StatefulSet: leave an existing Service we do not manage alone.
     pub only_if_absent: bool,
+    /// The spec says `adopt = true`: an existing object without our labels may be taken over.
+    pub adopt: bool,
 }
 
 /// Facts from the cluster that change the generated objects.
@@ -120,6 +122,7 @@ impl Builder<'_> {
             origin: origin.to_string(),
             template_claims: Vec::new(),
             only_if_absent: false,
+            adopt: false,
         }
     }
 
@@ -149,6 +152,7 @@ impl Builder<'_> {
             body,
             None,
         );
+        obj.adopt = sc.adopt;
         if sc.default {
             obj.manifest["metadata"]["annotations"] =
                 json!({ "storageclass.kubernetes.io/is-default-class": "true" });
@@ -225,14 +229,16 @@ impl Builder<'_> {
             );
         }
         let body = Map::from_iter([("spec".to_string(), Value::Object(s))]);
-        self.object(
+        let mut obj = self.object(
             Kind::PersistentVolume,
             v.name.get_ref(),
             &origin,
             &v.labels,
             body,
             v.patch.as_ref(),
-        )
+        );
+        obj.adopt = v.adopt;
+        obj
     }
 
     fn claim(
@@ -275,19 +281,21 @@ impl Builder<'_> {
             s.insert("volumeName".into(), json!(vol.get_ref()));
         }
         let body = Map::from_iter([("spec".to_string(), Value::Object(s))]);
-        self.object(
+        let mut obj = self.object(
             Kind::PersistentVolumeClaim,
             c.name.get_ref(),
             &origin,
             &c.labels,
             body,
             c.patch.as_ref(),
-        )
+        );
+        obj.adopt = c.adopt;
+        obj
     }
 
     fn service(&self, s: &spec::StatefulSetSpec, origin: String) -> DesiredObject {
         let name = service_name(s);
-        let ports: Vec<Value> = container_ports(s)
+        let ports: Vec<Value> = container_ports(&s.ports)
             .iter()
             .map(|(name, port, proto)| {
                 let mut p = json!({ "name": name, "port": port, "targetPort": port });
@@ -306,32 +314,36 @@ impl Builder<'_> {
         let mut obj = self.object(Kind::Service, name, &origin, &s.labels, body, None);
         obj.origin = format!("{origin}.service");
         obj.only_if_absent = true;
+        obj.adopt = s.adopt;
         obj
     }
 
-    fn statefulset(&self, s: &spec::StatefulSetSpec, origin: String) -> DesiredObject {
-        let name = s.name.get_ref();
-        let selector = selector_labels(name);
+    /// The pod template of a workload: one container named after it, its env, ports, resources
+    /// and mounts (standalone claims as volumes, plus `template_mounts` for claim templates),
+    /// labelled with the stack's labels, the workload's own and its selector. Shared by every
+    /// workload kind.
+    fn pod_template(&self, w: &Workload<'_>, template_mounts: Vec<Value>) -> Value {
+        let name = w.name;
         let mut pod_labels = self.labels.clone();
-        pod_labels.extend(s.labels.clone());
-        pod_labels.extend(selector.clone());
+        pod_labels.extend(w.labels.clone());
+        pod_labels.extend(selector_labels(name));
 
-        let mut container = json!({ "name": name, "image": s.image });
-        if !s.command.is_empty() {
-            container["command"] = json!(s.command);
+        let mut container = json!({ "name": name, "image": w.image });
+        if !w.command.is_empty() {
+            container["command"] = json!(w.command);
         }
-        if !s.args.is_empty() {
-            container["args"] = json!(s.args);
+        if !w.args.is_empty() {
+            container["args"] = json!(w.args);
         }
-        if !s.env.is_empty() {
+        if !w.env.is_empty() {
             container["env"] = json!(
-                s.env
+                w.env
                     .iter()
                     .map(|(k, v)| json!({ "name": k, "value": v }))
                     .collect::<Vec<_>>()
             );
         }
-        let ports = container_ports(s);
+        let ports = container_ports(w.ports);
         if !ports.is_empty() {
             container["ports"] = json!(
                 ports
@@ -348,8 +360,8 @@ impl Builder<'_> {
         }
         let mut resources = Map::new();
         for (key, map) in [
-            ("requests", &s.resources.requests),
-            ("limits", &s.resources.limits),
+            ("requests", &w.resources.requests),
+            ("limits", &w.resources.limits),
         ] {
             if !map.is_empty() {
                 let m: BTreeMap<&String, &String> =
@@ -360,28 +372,9 @@ impl Builder<'_> {
         if !resources.is_empty() {
             container["resources"] = Value::Object(resources);
         }
-        let mut mounts = Vec::new();
-        let mut templates = Vec::new();
-        for t in &s.volume_claims {
-            let t = t.get_ref();
-            mounts.push(json!({ "name": t.name.get_ref(), "mountPath": t.mount.get_ref() }));
-            let mut ts = claim_spec(
-                t.access_modes.get_ref(),
-                t.size.get_ref(),
-                t.volume_mode,
-                &t.selector,
-            );
-            if let Some(class) = &t.class {
-                ts.insert("storageClassName".into(), json!(class.get_ref()));
-            }
-            let mut meta = json!({ "name": t.name.get_ref() });
-            if !t.labels.is_empty() {
-                meta["labels"] = json!(t.labels);
-            }
-            templates.push(json!({ "metadata": meta, "spec": ts }));
-        }
+        let mut mounts = template_mounts;
         let mut volumes = Vec::new();
-        for m in &s.mounts {
+        for m in w.mounts {
             let m = m.get_ref();
             let mut mount = json!({ "name": m.claim.get_ref(), "mountPath": m.path.get_ref() });
             if m.read_only {
@@ -404,11 +397,39 @@ impl Builder<'_> {
         if !volumes.is_empty() {
             pod_spec["volumes"] = json!(volumes);
         }
+        json!({ "metadata": { "labels": pod_labels }, "spec": pod_spec })
+    }
+
+    fn statefulset(&self, s: &spec::StatefulSetSpec, origin: String) -> DesiredObject {
+        let name = s.name.get_ref();
+        let selector = selector_labels(name);
+        let mut template_mounts = Vec::new();
+        let mut templates = Vec::new();
+        for t in &s.volume_claims {
+            let t = t.get_ref();
+            template_mounts
+                .push(json!({ "name": t.name.get_ref(), "mountPath": t.mount.get_ref() }));
+            let mut ts = claim_spec(
+                t.access_modes.get_ref(),
+                t.size.get_ref(),
+                t.volume_mode,
+                &t.selector,
+            );
+            if let Some(class) = &t.class {
+                ts.insert("storageClassName".into(), json!(class.get_ref()));
+            }
+            let mut meta = json!({ "name": t.name.get_ref() });
+            if !t.labels.is_empty() {
+                meta["labels"] = json!(t.labels);
+            }
+            templates.push(json!({ "metadata": meta, "spec": ts }));
+        }
+        let template = self.pod_template(&Workload::of_statefulset(s), template_mounts);
         let mut spec = json!({
             "replicas": s.replicas,
             "serviceName": service_name(s),
             "selector": { "matchLabels": selector },
-            "template": { "metadata": { "labels": pod_labels }, "spec": pod_spec },
+            "template": template,
         });
         if let Some(p) = s.pod_management_policy {
             spec["podManagementPolicy"] = json!(p);
@@ -452,6 +473,7 @@ impl Builder<'_> {
             body,
             s.patch.as_ref(),
         );
+        obj.adopt = s.adopt;
         let replicas = obj.manifest["spec"]["replicas"]
             .as_i64()
             .unwrap_or(1)
@@ -492,13 +514,57 @@ fn claim_spec(
     s
 }
 
+/// What every workload kind has: the input of the shared pod-template builder.
+struct Workload<'a> {
+    name: &'a str,
+    image: &'a str,
+    command: &'a [String],
+    args: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    ports: &'a [PortSpec],
+    resources: &'a spec::ResourcesSpec,
+    labels: &'a BTreeMap<String, String>,
+    mounts: &'a [toml::Spanned<spec::MountSpec>],
+}
+
+impl<'a> Workload<'a> {
+    fn of_statefulset(s: &'a spec::StatefulSetSpec) -> Self {
+        Workload {
+            name: s.name.get_ref(),
+            image: &s.image,
+            command: &s.command,
+            args: &s.args,
+            env: &s.env,
+            ports: &s.ports,
+            resources: &s.resources,
+            labels: &s.labels,
+            mounts: &s.mounts,
+        }
+    }
+}
+
+/// The standalone claims a workload manifest mounts (`spec.template.spec.volumes[].persistentVolumeClaim`).
+pub fn mounted_claims(manifest: &Value) -> Vec<String> {
+    manifest
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array)
+        .map(|vols| {
+            vols.iter()
+                .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The governing Service's name of a StatefulSet.
 pub fn service_name(s: &spec::StatefulSetSpec) -> &str {
     s.service.as_ref().map_or(s.name.get_ref(), |s| s.get_ref())
 }
 
-fn container_ports(s: &spec::StatefulSetSpec) -> Vec<(String, i32, Option<String>)> {
-    s.ports
+fn container_ports(ports: &[PortSpec]) -> Vec<(String, i32, Option<String>)> {
+    ports
         .iter()
         .map(|p| match p {
             PortSpec::Number(n) => (format!("port-{n}"), *n, None),

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod desired;
+pub mod gateway;
 pub mod kinds;
 pub mod live;
 pub mod plan;

@@ -1,9 +1,10 @@
 //! Orchestrates the subcommands: load → plan → render, or plan → confirm → execute. Maps every
 //! outcome to a stable exit code: 0 success, 1 error, 2 changes present (`--detailed-exitcode`).
 
-use crate::apply::{self, Sink};
+use crate::apply::{self, ApplyOptions, Sink};
 use crate::cli::{ApplyArgs, ApplyFormat, Cli, ClusterArgs, Command, PlanArgs, PlanFormat};
-use crate::live::{self, Cluster, Target};
+use crate::live::{Cluster, Target};
+use crate::plan::build::{PlanError, make_plan};
 use crate::plan::Plan;
 use crate::render::{self, Style};
 use crate::spec::{self, Spec};
@@ -51,12 +52,19 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "kubectl-stateful", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Plan(args) => plan_command(&cli.cluster, args, style).await,
+        Command::Plan(args) => {
+            let mut cluster = cli.cluster.clone();
+            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
+            let deadline = config.timeout()?.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+            plan_command(&cluster, args, deadline, style).await
+        }
         Command::Apply(mut args) => {
             if args.timeout.is_none() {
                 args.timeout = config.timeout()?;
             }
-            apply_command(&cli.cluster, args, style).await
+            let mut cluster = cli.cluster.clone();
+            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
+            apply_command(&cluster, args, style).await
         }
     }
 }
@@ -73,6 +81,7 @@ fn target(args: &ClusterArgs) -> Target {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
         concurrency: args.concurrency.into(),
+        request_timeout: args.request_timeout,
     }
 }
 
@@ -101,10 +110,20 @@ async fn prepare(
     Ok((cluster, spec, namespace))
 }
 
-async fn plan_command(args: &ClusterArgs, p: PlanArgs, style: Style) -> miette::Result<i32> {
+async fn plan_command(
+    args: &ClusterArgs,
+    p: PlanArgs,
+    deadline: std::time::Duration,
+    style: Style,
+) -> miette::Result<i32> {
     let planned = async {
         let (cluster, spec, namespace) = prepare(args, &p.file).await?;
-        Ok::<_, miette::Report>(live::make_plan(&cluster, &spec, &namespace).await?)
+        cluster
+            .gateway
+            .set_deadline(Some(tokio::time::Instant::now() + deadline));
+        Ok::<_, miette::Report>(
+            make_plan(cluster.gw(), cluster.concurrency, &spec, &namespace).await?,
+        )
     };
     let plan = match planned.await {
         Ok(plan) => plan,
@@ -166,7 +185,7 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
     if let Some(spec::LoadError::Invalid(e)) = report.downcast_ref::<spec::LoadError>() {
         return e.entries();
     }
-    if let Some(live::PlanError::Spec(e)) = report.downcast_ref::<live::PlanError>() {
+    if let Some(PlanError::Spec(e)) = report.downcast_ref::<PlanError>() {
         return e.entries();
     }
     Vec::new()
@@ -199,6 +218,13 @@ fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {
 
 async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::Result<i32> {
     let json = a.output == ApplyFormat::Json;
+    let timeout = a.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+    let options = ApplyOptions {
+        timeout,
+        concurrency: args.concurrency.into(),
+        force_conflicts: a.force_conflicts,
+        adopt: a.adopt,
+    };
     let (cluster, plan) = match (&a.plan, &a.file) {
         (Some(path), _) => {
             let plan = load_plan(path)?;
@@ -210,12 +236,18 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
                     cluster.server
                 ));
             }
-            apply::check_fresh(&cluster, &plan).await?;
+            cluster
+                .gateway
+                .set_deadline(Some(tokio::time::Instant::now() + timeout));
+            apply::check_fresh(cluster.gw(), &plan, cluster.concurrency).await?;
             (cluster, plan)
         }
         (None, Some(file)) => {
             let (cluster, spec, namespace) = prepare(args, file).await?;
-            let plan = live::make_plan(&cluster, &spec, &namespace).await?;
+            cluster
+                .gateway
+                .set_deadline(Some(tokio::time::Instant::now() + timeout));
+            let plan = make_plan(cluster.gw(), cluster.concurrency, &spec, &namespace).await?;
             (cluster, plan)
         }
         (None, None) => unreachable!("clap requires a plan file or -f"),
@@ -225,9 +257,11 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
     } else {
         print!("{}", render::human(&plan, style));
     }
-    apply::check_executable(&plan)?;
+    apply::check_executable(&plan, &options)?;
     if plan.summary.has_changes() && !a.yes {
         confirm()?;
+        // The prompt may have waited for long: check again that nothing changed meanwhile.
+        apply::check_fresh(cluster.gw(), &plan, cluster.concurrency).await?;
     }
     let sink: Box<dyn Sink> = if json {
         Box::new(ui::JsonSink::new(Box::new(std::io::stdout())))
@@ -236,8 +270,11 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
     } else {
         Box::new(ui::PlainSink::new(Box::new(std::io::stdout())))
     };
-    let timeout = a.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
-    apply::execute(&cluster, &plan, timeout, sink.as_ref()).await?;
+    // The rollout's own deadline starts now; requests are bounded by it too.
+    cluster
+        .gateway
+        .set_deadline(Some(tokio::time::Instant::now() + timeout));
+    apply::execute(cluster.gw(), &plan, &options, sink.as_ref()).await?;
     Ok(0)
 }
 

@@ -20,11 +20,15 @@ pub fn plain_line(event: &Event) -> String {
         } => {
             let verb = match action {
                 crate::plan::Action::Create => "created",
+                crate::plan::Action::Adopt => "adopted",
                 _ => "updated",
             };
             format!("{}: {verb} ({seconds:.1}s)", object.short())
         }
         Event::Unchanged { object } => format!("{}: unchanged", object.short()),
+        Event::Deleted { object, seconds } => {
+            format!("{}: deleted ({seconds:.1}s)", object.short())
+        }
         Event::Waiting { object, message } => format!("{}: {message}", object.short()),
         Event::Deferred { object, message } => format!("{}: {message}", object.short()),
         Event::Ready {

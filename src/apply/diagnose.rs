@@ -1,10 +1,10 @@
-//! Explains why a wait failed: the object's recent Events and conditions, and for a StatefulSet
-//! those of its pods and claims ("0/3 nodes are available: …").
+//! Explains why a wait failed: the object's recent Events and conditions, and those of the
+//! related objects its kind names (for a StatefulSet: its pods and its template claims,
+//! e.g. "0/3 nodes are available: …"). Every read goes through the gateway.
 
-use crate::kinds::{Kind, ObjectRef};
-use crate::live::Cluster;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams};
+use crate::gateway::{Gateway, ListQuery};
+use crate::kinds::{ObjectRef, Related, resource_of};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use serde_json::Value;
 
 /// How many events per object are shown.
@@ -12,45 +12,42 @@ const EVENTS_PER_OBJECT: usize = 3;
 
 /// Lines explaining the object's state, most useful first. Never fails: what cannot be read is
 /// left out.
-pub async fn explain(cluster: &Cluster, id: &ObjectRef, current: Option<&Value>) -> Vec<String> {
+pub async fn explain(gw: &dyn Gateway, id: &ObjectRef, current: Option<&Value>) -> Vec<String> {
     let mut lines = Vec::new();
     let ns = id.namespace.clone().unwrap_or_else(|| "default".into());
-    if id.kind == Kind::StatefulSet {
-        let selector = current
-            .and_then(|s| s.pointer("/spec/selector/matchLabels"))
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-        if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-            for pod in list.items {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let status = pod.status.unwrap_or_default();
-                for c in status.conditions.unwrap_or_default() {
-                    if c.status != "True" && c.message.is_some() {
-                        lines.push(format!(
-                            "pod/{name} {} false: {}",
-                            c.type_,
-                            c.message.unwrap_or_default()
-                        ));
+    for related in id.kind.rules().related(&id.name, current) {
+        match related {
+            Related::Pods { selector } => {
+                let query = ListQuery::new(resource_of::<Pod>(), Some(&ns)).labels(&selector);
+                let Ok(pods) = gw.list(&query).await else {
+                    continue;
+                };
+                for pod in pods {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                    for c in pod
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let message = c["message"].as_str().unwrap_or_default();
+                        if c["status"] != "True" && !message.is_empty() {
+                            lines.push(format!(
+                                "pod/{name} {} false: {message}",
+                                c["type"].as_str().unwrap_or_default()
+                            ));
+                        }
                     }
+                    lines.extend(events_of(gw, &ns, "Pod", &name).await);
                 }
-                lines.extend(events_of(cluster, &ns, "Pod", &name).await);
             }
-        }
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &ns);
-        if let Ok(list) = claims.list(&ListParams::default()).await {
-            let sts = &id.name;
-            for c in list.items {
-                let name = c.metadata.name.clone().unwrap_or_default();
-                let phase = c.status.and_then(|s| s.phase).unwrap_or_default();
-                if phase != "Bound" && name.contains(&format!("-{sts}-")) {
-                    lines.extend(events_of(cluster, &ns, "PersistentVolumeClaim", &name).await);
+            Related::Claims { names } => {
+                for name in names {
+                    let claim = ObjectRef::new(crate::kinds::Kind::PersistentVolumeClaim, &ns, &name);
+                    let bound = matches!(gw.get(&claim).await, Ok(Some(c)) if c.pointer("/status/phase") == Some(&Value::from("Bound")));
+                    if !bound {
+                        lines.extend(events_of(gw, &ns, "PersistentVolumeClaim", &name).await);
+                    }
                 }
             }
         }
@@ -60,7 +57,7 @@ pub async fn explain(cluster: &Cluster, id: &ObjectRef, current: Option<&Value>)
     } else {
         "default"
     };
-    let mut own = events_of(cluster, event_ns, id.kind.as_str(), &id.name).await;
+    let mut own = events_of(gw, event_ns, id.kind.as_str(), &id.name).await;
     own.extend(lines);
     if own.is_empty() {
         own.push(format!("no events recorded for {}", id.short()));
@@ -68,15 +65,17 @@ pub async fn explain(cluster: &Cluster, id: &ObjectRef, current: Option<&Value>)
     own
 }
 
-async fn events_of(cluster: &Cluster, ns: &str, kind: &str, name: &str) -> Vec<String> {
-    let api: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
-    let params = ListParams::default().fields(&format!(
+async fn events_of(gw: &dyn Gateway, ns: &str, kind: &str, name: &str) -> Vec<String> {
+    let query = ListQuery::new(resource_of::<Event>(), Some(ns)).fields(&format!(
         "involvedObject.kind={kind},involvedObject.name={name}"
     ));
-    let Ok(list) = api.list(&params).await else {
+    let Ok(list) = gw.list(&query).await else {
         return Vec::new();
     };
-    let mut events = list.items;
+    let mut events: Vec<Event> = list
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e).ok())
+        .collect();
     events.sort_by_key(|e| {
         e.last_timestamp
             .as_ref()
@@ -102,10 +101,7 @@ async fn events_of(cluster: &Cluster, ns: &str, kind: &str, name: &str) -> Vec<S
 
 fn short_kind(kind: &str) -> &str {
     match kind {
-        "PersistentVolumeClaim" => "pvc",
-        "PersistentVolume" => "pv",
         "Pod" => "pod",
-        "StatefulSet" => "statefulset",
-        other => other,
+        other => crate::kinds::Kind::from_name(other).map_or(other, |k| k.short()),
     }
 }

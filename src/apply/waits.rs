@@ -1,7 +1,43 @@
 //! Wait rules: pure functions of an object's JSON that say whether it is done, whether it
 //! succeeded, and what to tell the user ("2/3 replicas ready").
 
+use crate::plan::ops::WaitRule;
 use serde_json::Value;
+
+/// Applies a plan's wait rule to the object's current state (`None`: it does not exist).
+pub fn check(rule: WaitRule, obj: Option<&Value>) -> WaitStatus {
+    match rule {
+        WaitRule::VolumeAvailable => volume(obj),
+        WaitRule::ClaimBound => claim(obj),
+        WaitRule::StatefulSetReady => statefulset(obj),
+        WaitRule::Gone => gone(obj),
+    }
+}
+
+/// Done when the object no longer exists.
+pub fn gone(obj: Option<&Value>) -> WaitStatus {
+    match obj {
+        None => WaitStatus::ready("deleted"),
+        Some(o) if o.pointer("/metadata/deletionTimestamp").is_some() => {
+            let finalizers = o
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|f| {
+                    f.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            if finalizers.is_empty() {
+                WaitStatus::waiting("being deleted")
+            } else {
+                WaitStatus::waiting(format!("being deleted; held by finalizers {finalizers}"))
+            }
+        }
+        Some(_) => WaitStatus::waiting("waiting for the deletion to start"),
+    }
+}
 
 /// The state of one wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,21 +48,21 @@ pub struct WaitStatus {
 }
 
 impl WaitStatus {
-    fn waiting(message: impl Into<String>) -> Self {
+    pub(crate) fn waiting(message: impl Into<String>) -> Self {
         WaitStatus {
             done: false,
             ok: false,
             message: message.into(),
         }
     }
-    fn ready(message: impl Into<String>) -> Self {
+    pub(crate) fn ready(message: impl Into<String>) -> Self {
         WaitStatus {
             done: true,
             ok: true,
             message: message.into(),
         }
     }
-    fn failed(message: impl Into<String>) -> Self {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
         WaitStatus {
             done: true,
             ok: false,
@@ -143,6 +179,16 @@ mod tests {
 
     fn yaml(s: &str) -> Value {
         serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn gone_names_the_finalizers_that_hold_it() {
+        assert!(gone(None).ok);
+        let held = gone(Some(&yaml(
+            "metadata: {deletionTimestamp: x, finalizers: [kubernetes.io/pvc-protection]}",
+        )));
+        assert!(!held.done);
+        assert!(held.message.contains("kubernetes.io/pvc-protection"));
     }
 
     #[test]

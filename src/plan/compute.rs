@@ -4,20 +4,12 @@
 use super::normalize::normalize;
 use super::{Action, LiveVersion, Step, WaitPlan};
 use crate::desired::DesiredObject;
-use crate::kinds::{Kind, MANAGED_BY};
+use crate::gateway::FieldConflict;
+pub use crate::gateway::ApiFailure;
+use crate::kinds::{Kind, MANAGED_BY, STACK_LABEL};
 use crate::spec::quantity::Quantity;
 use serde_json::Value;
 use std::cmp::Ordering;
-
-/// A failed API call, as the server explained it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiFailure {
-    pub code: u16,
-    pub reason: String,
-    pub message: String,
-    /// `status.details.causes[].field`, when the server names fields.
-    pub fields: Vec<String>,
-}
 
 /// The outcome of the server-side dry-run apply of one object.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +18,9 @@ pub enum DryRun {
     Ok(Value),
     /// Not asked, with the reason (e.g. its namespace does not exist yet).
     Skipped(String),
-    /// The server refused it.
-    Failed(ApiFailure),
+    /// The server refused it. `rbac_denied`: the account lacks the verb (asked with a
+    /// SelfSubjectAccessReview), as opposed to an admission plugin refusing the change.
+    Failed { failure: ApiFailure, rbac_denied: bool },
 }
 
 /// Everything needed to plan one object.
@@ -36,6 +29,10 @@ pub struct StepInput<'a> {
     pub live: Option<&'a Value>,
     pub dry_run: DryRun,
     pub wait: WaitPlan,
+    /// The stack the plan is for (an object labelled for another stack is adopted, not updated).
+    pub stack: &'a str,
+    /// Fields other managers own that this change would take (from a dry run without force).
+    pub conflicts: Vec<FieldConflict>,
 }
 
 /// Decides the action for one object.
@@ -55,6 +52,8 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         manifest: d.manifest.clone(),
         live: None,
         wait: input.wait,
+        conflicts: input.conflicts,
+        adopt: d.adopt,
     };
     let Some(live) = input.live else {
         match input.dry_run {
@@ -63,9 +62,9 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
                 step.action = Action::Create;
                 step.reasons.push(why);
             }
-            DryRun::Failed(f) => {
+            DryRun::Failed { failure, .. } => {
                 step.action = Action::Error;
-                step.error = Some(failure_text(&f));
+                step.error = Some(failure.text());
             }
         }
         if step.action == Action::Create {
@@ -87,15 +86,36 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         return step;
     }
     let immutable = immutable_changes(kind, &d.manifest, live);
+    let owner = stack_of(live);
+    let adopt = owner.as_deref() != Some(input.stack);
     match input.dry_run {
         DryRun::Ok(result) => {
             let after = normalize(kind, &result, &d.manifest);
             step.changed_paths = diff_paths(step.before.as_ref().unwrap_or(&Value::Null), &after);
-            step.action = if step.changed_paths.is_empty() {
+            step.action = if adopt {
+                step.reasons.push(match owner {
+                    Some(other) => format!(
+                        "{} belongs to stack {other:?}; applying takes it over for stack {:?} (needs --adopt, or adopt = true on it in the spec)",
+                        d.id.short(),
+                        input.stack
+                    ),
+                    None => format!(
+                        "{} exists but was not created by kubectl-stateful; applying takes it over (needs --adopt, or adopt = true on it in the spec)",
+                        d.id.short()
+                    ),
+                });
+                Action::Adopt
+            } else if step.changed_paths.is_empty() {
                 Action::NoOp
             } else {
                 Action::Update
             };
+            if !step.conflicts.is_empty() {
+                step.reasons.push(format!(
+                    "{}; apply overrides them only with --force-conflicts",
+                    conflict_text(&step.conflicts)
+                ));
+            }
             step.after = Some(after);
         }
         DryRun::Skipped(why) => {
@@ -103,20 +123,25 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
             step.reasons.push(why);
             step.after = Some(d.manifest.clone());
         }
-        DryRun::Failed(f) => {
+        DryRun::Failed {
+            failure: f,
+            rbac_denied,
+        } => {
             let mut paths = immutable;
-            let invalid = f.code == 422
-                && (f.message.contains("Forbidden") || f.message.contains("immutable"));
+            let invalid = f.is_immutable_change();
             // Admission refusing an in-place change (e.g. growing a claim whose class does not
             // allow expansion) is a 403 too, but not an RBAC denial.
-            let refused = f.code == 403 && !is_rbac_denial(&f.message);
-            if refused && kind == Kind::PersistentVolumeClaim && claim_grows(&d.manifest, live) {
+            let refused = f.is_forbidden() && !rbac_denied;
+            if refused
+                && kind == Kind::PersistentVolumeClaim
+                && crate::kinds::claim_grows(&d.manifest, live)
+            {
                 paths.push("spec.resources.requests.storage".into());
             }
             if invalid || (refused && !paths.is_empty()) {
                 step.action = Action::Replace;
                 step.replace_paths = if paths.is_empty() {
-                    f.fields.clone()
+                    f.fields()
                 } else {
                     paths
                 };
@@ -125,38 +150,35 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
                     step.replace_paths.join(", "),
                     f.message
                 ));
-                step.reasons.push(replace_cost(kind).to_string());
+                step.reasons.push(kind.rules().replace_cost().to_string());
                 step.after = Some(d.manifest.clone());
             } else {
                 step.action = Action::Error;
-                step.error = Some(failure_text(&f));
+                step.error = Some(f.text());
             }
         }
     }
     step
 }
 
-/// True for the authorizer's "User … cannot patch resource …", as opposed to admission refusals.
-pub fn is_rbac_denial(message: &str) -> bool {
-    message.contains("cannot ") && (message.contains("User \"") || message.contains("system:"))
+/// `spec.replicas owned by "kubectl"` for each conflicting field.
+pub fn conflict_text(conflicts: &[FieldConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| format!("{} is owned by field manager {:?}", c.field, c.manager))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn claim_size(v: &Value) -> Option<Quantity> {
-    v.pointer("/spec/resources/requests/storage")
-        .and_then(Value::as_str)
-        .and_then(|s| Quantity::parse(s).ok())
-}
-
-fn claim_grows(desired: &Value, live: &Value) -> bool {
-    matches!((claim_size(desired), claim_size(live)), (Some(want), Some(have)) if want.cmp_exact(&have) == Ordering::Greater)
-}
-
-fn failure_text(f: &ApiFailure) -> String {
-    if f.reason.is_empty() {
-        f.message.clone()
-    } else {
-        format!("{} ({}, HTTP {})", f.message, f.reason, f.code)
+/// The stack an object is labelled for, when it carries the plugin's labels.
+pub fn stack_of(obj: &Value) -> Option<String> {
+    if !is_managed(obj) {
+        return None;
     }
+    obj.pointer("/metadata/labels")
+        .and_then(|l| l.get(STACK_LABEL))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn str_at(v: &Value, pointer: &str) -> String {
@@ -174,68 +196,12 @@ pub fn is_managed(obj: &Value) -> bool {
         == Some(MANAGED_BY.1)
 }
 
-/// What replacing an object of this kind would do, in words.
-pub fn replace_cost(kind: Kind) -> &'static str {
-    match kind {
-        Kind::StatefulSet => {
-            "replacing a StatefulSet means deleting it with --cascade=orphan (its pods and claims stay) and creating it again; \
-             claims that already exist keep their size and class, since volumeClaimTemplates only shape new claims"
-        }
-        Kind::PersistentVolumeClaim => {
-            "replacing a claim deletes it; if its volume's reclaim policy is Delete, the data is deleted with it"
-        }
-        Kind::PersistentVolume => {
-            "replacing a volume deletes the PersistentVolume object and unbinds its claim; with reclaim policy Retain the data stays on the backing storage"
-        }
-        Kind::StorageClass => {
-            "replacing a StorageClass deletes and recreates it; volumes it already provisioned are not affected"
-        }
-        Kind::Service => {
-            "replacing the Service deletes and recreates it, and its cluster IP changes"
-        }
-        Kind::Namespace => "replacing a namespace deletes everything in it",
-    }
-}
-
-/// Immutable fields per kind, as JSON pointers below the object.
-fn immutable_roots(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::StatefulSet => &[
-            "/spec/selector",
-            "/spec/serviceName",
-            "/spec/volumeClaimTemplates",
-            "/spec/podManagementPolicy",
-        ],
-        Kind::PersistentVolumeClaim => &[
-            "/spec/accessModes",
-            "/spec/storageClassName",
-            "/spec/volumeMode",
-            "/spec/selector",
-            "/spec/volumeName",
-        ],
-        Kind::PersistentVolume => &[
-            "/spec/local",
-            "/spec/hostPath",
-            "/spec/nfs",
-            "/spec/csi",
-            "/spec/volumeMode",
-        ],
-        Kind::StorageClass => &[
-            "/provisioner",
-            "/parameters",
-            "/reclaimPolicy",
-            "/volumeBindingMode",
-        ],
-        Kind::Service => &["/spec/clusterIP"],
-        Kind::Namespace => &[],
-    }
-}
-
 /// The immutable fields whose desired value differs from the live one (only fields the spec
 /// sets are compared, so server defaults never count). A shrinking claim counts too.
 pub fn immutable_changes(kind: Kind, desired: &Value, live: &Value) -> Vec<String> {
+    let rules = kind.rules();
     let mut out = Vec::new();
-    for root in immutable_roots(kind) {
+    for root in rules.immutable_roots() {
         if let Some(d) = desired.pointer(root) {
             subset_diff(
                 d,
@@ -245,12 +211,7 @@ pub fn immutable_changes(kind: Kind, desired: &Value, live: &Value) -> Vec<Strin
             );
         }
     }
-    if kind == Kind::PersistentVolumeClaim
-        && let (Some(want), Some(have)) = (claim_size(desired), claim_size(live))
-        && want.cmp_exact(&have) == Ordering::Less
-    {
-        out.push("spec.resources.requests.storage".into());
-    }
+    out.extend(rules.extra_immutable_changes(desired, live));
     out
 }
 
@@ -341,6 +302,7 @@ mod tests {
             origin: "statefulset[0]".into(),
             template_claims: vec![],
             only_if_absent: false,
+            adopt: false,
         }
     }
 
@@ -348,7 +310,7 @@ mod tests {
         json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {"name": "db", "namespace": "ns", "uid": "u1", "resourceVersion": "10",
-                         "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful"}},
+                         "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "s"}},
             "spec": {"replicas": replicas, "serviceName": "db",
                      "volumeClaimTemplates": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                         "metadata": {"name": "data"},
@@ -374,6 +336,8 @@ mod tests {
             live: None,
             dry_run: DryRun::Ok(sts(3, "1Gi")),
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::Create);
         assert_eq!(step.after.as_ref(), Some(&d.manifest));
@@ -390,6 +354,8 @@ mod tests {
             live: Some(&sts(3, "1Gi")),
             dry_run: DryRun::Ok(result),
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::NoOp, "{:?}", step.changed_paths);
         assert_eq!(
@@ -409,6 +375,8 @@ mod tests {
             live: Some(&sts(3, "1Gi")),
             dry_run: DryRun::Ok(sts(5, "1Gi")),
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::Update);
         assert_eq!(step.changed_paths, vec!["spec.replicas"]);
@@ -421,13 +389,23 @@ mod tests {
             code: 422,
             reason: "Invalid".into(),
             message: "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', ... are forbidden".into(),
-            fields: vec!["spec".into()],
+            causes: vec![crate::gateway::Cause {
+                reason: "FieldValueForbidden".into(),
+                field: "spec".into(),
+                message: String::new(),
+            }],
+            ..Default::default()
         };
         let step = compute_step(StepInput {
             desired: &d,
             live: Some(&sts(3, "1Gi")),
-            dry_run: DryRun::Failed(failure),
+            dry_run: DryRun::Failed {
+                failure,
+                rbac_denied: false,
+            },
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::Replace);
         assert_eq!(
@@ -444,13 +422,18 @@ mod tests {
             code: 403,
             reason: "Forbidden".into(),
             message: "statefulsets.apps \"db\" is forbidden: User \"x\" cannot patch".into(),
-            fields: vec![],
+            ..Default::default()
         };
         let step = compute_step(StepInput {
             desired: &d,
             live: None,
-            dry_run: DryRun::Failed(failure),
+            dry_run: DryRun::Failed {
+                failure,
+                rbac_denied: false,
+            },
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::Error);
         assert!(step.error.unwrap().contains("cannot patch"));
@@ -467,6 +450,8 @@ mod tests {
             live: Some(&live),
             dry_run: DryRun::Skipped("x".into()),
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::NoOp);
         assert!(step.reasons[0].contains("not managed by kubectl-stateful"));
@@ -484,13 +469,18 @@ mod tests {
             code: 403,
             reason: "Forbidden".into(),
             message: "persistentvolumeclaims \"data\" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize".into(),
-            fields: vec![],
+            ..Default::default()
         };
         let step = compute_step(StepInput {
             desired: &d,
             live: Some(&live),
-            dry_run: DryRun::Failed(failure),
+            dry_run: DryRun::Failed {
+                failure,
+                rbac_denied: false,
+            },
             wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
         });
         assert_eq!(step.action, Action::Replace);
         assert_eq!(step.replace_paths, vec!["spec.resources.requests.storage"]);
@@ -499,12 +489,71 @@ mod tests {
 
     #[test]
     fn rbac_denials_are_errors_not_replacements() {
-        assert!(is_rbac_denial(
-            "statefulsets.apps \"db\" is forbidden: User \"system:serviceaccount:ns:reader\" cannot patch resource \"statefulsets\""
-        ));
-        assert!(!is_rbac_denial(
-            "persistentvolumeclaims \"data\" is forbidden: only dynamically provisioned pvc can be resized"
-        ));
+        let mut d = desired(
+            Kind::PersistentVolumeClaim,
+            json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}}),
+        );
+        d.id.name = "data".into();
+        let live = json!({"metadata": {"uid": "c"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}});
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&live),
+            dry_run: DryRun::Failed {
+                failure: ApiFailure {
+                    code: 403,
+                    reason: "Forbidden".into(),
+                    message: "persistentvolumeclaims \"data\" is forbidden".into(),
+                    ..Default::default()
+                },
+                rbac_denied: true,
+            },
+            wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
+        });
+        assert_eq!(step.action, Action::Error);
+    }
+
+    #[test]
+    fn existing_objects_of_no_stack_or_another_stack_are_adopted() {
+        let d = desired(Kind::StatefulSet, desired_sts(3, "1Gi"));
+        for labels in [json!({}), json!({"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "other"})] {
+            let mut live = sts(3, "1Gi");
+            live["metadata"]["labels"] = labels;
+            let step = compute_step(StepInput {
+                desired: &d,
+                live: Some(&live),
+                dry_run: DryRun::Ok(sts(3, "1Gi")),
+                wait: WaitPlan::default(),
+                stack: "s",
+                conflicts: vec![],
+            });
+            assert_eq!(step.action, Action::Adopt);
+            assert!(step.reasons[0].contains("--adopt"), "{:?}", step.reasons);
+        }
+    }
+
+    #[test]
+    fn conflicts_are_explained() {
+        let d = desired(Kind::StatefulSet, desired_sts(5, "1Gi"));
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&sts(3, "1Gi")),
+            dry_run: DryRun::Ok(sts(5, "1Gi")),
+            wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![FieldConflict {
+                manager: "kubectl".into(),
+                field: "spec.replicas".into(),
+            }],
+        });
+        assert_eq!(step.action, Action::Update);
+        assert_eq!(
+            step.reasons,
+            vec![
+                "spec.replicas is owned by field manager \"kubectl\"; apply overrides them only with --force-conflicts"
+            ]
+        );
     }
 
     #[test]

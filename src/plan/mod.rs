@@ -1,15 +1,19 @@
 //! The plan: what applying the spec would do to each object, computed once and rendered by
-//! several views. [`compute`] is pure; `crate::live` gathers the inputs from the cluster.
+//! several views. [`compute`] decides each object's action (pure); [`ops`] turns the steps into
+//! typed operations with dependencies (pure); [`build`] gathers the inputs through the gateway.
 
+pub mod build;
 pub mod compute;
 pub mod normalize;
+pub mod ops;
 
+use crate::gateway::FieldConflict;
 use crate::kinds::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the JSON plan document; bumped on incompatible changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What applying does to one object. The executor branches on this only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +21,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum Action {
     Create,
     Update,
+    /// The object exists but is not this stack's (no labels, or another stack's): applying takes
+    /// it over, which needs `--adopt` or `adopt = true` in the spec.
+    Adopt,
     /// An immutable field changes: the object would have to be deleted and created again.
     Replace,
     NoOp,
@@ -29,6 +36,7 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Update => "update",
+            Action::Adopt => "adopt",
             Action::Replace => "replace",
             Action::NoOp => "no-op",
             Action::Error => "error",
@@ -70,6 +78,9 @@ pub struct Step {
     /// For `replace`: the immutable fields that force it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace_paths: Vec<String>,
+    /// Fields another field manager owns that this change would take (`--force-conflicts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<FieldConflict>,
     /// Human explanations: why this action, what replacing would cost, what is left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
@@ -89,6 +100,9 @@ pub struct Step {
     pub live: Option<LiveVersion>,
     #[serde(default)]
     pub wait: WaitPlan,
+    /// The spec says `adopt = true`: taking over this existing object needs no flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// Counts per action.
@@ -96,6 +110,8 @@ pub struct Step {
 pub struct Summary {
     pub create: usize,
     pub update: usize,
+    #[serde(default)]
+    pub adopt: usize,
     pub replace: usize,
     pub unchanged: usize,
     pub error: usize,
@@ -104,7 +120,7 @@ pub struct Summary {
 impl Summary {
     /// True when applying would change something.
     pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.replace > 0
+        self.create + self.update + self.adopt + self.replace > 0
     }
 }
 
@@ -122,6 +138,9 @@ pub struct Plan {
     /// Objects labelled as this stack's that the spec no longer has. Apply never deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in_spec: Vec<ObjectRef>,
+    /// The operations apply runs, with their dependencies (see [`ops`]).
+    #[serde(default)]
+    pub operations: Vec<ops::Operation>,
 }
 
 impl Plan {
@@ -132,11 +151,13 @@ impl Plan {
             match s.action {
                 Action::Create => summary.create += 1,
                 Action::Update => summary.update += 1,
+                Action::Adopt => summary.adopt += 1,
                 Action::Replace => summary.replace += 1,
                 Action::NoOp => summary.unchanged += 1,
                 Action::Error => summary.error += 1,
             }
         }
+        let operations = ops::schedule(&steps);
         Plan {
             format_version: FORMAT_VERSION,
             stack,
@@ -145,16 +166,21 @@ impl Plan {
             steps,
             summary,
             not_in_spec: Vec::new(),
+            operations,
         }
     }
 
     /// `Plan: 2 to create, 1 to update, 0 to replace, 4 unchanged.`
     pub fn summary_line(&self) -> String {
         let s = &self.summary;
-        let mut line = format!(
-            "Plan: {} to create, {} to update, {} to replace, {} unchanged",
-            s.create, s.update, s.replace, s.unchanged
-        );
+        let mut line = format!("Plan: {} to create, {} to update", s.create, s.update);
+        if s.adopt > 0 {
+            line.push_str(&format!(", {} to adopt", s.adopt));
+        }
+        line.push_str(&format!(
+            ", {} to replace, {} unchanged",
+            s.replace, s.unchanged
+        ));
         if s.error > 0 {
             line.push_str(&format!(", {} failed to plan", s.error));
         }

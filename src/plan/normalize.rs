@@ -39,46 +39,7 @@ pub fn normalize(kind: Kind, obj: &Value, desired: &Value) -> Value {
         }
         strip_annotations(meta);
     }
-    let spec = map.get_mut("spec").and_then(Value::as_object_mut);
-    match (kind, spec) {
-        (Kind::PersistentVolume, Some(spec)) => {
-            spec.remove("claimRef");
-        }
-        (Kind::PersistentVolumeClaim, Some(spec))
-            if desired.pointer("/spec/volumeName").is_none() =>
-        {
-            spec.remove("volumeName");
-        }
-        (Kind::StatefulSet, Some(spec)) => {
-            if let Some(Value::Array(templates)) = spec.get_mut("volumeClaimTemplates") {
-                for t in templates.iter_mut().filter_map(Value::as_object_mut) {
-                    t.remove("status");
-                    t.remove("apiVersion");
-                    t.remove("kind");
-                    if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
-                        meta.remove("creationTimestamp");
-                        if meta.is_empty() {
-                            t.remove("metadata");
-                        }
-                    }
-                }
-            }
-            if let Some(meta) = spec
-                .get_mut("template")
-                .and_then(|t| t.get_mut("metadata"))
-                .and_then(Value::as_object_mut)
-            {
-                meta.remove("creationTimestamp");
-            }
-        }
-        (Kind::Namespace, Some(spec)) => {
-            spec.remove("finalizers");
-            if spec.is_empty() {
-                map.remove("spec");
-            }
-        }
-        _ => {}
-    }
+    kind.rules().normalize(map, desired);
     v
 }
 

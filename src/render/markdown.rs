@@ -16,12 +16,21 @@ pub fn markdown(plan: &Plan) -> String {
         let details = match step.action {
             Action::Replace => format!("forced by `{}`", step.replace_paths.join("`, `")),
             Action::Error => step.error.clone().unwrap_or_default(),
-            Action::Update => step
-                .changed_paths
-                .iter()
-                .map(|p| format!("`{p}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            Action::Update => {
+                let mut d = step
+                    .changed_paths
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if !step.conflicts.is_empty() {
+                    d.push_str(&format!(
+                        "; conflicts: {}",
+                        crate::plan::compute::conflict_text(&step.conflicts)
+                    ));
+                }
+                d
+            }
             _ => step.reasons.join(" "),
         };
         out.push_str(&format!(
@@ -47,7 +56,7 @@ pub fn markdown(plan: &Plan) -> String {
     for step in &plan.steps {
         if !matches!(
             step.action,
-            Action::Create | Action::Update | Action::Replace
+            Action::Create | Action::Update | Action::Adopt | Action::Replace
         ) {
             continue;
         }

@@ -24,6 +24,7 @@ impl Style {
         match action {
             Action::Create => text.green().to_string(),
             Action::Update => text.yellow().to_string(),
+            Action::Adopt => text.cyan().to_string(),
             Action::Replace => text.magenta().to_string(),
             Action::Error => text.red().bold().to_string(),
             Action::NoOp => text.dimmed().to_string(),
@@ -36,6 +37,7 @@ pub fn symbol(action: Action) -> &'static str {
     match action {
         Action::Create => "+",
         Action::Update => "~",
+        Action::Adopt => "<~",
         Action::Replace => "-/+",
         Action::NoOp => "=",
         Action::Error => "!",
@@ -47,6 +49,7 @@ fn headline(step: &Step) -> String {
     match step.action {
         Action::Create => format!("{obj} will be created"),
         Action::Update => format!("{obj} will be updated in place"),
+        Action::Adopt => format!("{obj} will be adopted into this stack"),
         Action::Replace => format!("{obj} must be replaced"),
         Action::NoOp => format!("{obj} is unchanged"),
         Action::Error => format!("{obj} could not be planned"),
@@ -83,7 +86,7 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         if matches!(
             step.action,
-            Action::Create | Action::Update | Action::Replace
+            Action::Create | Action::Update | Action::Adopt | Action::Replace
         ) {
             let diff = unified_yaml_diff(step.before.as_ref(), step.after.as_ref(), style);
             for line in diff.lines() {

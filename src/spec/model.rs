@@ -61,6 +61,9 @@ pub struct StorageClassSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Raw JSON merge patch applied to the generated object.
+    /// Take this object over if it exists without this stack's labels (see `--adopt`).
+    #[serde(default)]
+    pub adopt: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -86,6 +89,9 @@ pub struct VolumeSpec {
     pub host_path: Option<HostPathSource>,
     pub nfs: Option<NfsSource>,
     pub csi: Option<CsiSource>,
+    /// Take this object over if it exists without this stack's labels (see `--adopt`).
+    #[serde(default)]
+    pub adopt: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -147,6 +153,9 @@ pub struct ClaimSpec {
     pub volume_mode: Option<VolumeMode>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Take this object over if it exists without this stack's labels (see `--adopt`).
+    #[serde(default)]
+    pub adopt: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -180,6 +189,9 @@ pub struct StatefulSetSpec {
     pub volume_claims: Vec<Spanned<ClaimTemplateSpec>>,
     #[serde(default, rename = "mount")]
     pub mounts: Vec<Spanned<MountSpec>>,
+    /// Take this object over if it exists without this stack's labels (see `--adopt`).
+    #[serde(default)]
+    pub adopt: bool,
     pub patch: Option<toml::Table>,
 }
 

@@ -1,0 +1,362 @@
+//! The generic executor: runs a plan's operations in dependency order through the gateway.
+//!
+//! An operation starts once every operation it depends on has succeeded (at most `concurrency`
+//! run at once); when one fails, its dependents are skipped and everything else goes on. Each
+//! operation type has its own small runner below; none of them knows about kinds beyond the
+//! plan's wait rules.
+
+use super::{ApplyError, ApplyOptions, Event, Sink, check_executable, diagnose, staleness, waits};
+use crate::gateway::{self, ApiFailure, Gateway};
+use crate::kinds::ObjectRef;
+use crate::plan::ops::{Op, Operation, WaitRule};
+use crate::plan::{Action, Plan, Step};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// What a successful operation did, for the final counts.
+enum Outcome {
+    Written,
+    Unchanged,
+    Other,
+}
+
+/// How long explaining a failure may take (it runs after the deadline has passed, too).
+const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(15);
+
+/// Rolls the plan out. Returns the number of objects written.
+pub async fn execute(
+    gw: &dyn Gateway,
+    plan: &Plan,
+    options: &ApplyOptions,
+    sink: &dyn Sink,
+) -> Result<usize, ApplyError> {
+    check_executable(plan, options)?;
+    let start = Instant::now();
+    let deadline = start + options.timeout;
+    let ops = &plan.operations;
+    let mut state = vec![State::Pending; ops.len()];
+    let mut announced: BTreeSet<usize> = BTreeSet::new();
+    let mut running = FuturesUnordered::new();
+    let (mut applied, mut unchanged) = (0, 0);
+    let mut failures: Vec<String> = Vec::new();
+    let concurrency = options.concurrency.max(1);
+    loop {
+        // Dependencies always have lower ids, so one pass in id order settles every state.
+        for op in ops {
+            if state[op.id] != State::Pending {
+                continue;
+            }
+            if op
+                .after
+                .iter()
+                .any(|d| matches!(state[*d], State::Failed | State::Skipped))
+            {
+                state[op.id] = State::Skipped;
+                continue;
+            }
+            let ready = op.after.iter().all(|d| state[*d] == State::Done);
+            if !ready || running.len() >= concurrency {
+                continue;
+            }
+            let step = &plan.steps[op.step];
+            let phase = step.object.kind.phase();
+            if announced.insert(phase) {
+                sink.emit(Event::Phase {
+                    kind: step.object.kind,
+                    objects: plan
+                        .steps
+                        .iter()
+                        .filter(|s| s.object.kind.phase() == phase && s.action != Action::Error)
+                        .count(),
+                });
+            }
+            state[op.id] = State::Running;
+            let id = op.id;
+            running.push(
+                tokio::time::timeout_at(deadline, run(gw, op, step, options, deadline, sink))
+                    .map(move |r| (id, r)),
+            );
+        }
+        let Some((id, result)) = running.next().await else {
+            break;
+        };
+        let op = &ops[id];
+        let result = result.unwrap_or_else(|_| {
+            let message = format!(
+                "timed out after {:.0}s (--timeout) before this finished",
+                start.elapsed().as_secs_f64()
+            );
+            sink.emit(Event::Failed {
+                object: op.object.clone(),
+                message: message.clone(),
+                details: Vec::new(),
+            });
+            Err(format!("{}: {message}", op.object.short()))
+        });
+        match result {
+            Ok(outcome) => {
+                state[id] = State::Done;
+                match outcome {
+                    Outcome::Written => applied += 1,
+                    Outcome::Unchanged => unchanged += 1,
+                    Outcome::Other => {}
+                }
+            }
+            Err(e) => {
+                state[id] = State::Failed;
+                failures.push(e);
+            }
+        }
+    }
+    let ok = failures.is_empty();
+    sink.emit(Event::Finished {
+        ok,
+        applied,
+        unchanged,
+        failed: failures.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    });
+    if ok {
+        Ok(applied)
+    } else {
+        Err(ApplyError::Failed(failures))
+    }
+}
+
+async fn run(
+    gw: &dyn Gateway,
+    op: &Operation,
+    step: &Step,
+    options: &ApplyOptions,
+    deadline: Instant,
+    sink: &dyn Sink,
+) -> Result<Outcome, String> {
+    let t = Instant::now();
+    let fail = |message: String| {
+        sink.emit(Event::Failed {
+            object: op.object.clone(),
+            message: message.clone(),
+            details: Vec::new(),
+        });
+        Err(format!("{}: {message}", op.object.short()))
+    };
+    match &op.op {
+        Op::Keep => {
+            sink.emit(Event::Unchanged {
+                object: op.object.clone(),
+            });
+            Ok(Outcome::Unchanged)
+        }
+        Op::Defer { message } => {
+            sink.emit(Event::Deferred {
+                object: op.object.clone(),
+                message: message.clone(),
+            });
+            Ok(Outcome::Other)
+        }
+        Op::Apply { resource_version } => {
+            match apply(gw, step, resource_version.clone(), options.force_conflicts).await {
+                Ok(()) => {
+                    sink.emit(Event::Applied {
+                        object: op.object.clone(),
+                        action: step.action,
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Written)
+                }
+                Err(message) => fail(message),
+            }
+        }
+        Op::Create => match gw.create(&op.object, &step.manifest, false).await {
+            Ok(_) => {
+                sink.emit(Event::Applied {
+                    object: op.object.clone(),
+                    action: Action::Create,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+                Ok(Outcome::Written)
+            }
+            Err(f) if f.is_already_exists() => fail(format!(
+                "it exists now: it was created by someone else after the plan was made, and was not taken over; \
+                 run plan again to see it (as an adoption)"
+            )),
+            Err(f) => fail(write_failure(&f)),
+        },
+        Op::Delete { uid, propagation } => {
+            match gw.delete(&op.object, uid, *propagation).await {
+                Ok(()) => {
+                    sink.emit(Event::Deleted {
+                        object: op.object.clone(),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Other)
+                }
+                Err(f) if f.code == 409 => fail(format!(
+                    "not deleted: it is no longer the object the plan saw (uid {uid}); run plan again"
+                )),
+                Err(f) => fail(write_failure(&f)),
+            }
+        }
+        Op::Wait { rule } => wait(gw, &op.object, *rule, deadline, sink)
+            .await
+            .map(|()| Outcome::Other),
+    }
+}
+
+/// Server-side apply of the step's manifest. With a planned `resource_version`, a write that
+/// finds the object changed goes on only if the change was status-only (it then retries with
+/// the new version); otherwise it fails instead of overwriting the other writer.
+async fn apply(
+    gw: &dyn Gateway,
+    step: &Step,
+    resource_version: Option<String>,
+    force: bool,
+) -> Result<(), String> {
+    let mut rv = resource_version;
+    // Bounded: a status that keeps changing under us gets three tries.
+    for _ in 0..3 {
+        let mut manifest = step.manifest.clone();
+        if let Some(rv) = &rv {
+            manifest["metadata"]["resourceVersion"] = json!(rv);
+        }
+        let options = gateway::ApplyOptions {
+            dry_run: false,
+            force,
+        };
+        match gw.apply(&step.object, &manifest, options).await {
+            Ok(_) => return Ok(()),
+            Err(f) if f.is_stale_write() && rv.is_some() => {
+                let live = gw
+                    .get(&step.object)
+                    .await
+                    .map_err(|f| format!("cannot read it again: {}", f.text()))?;
+                if let Some(why) = staleness(step, live.as_ref()) {
+                    return Err(format!("{why}; not overwritten: run plan again"));
+                }
+                rv = live
+                    .as_ref()
+                    .and_then(|l| l.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            Err(f) => return Err(write_failure(&f)),
+        }
+    }
+    Err("its status kept changing while it was written; run apply again".into())
+}
+
+fn write_failure(f: &ApiFailure) -> String {
+    let mut message = f.text();
+    let conflicts = f.conflicts();
+    if !conflicts.is_empty() {
+        message = format!(
+            "{} (pass --force-conflicts to take them over)",
+            crate::plan::compute::conflict_text(&conflicts)
+        );
+    } else if f.is_forbidden() {
+        message.push_str(" (the account needs the RBAC rules in examples/rbac.yaml)");
+    }
+    if f.may_have_landed {
+        message.push_str("; the write may have been applied all the same: run apply again to converge");
+    }
+    message
+}
+
+/// Watches one object until `rule` says done or the deadline passes, reporting progress. On
+/// failure the object's recent events and conditions are attached.
+async fn wait(
+    gw: &dyn Gateway,
+    id: &ObjectRef,
+    rule: WaitRule,
+    deadline: Instant,
+    sink: &dyn Sink,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let mut events = gw.watch(id);
+    let mut last_message = String::new();
+    let mut current: Option<Value> = None;
+    let outcome = tokio::time::timeout_at(deadline, async {
+        // Bounded by the deadline above; each turn handles one change of the object.
+        loop {
+            let status = match events.next().await {
+                Some(Ok(obj)) => {
+                    current = obj;
+                    waits::check(rule, current.as_ref())
+                }
+                Some(Err(f)) => waits::WaitStatus {
+                    done: true,
+                    ok: false,
+                    message: format!("cannot watch it: {}", f.text()),
+                },
+                None => waits::WaitStatus {
+                    done: true,
+                    ok: false,
+                    message: format!("the watch of {} ended", id.short()),
+                },
+            };
+            if status.done {
+                return status;
+            }
+            if status.message != last_message {
+                last_message = status.message.clone();
+                sink.emit(Event::Waiting {
+                    object: id.clone(),
+                    message: status.message.clone(),
+                });
+            }
+        }
+    })
+    .await;
+    let message = match outcome {
+        Ok(status) if status.ok => {
+            sink.emit(Event::Ready {
+                object: id.clone(),
+                message: status.message,
+                seconds: start.elapsed().as_secs_f64(),
+            });
+            return Ok(());
+        }
+        Ok(status) => status.message,
+        Err(_) => format!(
+            "timed out after {:.0}s: {}",
+            start.elapsed().as_secs_f64(),
+            if last_message.is_empty() {
+                "not ready"
+            } else {
+                &last_message
+            }
+        ),
+    };
+    let details = tokio::time::timeout(
+        DIAGNOSIS_BUDGET,
+        diagnose::explain(gw, id, current.as_ref()),
+    )
+    .await
+    .unwrap_or_else(|_| vec!["could not read its events in time".into()]);
+    sink.emit(Event::Failed {
+        object: id.clone(),
+        message: message.clone(),
+        details: details.clone(),
+    });
+    let first = details
+        .first()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    Err(format!("{}: {message}{first}", id.short()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! An in-memory gateway for unit tests of the planner and the executor: objects by reference,
+//! a log of the calls made, scripted failures and requests that never answer.
+
+use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
+use crate::kinds::{Kind, ObjectRef};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<ObjectRef, Value>,
+    next_version: u64,
+    /// (verb, object) → failures still to return, in order.
+    failures: HashMap<(String, ObjectRef), Vec<Option<ApiFailure>>>,
+    log: Vec<String>,
+    calls: HashMap<String, usize>,
+}
+
+/// The fake. Clones share their state.
+#[derive(Clone)]
+pub struct FakeGateway {
+    state: Arc<Mutex<State>>,
+    changes: tokio::sync::broadcast::Sender<ObjectRef>,
+}
+
+impl Default for FakeGateway {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeGateway {
+    pub fn new() -> Self {
+        FakeGateway {
+            state: Arc::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+
+    /// Stores (or replaces) an object as the server would: uid and resourceVersion filled in.
+    pub fn put(&self, id: &ObjectRef, mut obj: Value) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.next_version += 1;
+            let rv = st.next_version.to_string();
+            let uid = st
+                .objects
+                .get(id)
+                .and_then(|o| o.pointer("/metadata/uid").cloned())
+                .or_else(|| obj.pointer("/metadata/uid").cloned())
+                .unwrap_or_else(|| json!(format!("uid-{}-{rv}", id.name)));
+            obj["metadata"]["name"] = json!(id.name);
+            obj["metadata"]["uid"] = uid;
+            obj["metadata"]["resourceVersion"] = json!(rv);
+            st.objects.insert(id.clone(), obj);
+        }
+        let _ = self.changes.send(id.clone());
+    }
+
+    /// Changes a stored object in place (e.g. a controller writing its status).
+    pub fn update(&self, id: &ObjectRef, f: impl FnOnce(&mut Value)) {
+        let current = self.object(id);
+        if let Some(mut obj) = current {
+            f(&mut obj);
+            self.put(id, obj);
+        }
+    }
+
+    /// Removes an object.
+    pub fn remove(&self, id: &ObjectRef) {
+        self.state.lock().unwrap().objects.remove(id);
+        let _ = self.changes.send(id.clone());
+    }
+
+    pub fn object(&self, id: &ObjectRef) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(id).cloned()
+    }
+
+    /// The next `times` calls of `verb` (`get`, `list`, `apply`, `dry-run`, `create`, `delete`)
+    /// on `id` fail with `failure`.
+    pub fn fail_next(&self, verb: &str, id: &ObjectRef, failure: ApiFailure, times: usize) {
+        let mut st = self.state.lock().unwrap();
+        let queue = st.failures.entry((verb.into(), id.clone())).or_default();
+        queue.extend(std::iter::repeat_n(Some(failure), times));
+    }
+
+    /// The next `times` calls of `verb` on `id` never answer.
+    pub fn hang(&self, verb: &str, id: &ObjectRef, times: usize) {
+        let mut st = self.state.lock().unwrap();
+        let queue = st.failures.entry((verb.into(), id.clone())).or_default();
+        queue.extend(std::iter::repeat_n(None, times));
+    }
+
+    /// How many times `verb` was called.
+    pub fn calls(&self, verb: &str) -> usize {
+        self.state.lock().unwrap().calls.get(verb).copied().unwrap_or(0)
+    }
+
+    /// Every write and delete in the order they happened: `apply pv/a`, `create pvc/b`, …
+    pub fn writes(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// Records the call; returns the scripted outcome, if any (`Some(None)`: hang).
+    fn scripted(&self, verb: &str, id: &ObjectRef) -> Option<Option<ApiFailure>> {
+        let mut st = self.state.lock().unwrap();
+        *st.calls.entry(verb.to_string()).or_default() += 1;
+        if !matches!(verb, "get" | "list" | "dry-run") {
+            st.log.push(format!("{verb} {}", id.short()));
+        }
+        let queue = st.failures.get_mut(&(verb.to_string(), id.clone()))?;
+        if queue.is_empty() {
+            return None;
+        }
+        Some(queue.remove(0))
+    }
+
+    async fn outcome(&self, verb: &str, id: &ObjectRef) -> Result<(), ApiFailure> {
+        match self.scripted(verb, id) {
+            None => Ok(()),
+            Some(Some(f)) => Err(f),
+            Some(None) => {
+                futures::future::pending::<()>().await;
+                unreachable!()
+            }
+        }
+    }
+}
+
+fn merged(existing: Option<Value>, manifest: &Value) -> Value {
+    let mut obj = existing.unwrap_or_else(|| json!({}));
+    json_patch::merge(&mut obj, manifest);
+    obj
+}
+
+impl Gateway for FakeGateway {
+    fn server(&self) -> String {
+        "https://fake".into()
+    }
+
+    fn get<'a>(&'a self, id: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>, ApiFailure>> {
+        async move {
+            self.outcome("get", id).await?;
+            Ok(self.object(id))
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Vec<Value>, ApiFailure>> {
+        async move {
+            let any = ObjectRef::new(Kind::Namespace, "", &query.resource.plural);
+            self.outcome("list", &any).await?;
+            let st = self.state.lock().unwrap();
+            Ok(st
+                .objects
+                .iter()
+                .filter(|(id, _)| id.kind.api_resource().plural == query.resource.plural)
+                .filter(|(id, _)| query.namespace.is_none() || id.namespace == query.namespace)
+                .map(|(_, o)| o.clone())
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        options: ApplyOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        async move {
+            let verb = if options.dry_run { "dry-run" } else { "apply" };
+            self.outcome(verb, id).await?;
+            let obj = merged(self.object(id), manifest);
+            if options.dry_run {
+                return Ok(obj);
+            }
+            self.put(id, obj);
+            Ok(self.object(id).unwrap_or_default())
+        }
+        .boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        async move {
+            self.outcome(if dry_run { "dry-run" } else { "create" }, id)
+                .await?;
+            if self.object(id).is_some() {
+                return Err(ApiFailure {
+                    code: 409,
+                    reason: "AlreadyExists".into(),
+                    message: format!("{} already exists", id.short()),
+                    ..Default::default()
+                });
+            }
+            if dry_run {
+                return Ok(manifest.clone());
+            }
+            self.put(id, manifest.clone());
+            Ok(self.object(id).unwrap_or_default())
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        uid: &'a str,
+        _propagation: Propagation,
+    ) -> BoxFuture<'a, Result<(), ApiFailure>> {
+        async move {
+            self.outcome("delete", id).await?;
+            match self.object(id) {
+                None => Ok(()),
+                Some(o) if o.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) => {
+                    Err(ApiFailure {
+                        code: 409,
+                        reason: "Conflict".into(),
+                        message: "Precondition failed: UID in precondition does not match".into(),
+                        ..Default::default()
+                    })
+                }
+                Some(_) => {
+                    self.remove(id);
+                    Ok(())
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn watch<'a>(&'a self, id: &'a ObjectRef) -> BoxStream<'a, Result<Option<Value>, ApiFailure>> {
+        let rx = self.changes.subscribe();
+        let first = futures::stream::once(async move { Ok(self.object(id)) });
+        let rest = futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(changed) if &changed == id => return Some((Ok(self.object(id)), rx)),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Ok(self.object(id)), rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        first.chain(rest).boxed()
+    }
+
+    fn allowed<'a>(&'a self, _verb: &'a str, _id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>> {
+        async { Some(true) }.boxed()
+    }
+}

@@ -1,0 +1,366 @@
+//! The real gateway: kube-rs requests to the API server.
+
+use super::{ApiFailure, ApplyOptions, Cause, Gateway, ListQuery, Propagation};
+use crate::kinds::{FIELD_MANAGER, ObjectRef};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+    ValidationDirective,
+};
+use kube::runtime::watcher;
+use kube::Client;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Talks to one API server through a kube-rs client.
+#[derive(Clone)]
+pub struct KubeGateway {
+    client: Client,
+    server: String,
+}
+
+impl KubeGateway {
+    pub fn new(client: Client, server: String) -> Self {
+        KubeGateway { client, server }
+    }
+
+    fn api(&self, id: &ObjectRef) -> Api<DynamicObject> {
+        let ar = id.kind.api_resource();
+        match &id.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    async fn create_owned(
+        &self,
+        id: &ObjectRef,
+        manifest: &Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiFailure> {
+        let ar = id.kind.api_resource();
+        let params = PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let body = serde_json::to_vec(manifest).map_err(|e| ApiFailure::transport(e.to_string(), false))?;
+        let url_path = <DynamicObject as kube::Resource>::url_path(&ar, id.namespace.as_deref());
+        let mut request = kube::core::Request::new(url_path.clone())
+            .create(&params, body)
+            .map_err(|e| ApiFailure::transport(e.to_string(), false))?;
+        strict(&mut request);
+        let created: DynamicObject = self.client.request(request).await.map_err(failure)?;
+        let created = to_value(created);
+        if dry_run {
+            return Ok(created);
+        }
+        // A create is recorded as an `Update` by our manager; later applies by the same manager
+        // would then conflict with it, and fields dropped from the spec would never be released.
+        // Hand the fields to our apply manager, as kubectl does when it upgrades client-side
+        // applied objects (guarded by the resourceVersion just returned).
+        let Some(fields) = created
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+        else {
+            return Ok(created);
+        };
+        let upgraded: Vec<Value> = fields
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                if f["manager"] == FIELD_MANAGER && f["operation"] == "Update" {
+                    f["operation"] = json!("Apply");
+                }
+                f
+            })
+            .collect();
+        if upgraded == *fields {
+            return Ok(created);
+        }
+        let patch = json!([
+            { "op": "test", "path": "/metadata/resourceVersion",
+              "value": created.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null) },
+            { "op": "replace", "path": "/metadata/managedFields", "value": upgraded },
+        ]);
+        let request = http::Request::patch(format!("{url_path}/{}", id.name))
+            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+            .body(serde_json::to_vec(&patch).unwrap_or_default());
+        let Ok(request) = request else {
+            return Ok(created);
+        };
+        match self.client.request::<DynamicObject>(request).await {
+            Ok(obj) => Ok(to_value(obj)),
+            // Someone wrote the object in between: it is created all the same; the next apply
+            // sorts out ownership.
+            Err(_) => Ok(created),
+        }
+    }
+}
+
+/// Adds `fieldValidation=Strict` to a request built by kube-core.
+fn strict(request: &mut http::Request<Vec<u8>>) {
+    let uri = request.uri().to_string();
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    if let Ok(new) = format!("{uri}{sep}fieldValidation=Strict").parse() {
+        *request.uri_mut() = new;
+    }
+}
+
+impl Gateway for KubeGateway {
+    fn server(&self) -> String {
+        self.server.clone()
+    }
+
+    fn get<'a>(&'a self, id: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>, ApiFailure>> {
+        async move {
+            self.api(id)
+                .get_opt(&id.name)
+                .await
+                .map(|o| o.map(to_value))
+                .map_err(failure)
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Vec<Value>, ApiFailure>> {
+        async move {
+            let api: Api<DynamicObject> = match &query.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &query.resource),
+                None => Api::all_with(self.client.clone(), &query.resource),
+            };
+            let mut params = ListParams::default().limit(500);
+            if let Some(l) = &query.labels {
+                params = params.labels(l);
+            }
+            if let Some(f) = &query.fields {
+                params = params.fields(f);
+            }
+            let mut out = Vec::new();
+            // Bounded: a list of more than 2,000 pages is an error, not a loop.
+            for _ in 0..2000 {
+                let page = api.list(&params).await.map_err(failure)?;
+                let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+                out.extend(page.items.into_iter().map(to_value));
+                match next {
+                    Some(token) => params = params.continue_token(&token),
+                    None => return Ok(out),
+                }
+            }
+            Err(ApiFailure::transport("list did not end after 2000 pages", false))
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        options: ApplyOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        async move {
+            let mut params =
+                PatchParams::apply(FIELD_MANAGER).validation(ValidationDirective::Strict);
+            if options.force {
+                params = params.force();
+            }
+            params.dry_run = options.dry_run;
+            self.api(id)
+                .patch(&id.name, &params, &Patch::Apply(manifest))
+                .await
+                .map(to_value)
+                .map_err(failure)
+        }
+        .boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        self.create_owned(id, manifest, dry_run).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        uid: &'a str,
+        propagation: Propagation,
+    ) -> BoxFuture<'a, Result<(), ApiFailure>> {
+        async move {
+            let params = DeleteParams {
+                propagation_policy: Some(match propagation {
+                    Propagation::Orphan => kube::api::PropagationPolicy::Orphan,
+                    Propagation::Background => kube::api::PropagationPolicy::Background,
+                    Propagation::Foreground => kube::api::PropagationPolicy::Foreground,
+                }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match self.api(id).delete(&id.name, &params).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let f = failure(e);
+                    if f.is_not_found() { Ok(()) } else { Err(f) }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn watch<'a>(&'a self, id: &'a ObjectRef) -> BoxStream<'a, Result<Option<Value>, ApiFailure>> {
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", id.name));
+        let events = watcher::watcher(self.api(id), config).boxed();
+        let state = WatchState {
+            events,
+            pending: None,
+            delay: Duration::ZERO,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            // Bounded: at most this many events are read before yielding an item.
+            for _ in 0..10_000 {
+                if !st.delay.is_zero() {
+                    tokio::time::sleep(st.delay).await;
+                }
+                match st.events.next().await {
+                    None => {
+                        st.done = true;
+                        return Some((
+                            Err(ApiFailure::transport("the watch stream closed", false)),
+                            st,
+                        ));
+                    }
+                    Some(Ok(event)) => {
+                        st.delay = Duration::ZERO;
+                        match event {
+                            watcher::Event::Init => st.pending = Some(None),
+                            watcher::Event::InitApply(o) => st.pending = Some(Some(to_value(o))),
+                            watcher::Event::InitDone => {
+                                // A (re-)list replaces what was known: an object absent from it is gone.
+                                let current = st.pending.take().unwrap_or(None);
+                                return Some((Ok(current), st));
+                            }
+                            watcher::Event::Apply(o) => return Some((Ok(Some(to_value(o))), st)),
+                            watcher::Event::Delete(_) => return Some((Ok(None), st)),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let f = watch_failure(e);
+                        if f.is_permanent() && f.code != 410 {
+                            st.done = true;
+                            return Some((Err(f), st));
+                        }
+                        // Transient: back off (exponential, at most 10s) and let the watcher
+                        // resume from its resourceVersion or re-list.
+                        st.delay = (st.delay * 2).clamp(Duration::from_millis(200), Duration::from_secs(10));
+                    }
+                }
+            }
+            st.done = true;
+            Some((Err(ApiFailure::transport("the watch made no progress", false)), st))
+        })
+        .boxed()
+    }
+
+    fn allowed<'a>(&'a self, verb: &'a str, id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>> {
+        async move {
+            let ar = id.kind.api_resource();
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(verb.into()),
+                        group: Some(ar.group.clone()),
+                        resource: Some(ar.plural.clone()),
+                        namespace: id.namespace.clone(),
+                        name: Some(id.name.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+            let answer = api.create(&PostParams::default(), &review).await.ok()?;
+            answer.status.map(|s| s.allowed)
+        }
+        .boxed()
+    }
+}
+
+struct WatchState {
+    events: BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>,
+    /// While a (re-)list is in progress: what it found so far.
+    pending: Option<Option<Value>>,
+    delay: Duration,
+    done: bool,
+}
+
+fn watch_failure(e: watcher::Error) -> ApiFailure {
+    match e {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => failure(e),
+        watcher::Error::WatchError(status) => ApiFailure {
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+            ..Default::default()
+        },
+        other => ApiFailure::transport(other.to_string(), false),
+    }
+}
+
+/// Converts a dynamic object into plain JSON with apiVersion and kind.
+pub fn to_value(obj: DynamicObject) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+/// Extracts what the server said from a kube error, keeping the cause chain of other errors.
+pub fn failure(e: kube::Error) -> ApiFailure {
+    match e {
+        kube::Error::Api(status) => ApiFailure {
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+            causes: status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| Cause {
+                            reason: c.reason.clone(),
+                            field: c.field.clone(),
+                            message: c.message.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            may_have_landed: false,
+        },
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = s.source();
+            }
+            ApiFailure::transport(message, false)
+        }
+    }
+}

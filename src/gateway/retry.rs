@@ -1,0 +1,334 @@
+//! Timeouts, retries and deadlines around any [`Gateway`].
+//!
+//! Every request gets at most `request_timeout`. Throttling (429), server errors (5xx) and lost
+//! connections are retried with exponential backoff and full jitter until `max_attempts` or the
+//! deadline; other 4xx answers are returned at once. A create is retried only when it certainly
+//! did not land (429, or no connection); a write that timed out says that it may have landed.
+
+use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
+use crate::kinds::ObjectRef;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::FutureExt;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How requests are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Bound on each request (kubectl's `--request-timeout`).
+    pub request_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First backoff; doubled after each attempt, up to `max_backoff`, with full jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A gateway with timeouts, retries and an overall deadline.
+pub struct Retrying<G> {
+    inner: G,
+    policy: RetryPolicy,
+    deadline: Mutex<Option<Instant>>,
+}
+
+/// Whether a failed request may be sent again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotence {
+    /// Reads, applies and deletes with preconditions: sending twice is harmless.
+    Safe,
+    /// A create: only when it certainly did not land.
+    CreateOnce,
+}
+
+impl<G: Gateway> Retrying<G> {
+    pub fn new(inner: G, policy: RetryPolicy) -> Self {
+        Retrying {
+            inner,
+            policy,
+            deadline: Mutex::new(None),
+        }
+    }
+
+    /// Sets the overall deadline: no retry starts after it, and no request outlives it (a request
+    /// started after it still gets one attempt, so that a failure can be explained).
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        *self.deadline.lock().expect("deadline lock") = deadline;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().expect("deadline lock")
+    }
+
+    async fn call<T, F, Fut>(&self, what: String, idem: Idempotence, mut f: F) -> Result<T, ApiFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiFailure>>,
+    {
+        let mut attempt = 0;
+        let mut backoff = self.policy.base_backoff;
+        loop {
+            attempt += 1;
+            let mut limit = self.policy.request_timeout;
+            if let Some(d) = self.deadline() {
+                let left = d.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    limit = limit.min(left);
+                }
+            }
+            let result = match tokio::time::timeout(limit, f()).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiFailure::transport(
+                    format!(
+                        "no answer from the API server within {} ({what}); check that the cluster is reachable, or raise --request-timeout",
+                        human(limit)
+                    ),
+                    idem == Idempotence::CreateOnce || what.starts_with("apply") || what.starts_with("delete"),
+                )),
+            };
+            let failure = match result {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            let retry_allowed = match idem {
+                Idempotence::Safe => failure.is_retryable(),
+                Idempotence::CreateOnce => {
+                    failure.code == 429 || (failure.code == 0 && !failure.may_have_landed)
+                }
+            };
+            let sleep = jitter(backoff);
+            let in_time = self
+                .deadline()
+                .is_none_or(|d| Instant::now() + sleep < d);
+            if !retry_allowed || attempt >= self.policy.max_attempts || !in_time {
+                let mut failure = failure;
+                if failure.is_retryable() && attempt > 1 {
+                    failure.message = format!("{} (after {attempt} attempts)", failure.message);
+                }
+                return Err(failure);
+            }
+            tokio::time::sleep(sleep).await;
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+    }
+}
+
+/// Full jitter: a random duration between zero and `d`.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(fastrand::f64())
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+impl<G: Gateway> Gateway for Retrying<G> {
+    fn server(&self) -> String {
+        self.inner.server()
+    }
+
+    fn get<'a>(&'a self, id: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>, ApiFailure>> {
+        self.call(format!("get {}", id.short()), Idempotence::Safe, move || {
+            self.inner.get(id)
+        })
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Vec<Value>, ApiFailure>> {
+        self.call(
+            format!("list {}", query.resource.plural),
+            Idempotence::Safe,
+            move || self.inner.list(query),
+        )
+        .boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        options: ApplyOptions,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        let what = if options.dry_run {
+            format!("dry-run apply {}", id.short())
+        } else {
+            format!("apply {}", id.short())
+        };
+        self.call(what, Idempotence::Safe, move || {
+            self.inner.apply(id, manifest, options)
+        })
+        .boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        manifest: &'a Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        let idem = if dry_run {
+            Idempotence::Safe
+        } else {
+            Idempotence::CreateOnce
+        };
+        self.call(format!("create {}", id.short()), idem, move || {
+            self.inner.create(id, manifest, dry_run)
+        })
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        uid: &'a str,
+        propagation: Propagation,
+    ) -> BoxFuture<'a, Result<(), ApiFailure>> {
+        self.call(format!("delete {}", id.short()), Idempotence::Safe, move || {
+            self.inner.delete(id, uid, propagation)
+        })
+        .boxed()
+    }
+
+    fn watch<'a>(&'a self, id: &'a ObjectRef) -> BoxStream<'a, Result<Option<Value>, ApiFailure>> {
+        self.inner.watch(id)
+    }
+
+    fn allowed<'a>(&'a self, verb: &'a str, id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>> {
+        async move {
+            tokio::time::timeout(self.policy.request_timeout, self.inner.allowed(verb, id))
+                .await
+                .ok()
+                .flatten()
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::fake::FakeGateway;
+    use crate::kinds::Kind;
+    use serde_json::json;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            request_timeout: Duration::from_millis(200),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(4),
+        }
+    }
+
+    fn pv() -> ObjectRef {
+        ObjectRef::new(Kind::PersistentVolume, "", "pv-1")
+    }
+
+    fn code(code: u16) -> ApiFailure {
+        ApiFailure {
+            code,
+            reason: "R".into(),
+            message: format!("HTTP {code}"),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_until_they_pass() {
+        let fake = FakeGateway::new();
+        fake.fail_next("apply", &pv(), code(503), 2);
+        fake.fail_next("apply", &pv(), code(500), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let manifest = json!({"metadata": {"name": "pv-1"}});
+        gw.apply(&pv(), &manifest, ApplyOptions::default())
+            .await
+            .expect("fourth attempt passes");
+        assert_eq!(fake.calls("apply"), 4);
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_never_retried() {
+        for c in [400, 403, 404, 409, 422] {
+            let fake = FakeGateway::new();
+            fake.fail_next("apply", &pv(), code(c), 1);
+            let gw = Retrying::new(fake.clone(), policy());
+            let err = gw
+                .apply(&pv(), &json!({}), ApplyOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, c);
+            assert_eq!(fake.calls("apply"), 1, "HTTP {c} was retried");
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_stop_after_max_attempts_and_say_so() {
+        let fake = FakeGateway::new();
+        fake.fail_next("get", &pv(), code(502), 10);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw.get(&pv()).await.unwrap_err();
+        assert_eq!(fake.calls("get"), 4);
+        assert!(err.message.contains("after 4 attempts"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_request_times_out_with_a_clear_message() {
+        let fake = FakeGateway::new();
+        fake.hang("get", &pv(), 1);
+        let gw = Retrying::new(
+            fake.clone(),
+            RetryPolicy {
+                max_attempts: 1,
+                ..policy()
+            },
+        );
+        let err = gw.get(&pv()).await.unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(err.message.contains("no answer from the API server within 0.2s (get pv/pv-1)"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_create_that_may_have_landed_is_not_sent_again() {
+        let fake = FakeGateway::new();
+        fake.hang("create", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw.create(&pv(), &json!({}), false).await.unwrap_err();
+        assert!(err.may_have_landed);
+        assert_eq!(fake.calls("create"), 1);
+    }
+
+    #[tokio::test]
+    async fn no_retry_starts_after_the_deadline() {
+        let fake = FakeGateway::new();
+        fake.fail_next("get", &pv(), code(503), 10);
+        let gw = Retrying::new(
+            fake.clone(),
+            RetryPolicy {
+                base_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(50),
+                ..policy()
+            },
+        );
+        gw.set_deadline(Some(Instant::now()));
+        assert!(gw.get(&pv()).await.is_err());
+        assert_eq!(fake.calls("get"), 1);
+    }
+}

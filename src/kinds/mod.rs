@@ -1,0 +1,234 @@
+//! The object kinds the plugin manages. Everything that differs between kinds lives in one module
+//! per kind, behind the [`KindRules`] trait: its API resource (from k8s-openapi's types), scope,
+//! immutable fields, normalisation, wait rule, what replacing it costs and which related objects
+//! explain a failed wait. The rest of the code asks `kind.rules()` instead of matching on kinds.
+//!
+//! The rollout order is data too: [`ROLLOUT_ORDER`] lists the phases; deletions run in reverse.
+
+mod claim;
+mod namespace;
+mod service;
+mod statefulset;
+mod storage_class;
+mod volume;
+
+pub use claim::grows as claim_grows;
+pub use statefulset::template_claims;
+
+use crate::plan::ops::WaitRule;
+use kube::api::ApiResource;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Label every object written by the plugin carries.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-stateful");
+/// Label naming the stack an object belongs to.
+pub const STACK_LABEL: &str = "kubectl-stateful/stack";
+/// Field manager used for server-side apply.
+pub const FIELD_MANAGER: &str = "kubectl-stateful";
+
+/// A managed kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Namespace,
+    StorageClass,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    Service,
+    StatefulSet,
+}
+
+/// The rollout phases, in order: every object of a phase is written and waited for before the
+/// next phase starts. Deletions walk the same table backwards.
+pub const ROLLOUT_ORDER: &[&[Kind]] = &[
+    &[Kind::Namespace],
+    &[Kind::StorageClass],
+    &[Kind::PersistentVolume],
+    &[Kind::PersistentVolumeClaim],
+    &[Kind::Service],
+    &[Kind::StatefulSet],
+];
+
+/// Where a related object can be found to explain a failed wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Related {
+    /// Pods matching a label selector (`a=b,c=d`) in the object's namespace.
+    Pods { selector: String },
+    /// Claims with exactly these names in the object's namespace.
+    Claims { names: Vec<String> },
+}
+
+/// What one kind knows about itself.
+pub trait KindRules: Sync {
+    /// The API resource, derived from the k8s-openapi type.
+    fn api_resource(&self) -> ApiResource;
+    /// True for namespaced kinds.
+    fn namespaced(&self) -> bool;
+    /// kubectl's short name (`pvc`).
+    fn short(&self) -> &'static str;
+    /// Plural for phase headings (`PersistentVolumeClaims`).
+    fn plural(&self) -> &'static str;
+    /// Fields that cannot change in place, as JSON pointers below the object.
+    fn immutable_roots(&self) -> &'static [&'static str];
+    /// Immutable changes that are not a plain field comparison (a claim shrinking).
+    fn extra_immutable_changes(&self, _desired: &Value, _live: &Value) -> Vec<String> {
+        Vec::new()
+    }
+    /// Removes what the server fills in for this kind (binding fields, template status).
+    fn normalize(&self, _obj: &mut Map<String, Value>, _desired: &Value) {}
+    /// What apply waits for after writing such an object.
+    fn wait_rule(&self) -> Option<WaitRule>;
+    /// What replacing an object of this kind would do, in words.
+    fn replace_cost(&self) -> &'static str;
+    /// Related objects whose state explains a failed wait on `current`.
+    fn related(&self, _name: &str, _current: Option<&Value>) -> Vec<Related> {
+        Vec::new()
+    }
+}
+
+impl Kind {
+    /// Every kind, in rollout order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Namespace,
+        Kind::StorageClass,
+        Kind::PersistentVolume,
+        Kind::PersistentVolumeClaim,
+        Kind::Service,
+        Kind::StatefulSet,
+    ];
+
+    /// The kind's rules.
+    pub fn rules(self) -> &'static dyn KindRules {
+        match self {
+            Kind::Namespace => &namespace::Rules,
+            Kind::StorageClass => &storage_class::Rules,
+            Kind::PersistentVolume => &volume::Rules,
+            Kind::PersistentVolumeClaim => &claim::Rules,
+            Kind::Service => &service::Rules,
+            Kind::StatefulSet => &statefulset::Rules,
+        }
+    }
+
+    /// The index of this kind's phase in [`ROLLOUT_ORDER`].
+    pub fn phase(self) -> usize {
+        ROLLOUT_ORDER
+            .iter()
+            .position(|p| p.contains(&self))
+            .expect("every kind has a phase")
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::StorageClass => "StorageClass",
+            Kind::PersistentVolume => "PersistentVolume",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::Service => "Service",
+            Kind::StatefulSet => "StatefulSet",
+        }
+    }
+
+    /// Parses the API kind name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The kind's plural, for phase headings.
+    pub fn plural(self) -> &'static str {
+        self.rules().plural()
+    }
+
+    /// kubectl's short name, used in compact output (`pvc/data-db-0`).
+    pub fn short(self) -> &'static str {
+        self.rules().short()
+    }
+
+    pub fn api_version(self) -> String {
+        self.api_resource().api_version
+    }
+
+    pub fn namespaced(self) -> bool {
+        self.rules().namespaced()
+    }
+
+    /// The kube-rs resource description for dynamic API calls.
+    pub fn api_resource(self) -> ApiResource {
+        self.rules().api_resource()
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one object: kind, namespace (for namespaced kinds) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{} (namespace {ns})", self.kind.short(), self.name),
+            None => write!(f, "{}/{}", self.kind.short(), self.name),
+        }
+    }
+}
+
+impl ObjectRef {
+    /// `pvc/data-db-0`, without the namespace.
+    pub fn short(&self) -> String {
+        format!("{}/{}", self.kind.short(), self.name)
+    }
+
+    /// A reference to an object of `kind` named `name`, in `namespace` when the kind is namespaced.
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind,
+            namespace: kind.namespaced().then(|| namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// The API resource of a k8s-openapi type.
+pub(crate) fn resource_of<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
+    ApiResource::erase::<K>(&())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_resources_come_from_the_openapi_types() {
+        let sts = Kind::StatefulSet.api_resource();
+        assert_eq!(
+            (sts.group.as_str(), sts.version.as_str(), sts.plural.as_str()),
+            ("apps", "v1", "statefulsets")
+        );
+        assert_eq!(Kind::StorageClass.api_version(), "storage.k8s.io/v1");
+        assert_eq!(Kind::PersistentVolumeClaim.api_version(), "v1");
+        assert_eq!(Kind::PersistentVolume.api_resource().plural, "persistentvolumes");
+    }
+
+    #[test]
+    fn every_kind_is_in_exactly_one_phase_in_declaration_order() {
+        let flat: Vec<Kind> = ROLLOUT_ORDER.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(flat, Kind::ALL.to_vec());
+        assert!(Kind::PersistentVolume.phase() < Kind::PersistentVolumeClaim.phase());
+    }
+
+    #[test]
+    fn scope() {
+        assert!(!Kind::PersistentVolume.namespaced());
+        assert!(Kind::PersistentVolumeClaim.namespaced());
+        assert!(!Kind::StorageClass.namespaced());
+    }
+}

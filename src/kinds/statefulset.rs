@@ -1,0 +1,133 @@
+//! StatefulSet: selector, service name, claim templates and pod management policy are
+//! immutable; ready when its pods are (see `apply::waits::statefulset`). The server fills in
+//! `apiVersion`, `kind` and `status` inside claim templates, which are never a change.
+
+use super::{KindRules, Related, resource_of};
+use crate::plan::ops::WaitRule;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::ApiResource;
+use serde_json::{Map, Value};
+
+pub struct Rules;
+
+impl KindRules for Rules {
+    fn api_resource(&self) -> ApiResource {
+        resource_of::<StatefulSet>()
+    }
+    fn namespaced(&self) -> bool {
+        true
+    }
+    fn short(&self) -> &'static str {
+        "statefulset"
+    }
+    fn plural(&self) -> &'static str {
+        "StatefulSets"
+    }
+    fn immutable_roots(&self) -> &'static [&'static str] {
+        &[
+            "/spec/selector",
+            "/spec/serviceName",
+            "/spec/volumeClaimTemplates",
+            "/spec/podManagementPolicy",
+        ]
+    }
+    fn normalize(&self, obj: &mut Map<String, Value>, _desired: &Value) {
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if let Some(Value::Array(templates)) = spec.get_mut("volumeClaimTemplates") {
+            for t in templates.iter_mut().filter_map(Value::as_object_mut) {
+                t.remove("status");
+                t.remove("apiVersion");
+                t.remove("kind");
+                if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("creationTimestamp");
+                    if meta.is_empty() {
+                        t.remove("metadata");
+                    }
+                }
+            }
+        }
+        if let Some(meta) = spec
+            .get_mut("template")
+            .and_then(|t| t.get_mut("metadata"))
+            .and_then(Value::as_object_mut)
+        {
+            meta.remove("creationTimestamp");
+        }
+    }
+    fn wait_rule(&self) -> Option<WaitRule> {
+        Some(WaitRule::StatefulSetReady)
+    }
+    fn replace_cost(&self) -> &'static str {
+        "replacing a StatefulSet means deleting it with --cascade=orphan (its pods and claims stay) and creating it again; \
+         claims that already exist keep their size and class, since volumeClaimTemplates only shape new claims"
+    }
+    fn related(&self, name: &str, current: Option<&Value>) -> Vec<Related> {
+        let Some(sts) = current else {
+            return Vec::new();
+        };
+        let selector = sts
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        if !selector.is_empty() {
+            out.push(Related::Pods { selector });
+        }
+        let names = template_claims(name, sts);
+        if !names.is_empty() {
+            out.push(Related::Claims { names });
+        }
+        out
+    }
+}
+
+/// The claims a StatefulSet's templates create: `<template>-<statefulset>-<ordinal>` for every
+/// ordinal below `replicas` (exact names, never a substring match).
+pub fn template_claims(name: &str, sts: &Value) -> Vec<String> {
+    let replicas = sts
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+        .max(0);
+    let templates = sts
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    templates
+        .iter()
+        .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
+        .flat_map(|t| (0..replicas).map(move |i| format!("{t}-{name}-{i}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn related_objects_are_named_exactly() {
+        let sts = json!({"spec": {"replicas": 2, "selector": {"matchLabels": {"app": "db"}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}});
+        assert_eq!(
+            Rules.related("db", Some(&sts)),
+            vec![
+                Related::Pods {
+                    selector: "app=db".into()
+                },
+                Related::Claims {
+                    names: vec!["data-db-0".into(), "data-db-1".into()]
+                }
+            ]
+        );
+    }
+}
