@@ -3,7 +3,7 @@
 //! whether the namespace exists. Every request goes through the [`Gateway`].
 
 use crate::gateway::kube::KubeGateway;
-use crate::gateway::retry::{Retrying, RetryPolicy};
+use crate::gateway::retry::{RetryPolicy, Retrying};
 use crate::gateway::{ApiFailure, Gateway, ListQuery};
 use crate::kinds::{Kind, ObjectRef};
 use crate::plan::compute::stack_of;

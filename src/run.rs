@@ -4,8 +4,8 @@
 use crate::apply::{self, ApplyOptions, Sink};
 use crate::cli::{ApplyArgs, ApplyFormat, Cli, ClusterArgs, Command, PlanArgs, PlanFormat};
 use crate::live::{Cluster, Target};
-use crate::plan::build::{PlanError, make_plan};
 use crate::plan::Plan;
+use crate::plan::build::{PlanError, make_plan};
 use crate::render::{self, Style};
 use crate::spec::{self, Spec};
 use crate::ui;

@@ -23,7 +23,10 @@ pub async fn explain(gw: &dyn Gateway, id: &ObjectRef, current: Option<&Value>) 
                     continue;
                 };
                 for pod in pods {
-                    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                    let name = pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     for c in pod
                         .pointer("/status/conditions")
                         .and_then(Value::as_array)
@@ -43,7 +46,8 @@ pub async fn explain(gw: &dyn Gateway, id: &ObjectRef, current: Option<&Value>) 
             }
             Related::Claims { names } => {
                 for name in names {
-                    let claim = ObjectRef::new(crate::kinds::Kind::PersistentVolumeClaim, &ns, &name);
+                    let claim =
+                        ObjectRef::new(crate::kinds::Kind::PersistentVolumeClaim, &ns, &name);
                     let bound = matches!(gw.get(&claim).await, Ok(Some(c)) if c.pointer("/status/phase") == Some(&Value::from("Bound")));
                     if !bound {
                         lines.extend(events_of(gw, &ns, "PersistentVolumeClaim", &name).await);

@@ -189,10 +189,11 @@ async fn run(
                 });
                 Ok(Outcome::Written)
             }
-            Err(f) if f.is_already_exists() => fail(format!(
+            Err(f) if f.is_already_exists() => fail(
                 "it exists now: it was created by someone else after the plan was made, and was not taken over; \
                  run plan again to see it (as an adoption)"
-            )),
+                    .into(),
+            ),
             Err(f) => fail(write_failure(&f)),
         },
         Op::Delete { uid, propagation } => {
@@ -270,7 +271,9 @@ fn write_failure(f: &ApiFailure) -> String {
         message.push_str(" (the account needs the RBAC rules in examples/rbac.yaml)");
     }
     if f.may_have_landed {
-        message.push_str("; the write may have been applied all the same: run apply again to converge");
+        message.push_str(
+            "; the write may have been applied all the same: run apply again to converge",
+        );
     }
     message
 }

@@ -101,9 +101,7 @@ pub enum ApplyError {
     #[diagnostic(help("fix the errors shown in the plan and run it again"))]
     PlanErrors(Vec<String>),
     #[error("the plan takes over objects this stack does not own: {}", .0.join("; "))]
-    #[diagnostic(help(
-        "pass --adopt to take them over, or set adopt = true on them in the spec"
-    ))]
+    #[diagnostic(help("pass --adopt to take them over, or set adopt = true on them in the spec"))]
     Adopt(Vec<String>),
     #[error("the plan sets fields other field managers own: {}", .0.join("; "))]
     #[diagnostic(help(

@@ -97,7 +97,13 @@ impl FakeGateway {
 
     /// How many times `verb` was called.
     pub fn calls(&self, verb: &str) -> usize {
-        self.state.lock().unwrap().calls.get(verb).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(verb)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every write and delete in the order they happened: `apply pv/a`, `create pvc/b`, …

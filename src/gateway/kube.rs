@@ -8,12 +8,12 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
+use kube::Client;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
     ValidationDirective,
 };
 use kube::runtime::watcher;
-use kube::Client;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -48,7 +48,8 @@ impl KubeGateway {
             dry_run,
             field_manager: Some(FIELD_MANAGER.into()),
         };
-        let body = serde_json::to_vec(manifest).map_err(|e| ApiFailure::transport(e.to_string(), false))?;
+        let body = serde_json::to_vec(manifest)
+            .map_err(|e| ApiFailure::transport(e.to_string(), false))?;
         let url_path = <DynamicObject as kube::Resource>::url_path(&ar, id.namespace.as_deref());
         let mut request = kube::core::Request::new(url_path.clone())
             .create(&params, body)
@@ -151,7 +152,10 @@ impl Gateway for KubeGateway {
                     None => return Ok(out),
                 }
             }
-            Err(ApiFailure::transport("list did not end after 2000 pages", false))
+            Err(ApiFailure::transport(
+                "list did not end after 2000 pages",
+                false,
+            ))
         }
         .boxed()
     }
@@ -265,12 +269,16 @@ impl Gateway for KubeGateway {
                         }
                         // Transient: back off (exponential, at most 10s) and let the watcher
                         // resume from its resourceVersion or re-list.
-                        st.delay = (st.delay * 2).clamp(Duration::from_millis(200), Duration::from_secs(10));
+                        st.delay = (st.delay * 2)
+                            .clamp(Duration::from_millis(200), Duration::from_secs(10));
                     }
                 }
             }
             st.done = true;
-            Some((Err(ApiFailure::transport("the watch made no progress", false)), st))
+            Some((
+                Err(ApiFailure::transport("the watch made no progress", false)),
+                st,
+            ))
         })
         .boxed()
     }
@@ -310,7 +318,9 @@ struct WatchState {
 
 fn watch_failure(e: watcher::Error) -> ApiFailure {
     match e {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => failure(e),
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => failure(e),
         watcher::Error::WatchError(status) => ApiFailure {
             code: status.code,
             reason: status.reason.clone(),

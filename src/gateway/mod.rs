@@ -15,9 +15,9 @@ pub mod kube;
 pub mod retry;
 
 use crate::kinds::ObjectRef;
+use ::kube::api::ApiResource;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use ::kube::api::ApiResource;
 use serde_json::Value;
 
 /// One cause the API server gave for a failure (`status.details.causes[]`).
@@ -64,7 +64,13 @@ impl ApiFailure {
 
     /// Worth trying again: throttling, server errors and lost connections. Other 4xx never are.
     pub fn is_retryable(&self) -> bool {
-        self.code == 0 || self.code == 429 || (500..=599).contains(&self.code)
+        // The API server answers a server-side apply whose body does not fit the schema with a
+        // bare 500 (no reason, no causes); it is as deterministic as a 400.
+        let schema_error = self.code == 500
+            && self
+                .message
+                .starts_with("failed to create typed patch object");
+        !schema_error && (self.code == 0 || self.code == 429 || (500..=599).contains(&self.code))
     }
 
     /// 401 and 403 and 404 and every other 4xx but 429: the same request fails the same way.
@@ -106,7 +112,11 @@ impl ApiFailure {
 
     /// The server refused to change an immutable field in place.
     pub fn is_immutable_change(&self) -> bool {
-        self.code == 422 && self.causes.iter().any(|c| c.reason == "FieldValueForbidden")
+        self.code == 422
+            && self
+                .causes
+                .iter()
+                .any(|c| c.reason == "FieldValueForbidden")
     }
 
     /// Fields named by the causes (`spec.template.spec.foo`).

@@ -7,9 +7,9 @@
 
 use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
 use crate::kinds::ObjectRef;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::FutureExt;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Mutex;
@@ -74,7 +74,12 @@ impl<G: Gateway> Retrying<G> {
         *self.deadline.lock().expect("deadline lock")
     }
 
-    async fn call<T, F, Fut>(&self, what: String, idem: Idempotence, mut f: F) -> Result<T, ApiFailure>
+    async fn call<T, F, Fut>(
+        &self,
+        what: String,
+        idem: Idempotence,
+        mut f: F,
+    ) -> Result<T, ApiFailure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ApiFailure>>,
@@ -97,7 +102,9 @@ impl<G: Gateway> Retrying<G> {
                         "no answer from the API server within {} ({what}); check that the cluster is reachable, or raise --request-timeout",
                         human(limit)
                     ),
-                    idem == Idempotence::CreateOnce || what.starts_with("apply") || what.starts_with("delete"),
+                    idem == Idempotence::CreateOnce
+                        || what.starts_with("apply")
+                        || what.starts_with("delete"),
                 )),
             };
             let failure = match result {
@@ -111,9 +118,7 @@ impl<G: Gateway> Retrying<G> {
                 }
             };
             let sleep = jitter(backoff);
-            let in_time = self
-                .deadline()
-                .is_none_or(|d| Instant::now() + sleep < d);
+            let in_time = self.deadline().is_none_or(|d| Instant::now() + sleep < d);
             if !retry_allowed || attempt >= self.policy.max_attempts || !in_time {
                 let mut failure = failure;
                 if failure.is_retryable() && attempt > 1 {
@@ -146,9 +151,11 @@ impl<G: Gateway> Gateway for Retrying<G> {
     }
 
     fn get<'a>(&'a self, id: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>, ApiFailure>> {
-        self.call(format!("get {}", id.short()), Idempotence::Safe, move || {
-            self.inner.get(id)
-        })
+        self.call(
+            format!("get {}", id.short()),
+            Idempotence::Safe,
+            move || self.inner.get(id),
+        )
         .boxed()
     }
 
@@ -201,9 +208,11 @@ impl<G: Gateway> Gateway for Retrying<G> {
         uid: &'a str,
         propagation: Propagation,
     ) -> BoxFuture<'a, Result<(), ApiFailure>> {
-        self.call(format!("delete {}", id.short()), Idempotence::Safe, move || {
-            self.inner.delete(id, uid, propagation)
-        })
+        self.call(
+            format!("delete {}", id.short()),
+            Idempotence::Safe,
+            move || self.inner.delete(id, uid, propagation),
+        )
         .boxed()
     }
 
@@ -302,7 +311,12 @@ mod tests {
         );
         let err = gw.get(&pv()).await.unwrap_err();
         assert_eq!(err.code, 0);
-        assert!(err.message.contains("no answer from the API server within 0.2s (get pv/pv-1)"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("no answer from the API server within 0.2s (get pv/pv-1)"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]

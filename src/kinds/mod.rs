@@ -210,17 +210,27 @@ mod tests {
     fn api_resources_come_from_the_openapi_types() {
         let sts = Kind::StatefulSet.api_resource();
         assert_eq!(
-            (sts.group.as_str(), sts.version.as_str(), sts.plural.as_str()),
+            (
+                sts.group.as_str(),
+                sts.version.as_str(),
+                sts.plural.as_str()
+            ),
             ("apps", "v1", "statefulsets")
         );
         assert_eq!(Kind::StorageClass.api_version(), "storage.k8s.io/v1");
         assert_eq!(Kind::PersistentVolumeClaim.api_version(), "v1");
-        assert_eq!(Kind::PersistentVolume.api_resource().plural, "persistentvolumes");
+        assert_eq!(
+            Kind::PersistentVolume.api_resource().plural,
+            "persistentvolumes"
+        );
     }
 
     #[test]
     fn every_kind_is_in_exactly_one_phase_in_declaration_order() {
-        let flat: Vec<Kind> = ROLLOUT_ORDER.iter().flat_map(|p| p.iter().copied()).collect();
+        let flat: Vec<Kind> = ROLLOUT_ORDER
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .collect();
         assert_eq!(flat, Kind::ALL.to_vec());
         assert!(Kind::PersistentVolume.phase() < Kind::PersistentVolumeClaim.phase());
     }

@@ -47,14 +47,11 @@ pub async fn make_plan(
         create_namespace: !facts.namespace_exists,
     };
     let objects = desired::desired_objects(spec, &ctx);
-    let steps: Vec<Step> = stream::iter(
-        objects
-            .iter()
-            .map(|d| plan_one(gw, spec, &facts, &ctx, d)),
-    )
-    .buffered(concurrency.max(1))
-    .collect()
-    .await;
+    let steps: Vec<Step> =
+        stream::iter(objects.iter().map(|d| plan_one(gw, spec, &facts, &ctx, d)))
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
     let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
@@ -152,7 +149,22 @@ async fn plan_one(
             Err(f) => failed(gw, d, "patch", f).await,
         }
     };
-    compute_step(input(live.as_ref(), dry_run, conflicts))
+    let mut step = compute_step(input(live.as_ref(), dry_run, conflicts));
+    if let Some(error) = &step.error {
+        step.location = locate(spec, &step, error);
+    }
+    step
+}
+
+/// Where in the spec the field the server refused comes from.
+fn locate(spec: &Spec, step: &Step, error: &str) -> Option<String> {
+    let field = spec::locate::unknown_field(error)?;
+    let issue = spec::locate::locate_field(spec, &step.origin, &field, error)?;
+    let entry = spec::errors_for(spec, vec![issue]).entries().pop()?;
+    Some(match (entry.line, entry.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", entry.file, entry.key),
+        _ => format!("{}: {}", entry.file, entry.key),
+    })
 }
 
 /// Classifies a refusal: for a 403, asks the server whether the account lacks the verb (RBAC)
@@ -164,7 +176,10 @@ async fn failed(gw: &dyn Gateway, d: &DesiredObject, verb: &str, mut f: ApiFailu
         if rbac_denied {
             let plural = d.id.kind.api_resource().plural;
             f.message = if verb == "get" {
-                format!("{}: planning reads each object and needs the get verb on {plural}; see examples/rbac.yaml", f.message)
+                format!(
+                    "{}: planning reads each object and needs the get verb on {plural}; see examples/rbac.yaml",
+                    f.message
+                )
             } else {
                 format!(
                     "{}: planning asks the API server for a server-side dry run, which needs the {verb} verb on {plural} \

@@ -4,8 +4,8 @@
 use super::normalize::normalize;
 use super::{Action, LiveVersion, Step, WaitPlan};
 use crate::desired::DesiredObject;
-use crate::gateway::FieldConflict;
 pub use crate::gateway::ApiFailure;
+use crate::gateway::FieldConflict;
 use crate::kinds::{Kind, MANAGED_BY, STACK_LABEL};
 use crate::spec::quantity::Quantity;
 use serde_json::Value;
@@ -20,7 +20,10 @@ pub enum DryRun {
     Skipped(String),
     /// The server refused it. `rbac_denied`: the account lacks the verb (asked with a
     /// SelfSubjectAccessReview), as opposed to an admission plugin refusing the change.
-    Failed { failure: ApiFailure, rbac_denied: bool },
+    Failed {
+        failure: ApiFailure,
+        rbac_denied: bool,
+    },
 }
 
 /// Everything needed to plan one object.
@@ -47,6 +50,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         replace_paths: Vec::new(),
         reasons: Vec::new(),
         error: None,
+        location: None,
         before: None,
         after: None,
         manifest: d.manifest.clone(),
@@ -140,11 +144,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
             }
             if invalid || (refused && !paths.is_empty()) {
                 step.action = Action::Replace;
-                step.replace_paths = if paths.is_empty() {
-                    f.fields()
-                } else {
-                    paths
-                };
+                step.replace_paths = if paths.is_empty() { f.fields() } else { paths };
                 step.reasons.push(format!(
                     "{} cannot be changed in place: {}",
                     step.replace_paths.join(", "),
@@ -517,7 +517,10 @@ mod tests {
     #[test]
     fn existing_objects_of_no_stack_or_another_stack_are_adopted() {
         let d = desired(Kind::StatefulSet, desired_sts(3, "1Gi"));
-        for labels in [json!({}), json!({"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "other"})] {
+        for labels in [
+            json!({}),
+            json!({"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "other"}),
+        ] {
             let mut live = sts(3, "1Gi");
             live["metadata"]["labels"] = labels;
             let step = compute_step(StepInput {

@@ -87,6 +87,9 @@ pub struct Step {
     /// For `error`: the API server's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For `error`: where in the spec the refused field comes from (`stack.toml:12:1: key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// The live object, normalized (absent for a create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,

@@ -184,7 +184,11 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
 /// rule. Returns the id of the last operation.
 fn replace_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> usize {
     let id = &step.object;
-    let uid = step.live.as_ref().map(|l| l.uid.clone()).unwrap_or_default();
+    let uid = step
+        .live
+        .as_ref()
+        .map(|l| l.uid.clone())
+        .unwrap_or_default();
     let delete = b.push(
         i,
         id,
@@ -225,6 +229,7 @@ mod tests {
             conflicts: vec![],
             reasons: vec![],
             error: None,
+            location: None,
             before: None,
             after: None,
             manifest: json!({"metadata": {"name": name}}),

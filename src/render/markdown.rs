@@ -15,7 +15,10 @@ pub fn markdown(plan: &Plan) -> String {
     for step in &plan.steps {
         let details = match step.action {
             Action::Replace => format!("forced by `{}`", step.replace_paths.join("`, `")),
-            Action::Error => step.error.clone().unwrap_or_default(),
+            Action::Error => match &step.location {
+                Some(at) => format!("{} (at {at})", step.error.clone().unwrap_or_default()),
+                None => step.error.clone().unwrap_or_default(),
+            },
             Action::Update => {
                 let mut d = step
                     .changed_paths

@@ -84,6 +84,9 @@ pub fn human(plan: &Plan, style: Style) -> String {
         if let Some(e) = &step.error {
             out.push_str(&format!("    error: {e}\n"));
         }
+        if let Some(at) = &step.location {
+            out.push_str(&format!("    at {at}\n"));
+        }
         if matches!(
             step.action,
             Action::Create | Action::Update | Action::Adopt | Action::Replace

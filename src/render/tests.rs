@@ -16,13 +16,16 @@ fn step(kind: Kind, name: &str, action: Action) -> Step {
         origin: "statefulset[0]".into(),
         changed_paths: vec![],
         replace_paths: vec![],
+        conflicts: vec![],
         reasons: vec![],
         error: None,
+        location: None,
         before: None,
         after: None,
         manifest: json!({}),
         live: None,
         wait: WaitPlan::default(),
+        adopt: false,
     }
 }
 
@@ -107,10 +110,20 @@ fn markdown_view() {
 #[test]
 fn json_view_is_stable() {
     let v: serde_json::Value = serde_json::from_str(&json(&sample())).unwrap();
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2);
     assert_eq!(
         v["summary"],
-        json!({"create": 1, "update": 1, "replace": 1, "unchanged": 1, "error": 1})
+        json!({"create": 1, "update": 1, "adopt": 0, "replace": 1, "unchanged": 1, "error": 1})
+    );
+    // The typed operations apply runs: none for the step that failed to plan.
+    let ops = v["operations"].as_array().unwrap();
+    assert!(
+        ops.iter()
+            .any(|o| o["op"] == "create" && o["object"]["name"] == "pv-1")
+    );
+    assert!(
+        ops.iter().all(|o| o["object"]["name"] != "broken"),
+        "{ops:?}"
     );
     assert_eq!(v["steps"][1]["action"], "update");
     assert_eq!(

@@ -5,6 +5,7 @@
 //! cluster instead of the spec (a claim's class or volume, a mounted claim) are checked afterwards
 //! by [`check_references`] against the names the caller looked up.
 
+pub mod locate;
 mod model;
 pub mod quantity;
 mod validate;

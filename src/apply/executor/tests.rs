@@ -1,0 +1,396 @@
+//! The executor driven through the fake gateway: ordering, dependencies, failures, retries and
+//! the deadline, without a cluster.
+
+use super::*;
+use crate::gateway::fake::FakeGateway;
+use crate::gateway::retry::{RetryPolicy, Retrying};
+use crate::kinds::Kind;
+use crate::plan::{LiveVersion, Plan, Step, WaitPlan};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<Event>>);
+
+impl Sink for Collect {
+    fn emit(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Collect {
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                Event::Finished { ok, .. } => format!("finished ok={ok}"),
+                e => crate::ui::plain_line(e)
+                    .split(" (")
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            })
+            .collect()
+    }
+}
+
+fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
+    Step {
+        object: ObjectRef::new(kind, "ns", name),
+        action,
+        origin: String::new(),
+        changed_paths: vec![],
+        replace_paths: vec![],
+        conflicts: vec![],
+        reasons: vec![],
+        error: None,
+        location: None,
+        before: None,
+        after: None,
+        manifest,
+        live: None,
+        wait: WaitPlan::default(),
+        adopt: false,
+    }
+}
+
+fn ready_pv(name: &str) -> Step {
+    step(
+        Kind::PersistentVolume,
+        name,
+        Action::Create,
+        json!({"metadata": {"name": name}, "status": {"phase": "Available"}}),
+    )
+}
+
+fn bound_claim(name: &str) -> Step {
+    step(
+        Kind::PersistentVolumeClaim,
+        name,
+        Action::Create,
+        json!({"metadata": {"name": name}, "spec": {"volumeName": "v"}, "status": {"phase": "Bound"}}),
+    )
+}
+
+fn plan(steps: Vec<Step>) -> Plan {
+    Plan::new("s".into(), "ns".into(), "https://fake".into(), steps)
+}
+
+fn options() -> ApplyOptions {
+    ApplyOptions {
+        timeout: Duration::from_secs(5),
+        concurrency: 4,
+        ..Default::default()
+    }
+}
+
+fn code(code: u16, reason: &str) -> ApiFailure {
+    ApiFailure {
+        code,
+        reason: reason.into(),
+        message: format!("HTTP {code}"),
+        ..Default::default()
+    }
+}
+
+fn fast_retries(fake: FakeGateway) -> Retrying<FakeGateway> {
+    Retrying::new(
+        fake,
+        RetryPolicy {
+            request_timeout: Duration::from_secs(1),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        },
+    )
+}
+
+#[tokio::test]
+async fn writes_follow_the_rollout_order_and_wait_for_each_phase() {
+    let fake = FakeGateway::new();
+    let sink = Collect::default();
+    // Listed out of order on purpose: the operations put them in phase order.
+    let p = plan(vec![bound_claim("c"), ready_pv("pv-b"), ready_pv("pv-a")]);
+    let written = execute(&fake, &p, &options(), &sink).await.unwrap();
+    assert_eq!(written, 3);
+    let writes = fake.writes();
+    assert_eq!(writes.last().unwrap(), "create pvc/c");
+    assert!(writes[..2].contains(&"create pv/pv-a".to_string()));
+    let lines = sink.lines();
+    let ready_pvs = lines
+        .iter()
+        .position(|l| l == "pv/pv-a: ready: Available")
+        .unwrap();
+    let claim_phase = lines
+        .iter()
+        .position(|l| l == "==> PersistentVolumeClaims")
+        .unwrap();
+    assert!(ready_pvs < claim_phase, "{lines:#?}");
+    assert_eq!(lines.last().unwrap(), "finished ok=true");
+}
+
+#[tokio::test]
+async fn a_failed_step_stops_its_dependents_and_nothing_else() {
+    let fake = FakeGateway::new();
+    let bad = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-bad");
+    fake.fail_next("create", &bad, code(422, "Invalid"), 1);
+    let sink = Collect::default();
+    let p = plan(vec![
+        ready_pv("pv-bad"),
+        ready_pv("pv-good"),
+        bound_claim("c"),
+    ]);
+    let err = execute(&fake, &p, &options(), &sink).await.unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::Failed(f) if f.len() == 1 && f[0].starts_with("pv/pv-bad")),
+        "{err}"
+    );
+    // The other volume of the phase is written and waited for; the claim depends on both.
+    assert_eq!(fake.writes(), vec!["create pv/pv-bad", "create pv/pv-good"]);
+    assert!(
+        sink.lines()
+            .contains(&"pv/pv-good: ready: Available".to_string())
+    );
+    assert!(
+        fake.object(&ObjectRef::new(Kind::PersistentVolumeClaim, "ns", "c"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_client_errors_are_not() {
+    let fake = FakeGateway::new();
+    let pv = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.fail_next("create", &pv, code(429, "TooManyRequests"), 2);
+    let gw = fast_retries(fake.clone());
+    execute(
+        &gw,
+        &plan(vec![ready_pv("pv-a")]),
+        &options(),
+        &Collect::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.calls("create"), 3);
+
+    let fake = FakeGateway::new();
+    let mut update = ready_pv("pv-a");
+    update.action = Action::Update;
+    fake.fail_next("apply", &pv, code(503, "ServiceUnavailable"), 2);
+    let gw = fast_retries(fake.clone());
+    execute(
+        &gw,
+        &plan(vec![update.clone()]),
+        &options(),
+        &Collect::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.calls("apply"), 3);
+
+    let fake = FakeGateway::new();
+    fake.fail_next("apply", &pv, code(403, "Forbidden"), 1);
+    let gw = fast_retries(fake.clone());
+    let err = execute(&gw, &plan(vec![update]), &options(), &Collect::default())
+        .await
+        .unwrap_err();
+    assert_eq!(fake.calls("apply"), 1);
+    assert!(err.to_string().contains("rbac.yaml"), "{err}");
+}
+
+#[tokio::test]
+async fn the_deadline_ends_a_wait_that_never_finishes() {
+    let fake = FakeGateway::new();
+    let sink = Collect::default();
+    let pending = step(
+        Kind::PersistentVolumeClaim,
+        "c",
+        Action::Create,
+        json!({"metadata": {"name": "c"}, "status": {"phase": "Pending"}}),
+    );
+    let opts = ApplyOptions {
+        timeout: Duration::from_millis(300),
+        ..options()
+    };
+    let start = std::time::Instant::now();
+    let err = execute(&fake, &plan(vec![pending]), &opts, &sink)
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(
+        sink.lines()
+            .contains(&"pvc/c: waiting for the claim to be Bound".to_string())
+    );
+}
+
+#[tokio::test]
+async fn replace_runs_its_recipe_in_order() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.put(
+        &id,
+        json!({"metadata": {"uid": "old"}, "spec": {"old": true}}),
+    );
+    let mut replace = ready_pv("pv-a");
+    replace.action = Action::Replace;
+    replace.live = Some(LiveVersion {
+        uid: "old".into(),
+        resource_version: "1".into(),
+    });
+    // check_executable refuses replacements; the recipe itself is what is tested here.
+    let p = plan(vec![replace]);
+    let sink = Collect::default();
+    let mut state_ok = true;
+    for op in &p.operations {
+        let r = super::run(
+            &fake,
+            op,
+            &p.steps[op.step],
+            &options(),
+            Instant::now() + Duration::from_secs(5),
+            &sink,
+        )
+        .await;
+        state_ok &= r.is_ok();
+    }
+    assert!(state_ok, "{:?}", sink.lines());
+    assert_eq!(fake.writes(), vec!["delete pv/pv-a", "create pv/pv-a"]);
+    let now = fake.object(&id).unwrap();
+    assert_ne!(now["metadata"]["uid"], "old");
+    assert_eq!(now["spec"].get("old"), None);
+    assert_eq!(
+        sink.lines(),
+        vec![
+            "pv/pv-a: deleted",
+            "pv/pv-a: ready: deleted",
+            "pv/pv-a: created",
+            "pv/pv-a: ready: Available"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_never_removes_an_object_with_another_uid() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.put(&id, json!({"metadata": {"uid": "someone-elses"}}));
+    let op = Operation {
+        id: 0,
+        object: id.clone(),
+        step: 0,
+        op: Op::Delete {
+            uid: "ours".into(),
+            propagation: gateway::Propagation::Orphan,
+        },
+        after: vec![],
+    };
+    let s = ready_pv("pv-a");
+    let r = super::run(
+        &fake,
+        &op,
+        &s,
+        &options(),
+        Instant::now() + Duration::from_secs(1),
+        &Collect::default(),
+    )
+    .await;
+    assert!(r.is_err());
+    assert!(fake.object(&id).is_some());
+}
+
+#[tokio::test]
+async fn a_create_does_not_take_over_an_object_that_appeared_meanwhile() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.put(&id, json!({"metadata": {"labels": {"owner": "someone"}}}));
+    let err = execute(
+        &fake,
+        &plan(vec![ready_pv("pv-a")]),
+        &options(),
+        &Collect::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("created by someone else"), "{err}");
+    assert_eq!(
+        fake.object(&id).unwrap()["metadata"]["labels"]["owner"],
+        "someone"
+    );
+}
+
+#[tokio::test]
+async fn an_update_survives_status_changes_but_not_spec_changes_since_the_plan() {
+    for (change, ok) in [("status", true), ("spec", false)] {
+        let fake = FakeGateway::new();
+        let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+        fake.put(
+            &id,
+            json!({"spec": {"size": 1}, "status": {"phase": "Available"}}),
+        );
+        let live = fake.object(&id).unwrap();
+        let mut s = ready_pv("pv-a");
+        s.action = Action::Update;
+        s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
+        s.before = Some(crate::plan::normalize::normalize(
+            Kind::PersistentVolume,
+            &live,
+            &s.manifest,
+        ));
+        s.live = Some(LiveVersion {
+            uid: live["metadata"]["uid"].as_str().unwrap().into(),
+            resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        });
+        // Someone writes the object after the plan; the fake refuses the stale version once.
+        fake.update(&id, |o| o[change]["touched"] = json!(true));
+        fake.fail_next("apply", &id, code(409, "Conflict"), 1);
+        let r = execute(&fake, &plan(vec![s]), &options(), &Collect::default()).await;
+        assert_eq!(r.is_ok(), ok, "{change}: {r:?}");
+        if !ok {
+            assert!(
+                r.unwrap_err()
+                    .to_string()
+                    .contains("changed since the plan was made")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn adoption_and_conflicts_need_consent() {
+    let mut adopt = ready_pv("pv-a");
+    adopt.action = Action::Adopt;
+    let mut conflict = ready_pv("pv-b");
+    conflict.action = Action::Update;
+    conflict.conflicts = vec![gateway::FieldConflict {
+        manager: "kubectl".into(),
+        field: "spec.x".into(),
+    }];
+    let p = plan(vec![adopt, conflict]);
+    let fake = FakeGateway::new();
+    let err = execute(&fake, &p, &options(), &Collect::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::Adopt(_)), "{err}");
+    let with_adopt = ApplyOptions {
+        adopt: true,
+        ..options()
+    };
+    let err = execute(&fake, &p, &with_adopt, &Collect::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApplyError::Conflicts(ref c) if c[0].contains("\"kubectl\"")),
+        "{err}"
+    );
+    assert!(fake.writes().is_empty());
+    let both = ApplyOptions {
+        force_conflicts: true,
+        ..with_adopt
+    };
+    execute(&fake, &p, &both, &Collect::default())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes().len(), 2);
+}
