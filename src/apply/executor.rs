@@ -86,8 +86,13 @@ pub async fn execute(
             state[op.id] = State::Running;
             let id = op.id;
             running.push(
-                tokio::time::timeout_at(deadline, run(gw, op, step, options, deadline, sink))
-                    .map(move |r| (id, r)),
+                // Waits end at the deadline by themselves and then explain why; this outer bound
+                // leaves them the time for that.
+                tokio::time::timeout_at(
+                    deadline + DIAGNOSIS_BUDGET + Duration::from_secs(1),
+                    run(gw, op, step, options, deadline, sink),
+                )
+                .map(move |r| (id, r)),
             );
         }
         let Some((id, result)) = running.next().await else {

@@ -175,17 +175,19 @@ async fn failed(gw: &dyn Gateway, d: &DesiredObject, verb: &str, mut f: ApiFailu
         rbac_denied = gw.allowed(verb, &d.id).await == Some(false);
         if rbac_denied {
             let plural = d.id.kind.api_resource().plural;
-            f.message = if verb == "get" {
-                format!(
+            f.message = match verb {
+                "get" => format!(
                     "{}: planning reads each object and needs the get verb on {plural}; see examples/rbac.yaml",
                     f.message
-                )
-            } else {
-                format!(
-                    "{}: planning asks the API server for a server-side dry run, which needs the {verb} verb on {plural} \
-                     (create and patch to apply); see examples/rbac.yaml",
+                ),
+                "create" => format!(
+                    "{}: planning asks the API server to validate the create with a dry run, which needs the create verb on {plural}; see examples/rbac.yaml",
                     f.message
-                )
+                ),
+                _ => format!(
+                    "{}: planning asks the API server for a server-side dry-run apply, which is a PATCH and needs the patch verb on {plural}; see examples/rbac.yaml",
+                    f.message
+                ),
             };
         }
     }

@@ -49,6 +49,7 @@ async fn example_shared_claim_round_trips() {
 
 /// Regression: the demo plans examples/local-pv.toml as it is, against the cluster's own
 /// `local-storage` class; a reclaim policy differing from that class's made it a replace.
+/// The class exists without the stack's labels, so it is an adoption the spec consents to.
 #[tokio::test]
 async fn example_local_pv_plans_against_the_clusters_own_class() {
     let ctx = TestCtx::new("localpvstock").await;
@@ -60,7 +61,8 @@ async fn example_local_pv_plans_against_the_clusters_own_class() {
     assert_eq!(v["summary"]["error"], 0, "{}", plan.stdout);
     let class = &v["steps"][0];
     assert_eq!(class["object"]["name"], "local-storage");
-    assert_eq!(class["action"], "update");
+    assert_eq!(class["action"], "adopt");
+    assert_eq!(class["adopt"], true, "the example says adopt = true");
     assert_eq!(
         class["changed_paths"],
         serde_json::json!(["metadata.labels"]),

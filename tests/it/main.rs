@@ -5,5 +5,6 @@ mod support;
 mod ci;
 mod cli;
 mod examples;
+mod ownership;
 mod rbac;
 mod rollout;

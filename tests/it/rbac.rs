@@ -115,7 +115,7 @@ async fn read_only_account_is_told_that_dry_run_needs_patch() {
     assert_contains(&run.stdout, "! statefulset/postgres could not be planned");
     assert_contains(
         &run.stdout,
-        "server-side dry-run apply, which is a PATCH and needs the patch and create verbs on statefulsets",
+        "validate the create with a dry run, which needs the create verb on statefulsets",
     );
     assert_contains(&run.stdout, "examples/rbac.yaml");
     assert_contains(&run.stdout, "2 failed to plan");
