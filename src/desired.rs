@@ -71,7 +71,13 @@ pub fn desired_objects(spec: &Spec, ctx: &Context) -> Vec<DesiredObject> {
     for (i, s) in spec.statefulsets.iter().enumerate() {
         out.push(b.statefulset(s.get_ref(), format!("statefulset[{i}]")));
     }
-    out.sort_by_key(|o| o.id.kind);
+    for (i, d) in spec.deployments.iter().enumerate() {
+        out.push(b.deployment(d.get_ref(), format!("deployment[{i}]")));
+    }
+    for (i, d) in spec.daemonsets.iter().enumerate() {
+        out.push(b.daemonset(d.get_ref(), format!("daemonset[{i}]")));
+    }
+    out.sort_by_key(|o| o.id.kind.phase());
     out
 }
 
@@ -322,8 +328,8 @@ impl Builder<'_> {
     /// and mounts (standalone claims as volumes, plus `template_mounts` for claim templates),
     /// labelled with the stack's labels, the workload's own and its selector. Shared by every
     /// workload kind.
-    fn pod_template(&self, w: &Workload<'_>, template_mounts: Vec<Value>) -> Value {
-        let name = w.name;
+    fn pod_template(&self, w: &spec::WorkloadSpec, template_mounts: Vec<Value>) -> Value {
+        let name = w.name.get_ref();
         let mut pod_labels = self.labels.clone();
         pod_labels.extend(w.labels.clone());
         pod_labels.extend(selector_labels(name));
@@ -339,11 +345,30 @@ impl Builder<'_> {
             container["env"] = json!(
                 w.env
                     .iter()
-                    .map(|(k, v)| json!({ "name": k, "value": v }))
+                    .map(|(k, v)| env_var(k, v.get_ref()))
                     .collect::<Vec<_>>()
             );
         }
-        let ports = container_ports(w.ports);
+        if !w.env_from.is_empty() {
+            container["envFrom"] = json!(
+                w.env_from
+                    .iter()
+                    .map(|e| {
+                        let e = e.get_ref();
+                        let mut v = match (&e.secret, &e.config_map) {
+                            (Some(name), _) => json!({ "secretRef": { "name": name } }),
+                            (None, Some(name)) => json!({ "configMapRef": { "name": name } }),
+                            (None, None) => json!({}),
+                        };
+                        if let Some(p) = &e.prefix {
+                            v["prefix"] = json!(p);
+                        }
+                        v
+                    })
+                    .collect::<Vec<_>>()
+            );
+        }
+        let ports = container_ports(&w.ports);
         if !ports.is_empty() {
             container["ports"] = json!(
                 ports
@@ -374,7 +399,7 @@ impl Builder<'_> {
         }
         let mut mounts = template_mounts;
         let mut volumes = Vec::new();
-        for m in w.mounts {
+        for m in &w.mounts {
             let m = m.get_ref();
             let mut mount = json!({ "name": m.claim.get_ref(), "mountPath": m.path.get_ref() });
             if m.read_only {
@@ -396,6 +421,9 @@ impl Builder<'_> {
         let mut pod_spec = json!({ "containers": [container] });
         if !volumes.is_empty() {
             pod_spec["volumes"] = json!(volumes);
+        }
+        if let Some(sel) = &w.node_selector {
+            pod_spec["nodeSelector"] = json!(sel.get_ref());
         }
         json!({ "metadata": { "labels": pod_labels }, "spec": pod_spec })
     }
@@ -424,9 +452,9 @@ impl Builder<'_> {
             }
             templates.push(json!({ "metadata": meta, "spec": ts }));
         }
-        let template = self.pod_template(&Workload::of_statefulset(s), template_mounts);
+        let template = self.pod_template(s, template_mounts);
         let mut spec = json!({
-            "replicas": s.replicas,
+            "replicas": s.replicas(),
             "serviceName": service_name(s),
             "selector": { "matchLabels": selector },
             "template": template,
@@ -441,7 +469,7 @@ impl Builder<'_> {
                 if let Some(p) = u.partition {
                     ru.insert("partition".into(), json!(p));
                 }
-                if let Some(m) = u.max_unavailable {
+                if let Some(m) = &u.max_unavailable {
                     ru.insert("maxUnavailable".into(), json!(m));
                 }
                 us["rollingUpdate"] = Value::Object(ru);
@@ -487,6 +515,91 @@ impl Builder<'_> {
             .collect();
         obj
     }
+    fn deployment(&self, d: &spec::WorkloadSpec, origin: String) -> DesiredObject {
+        let name = d.name.get_ref();
+        let mut spec = json!({
+            "replicas": d.replicas(),
+            "selector": { "matchLabels": selector_labels(name) },
+            "template": self.pod_template(d, Vec::new()),
+        });
+        if let Some(st) = &d.strategy {
+            let st = st.get_ref();
+            let mut strategy = json!({ "type": st.kind });
+            let mut ru = Map::new();
+            if let Some(m) = &st.max_unavailable {
+                ru.insert("maxUnavailable".into(), json!(m));
+            }
+            if let Some(m) = &st.max_surge {
+                ru.insert("maxSurge".into(), json!(m));
+            }
+            if !ru.is_empty() {
+                strategy["rollingUpdate"] = Value::Object(ru);
+            }
+            spec["strategy"] = strategy;
+        }
+        if let Some(m) = d.min_ready_seconds {
+            spec["minReadySeconds"] = json!(m);
+        }
+        let body = Map::from_iter([("spec".to_string(), spec)]);
+        let mut obj = self.object(
+            Kind::Deployment,
+            name,
+            &origin,
+            &d.labels,
+            body,
+            d.patch.as_ref(),
+        );
+        obj.adopt = d.adopt;
+        obj
+    }
+
+    fn daemonset(&self, d: &spec::WorkloadSpec, origin: String) -> DesiredObject {
+        let name = d.name.get_ref();
+        let mut spec = json!({
+            "selector": { "matchLabels": selector_labels(name) },
+            "template": self.pod_template(d, Vec::new()),
+        });
+        if let Some(u) = &d.update_strategy {
+            let mut us = json!({ "type": u.kind });
+            if let Some(m) = &u.max_unavailable {
+                us["rollingUpdate"] = json!({ "maxUnavailable": m });
+            }
+            spec["updateStrategy"] = us;
+        }
+        if let Some(m) = d.min_ready_seconds {
+            spec["minReadySeconds"] = json!(m);
+        }
+        let body = Map::from_iter([("spec".to_string(), spec)]);
+        let mut obj = self.object(
+            Kind::DaemonSet,
+            name,
+            &origin,
+            &d.labels,
+            body,
+            d.patch.as_ref(),
+        );
+        obj.adopt = d.adopt;
+        obj
+    }
+}
+
+/// One container environment variable: a value, or a reference to a Secret's or ConfigMap's key.
+fn env_var(name: &str, value: &spec::EnvValue) -> Value {
+    match value {
+        spec::EnvValue::Plain(v) => json!({ "name": name, "value": v }),
+        spec::EnvValue::Ref(r) => {
+            let (source, object) = match (&r.secret, &r.config_map) {
+                (Some(s), _) => ("secretKeyRef", s),
+                (None, Some(c)) => ("configMapKeyRef", c),
+                (None, None) => ("secretKeyRef", &String::new()),
+            };
+            let mut key_ref = json!({ "name": object, "key": r.key });
+            if r.optional {
+                key_ref["optional"] = json!(true);
+            }
+            json!({ "name": name, "valueFrom": { source: key_ref } })
+        }
+    }
 }
 
 fn modes(m: &[AccessMode]) -> Value {
@@ -512,35 +625,6 @@ fn claim_spec(
         s.insert("selector".into(), json!({ "matchLabels": selector }));
     }
     s
-}
-
-/// What every workload kind has: the input of the shared pod-template builder.
-struct Workload<'a> {
-    name: &'a str,
-    image: &'a str,
-    command: &'a [String],
-    args: &'a [String],
-    env: &'a BTreeMap<String, String>,
-    ports: &'a [PortSpec],
-    resources: &'a spec::ResourcesSpec,
-    labels: &'a BTreeMap<String, String>,
-    mounts: &'a [toml::Spanned<spec::MountSpec>],
-}
-
-impl<'a> Workload<'a> {
-    fn of_statefulset(s: &'a spec::StatefulSetSpec) -> Self {
-        Workload {
-            name: s.name.get_ref(),
-            image: &s.image,
-            command: &s.command,
-            args: &s.args,
-            env: &s.env,
-            ports: &s.ports,
-            resources: &s.resources,
-            labels: &s.labels,
-            mounts: &s.mounts,
-        }
-    }
 }
 
 /// The standalone claims a workload manifest mounts (`spec.template.spec.volumes[].persistentVolumeClaim`).

@@ -191,9 +191,21 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
     Vec::new()
 }
 
+/// Saves the plan for `apply PLANFILE`, unmasked (apply sends what it holds), readable only by
+/// the user.
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
-    std::fs::write(path, render::json(plan))
-        .map_err(|e| miette::miette!("cannot write the plan to {}: {e}", path.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_string_pretty(plan).expect("plans serialize") + "\n";
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(text.as_bytes())
+    };
+    write().map_err(|e| miette::miette!("cannot write the plan to {}: {e}", path.display()))
 }
 
 fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {
@@ -253,7 +265,8 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
         (None, None) => unreachable!("clap requires a plan file or -f"),
     };
     if json {
-        println!("{}", serde_json::json!({ "event": "plan", "plan": plan }));
+        let shown = crate::plan::mask::masked(&plan);
+        println!("{}", serde_json::json!({ "event": "plan", "plan": shown }));
     } else {
         print!("{}", render::human(&plan, style));
     }

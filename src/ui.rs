@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Formats one event as a plain line (also used for the terminal view's finished lines).
 pub fn plain_line(event: &Event) -> String {
     match event {
-        Event::Phase { kind, objects } => format!("==> {} ({objects})", kind.plural()),
+        Event::Phase { name, objects, .. } => format!("==> {name} ({objects})"),
         Event::Applied {
             object,
             action,
@@ -189,6 +189,7 @@ mod tests {
         assert_eq!(
             plain_line(&Event::Phase {
                 kind: Kind::StorageClass,
+                name: "StorageClasses".into(),
                 objects: 2
             }),
             "==> StorageClasses (2)"

@@ -76,6 +76,7 @@ pub async fn execute(
             if announced.insert(phase) {
                 sink.emit(Event::Phase {
                     kind: step.object.kind,
+                    name: crate::kinds::phase_name(phase).to_string(),
                     objects: plan
                         .steps
                         .iter()

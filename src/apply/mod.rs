@@ -24,8 +24,12 @@ pub use executor::execute;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    /// A phase starts: all objects of one kind.
-    Phase { kind: Kind, objects: usize },
+    /// A phase starts: the objects of one kind (or of the workload kinds, `name` "Workloads").
+    Phase {
+        kind: Kind,
+        name: String,
+        objects: usize,
+    },
     /// An object was written.
     Applied {
         object: ObjectRef,

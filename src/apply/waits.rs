@@ -10,6 +10,8 @@ pub fn check(rule: WaitRule, obj: Option<&Value>) -> WaitStatus {
         WaitRule::VolumeAvailable => volume(obj),
         WaitRule::ClaimBound => claim(obj),
         WaitRule::StatefulSetReady => statefulset(obj),
+        WaitRule::DeploymentReady => deployment(obj),
+        WaitRule::DaemonSetReady => daemonset(obj),
         WaitRule::Gone => gone(obj),
     }
 }
@@ -173,6 +175,84 @@ pub fn statefulset(sts: Option<&Value>) -> WaitStatus {
     WaitStatus::ready(format!("{ready}/{replicas} replicas ready"))
 }
 
+/// A Deployment is ready when the controller has seen its generation, every replica runs the
+/// new template and is available, and no old replica is left. A rollout past its progress
+/// deadline has failed.
+pub fn deployment(d: Option<&Value>) -> WaitStatus {
+    let Some(d) = d else {
+        return WaitStatus::waiting("waiting for the Deployment to appear");
+    };
+    if i64_at(d, "/status/observedGeneration") < i64_at(d, "/metadata/generation") {
+        return WaitStatus::waiting("waiting for the controller to observe the new generation");
+    }
+    if let Some(conds) = d.pointer("/status/conditions").and_then(Value::as_array)
+        && let Some(stuck) = conds
+            .iter()
+            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+    {
+        return WaitStatus::failed(format!(
+            "rollout stuck: {}",
+            stuck["message"]
+                .as_str()
+                .unwrap_or("progress deadline exceeded")
+        ));
+    }
+    let replicas = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let updated = i64_at(d, "/status/updatedReplicas");
+    let total = i64_at(d, "/status/replicas");
+    let available = i64_at(d, "/status/availableReplicas");
+    if updated < replicas {
+        return WaitStatus::waiting(format!("{updated}/{replicas} replicas updated"));
+    }
+    if total > updated {
+        return WaitStatus::waiting(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ));
+    }
+    if available < replicas {
+        return WaitStatus::waiting(format!("{available}/{replicas} replicas available"));
+    }
+    WaitStatus::ready(format!("{available}/{replicas} replicas available"))
+}
+
+/// A DaemonSet is ready when the controller has seen its generation and every node it should
+/// run on has an updated, ready pod (with `OnDelete`, ready pods are enough).
+pub fn daemonset(ds: Option<&Value>) -> WaitStatus {
+    let Some(ds) = ds else {
+        return WaitStatus::waiting("waiting for the DaemonSet to appear");
+    };
+    if i64_at(ds, "/status/observedGeneration") < i64_at(ds, "/metadata/generation") {
+        return WaitStatus::waiting("waiting for the controller to observe the new generation");
+    }
+    let desired = i64_at(ds, "/status/desiredNumberScheduled");
+    let updated = i64_at(ds, "/status/updatedNumberScheduled");
+    let ready = i64_at(ds, "/status/numberReady");
+    let available = ds
+        .pointer("/status/numberAvailable")
+        .and_then(Value::as_i64)
+        .unwrap_or(ready);
+    let on_delete = str_at(ds, "/spec/updateStrategy/type") == "OnDelete";
+    if !on_delete && updated < desired {
+        return WaitStatus::waiting(format!("{updated}/{desired} pods updated"));
+    }
+    if ready < desired {
+        return WaitStatus::waiting(format!("{ready}/{desired} pods ready"));
+    }
+    if available < desired {
+        return WaitStatus::waiting(format!(
+            "{available}/{desired} pods available (minReadySeconds)"
+        ));
+    }
+    if desired == 0 {
+        return WaitStatus::ready("no node matches its node selector: 0 pods");
+    }
+    WaitStatus::ready(format!("{ready}/{desired} pods ready"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +269,38 @@ mod tests {
         )));
         assert!(!held.done);
         assert!(held.message.contains("kubernetes.io/pvc-protection"));
+    }
+
+    #[test]
+    fn deployment_waits_for_updated_and_available_replicas() {
+        let d = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 2}\nstatus: {observedGeneration: 2, replicas: 3, updatedReplicas: 2, availableReplicas: 2}",
+        );
+        assert_eq!(
+            deployment(Some(&d)).message,
+            "1 old replicas pending termination"
+        );
+        let done = yaml(
+            "metadata: {generation: 2}\nspec: {replicas: 2}\nstatus: {observedGeneration: 2, replicas: 2, updatedReplicas: 2, availableReplicas: 2}",
+        );
+        assert!(deployment(Some(&done)).ok);
+        let stuck = yaml(
+            "metadata: {generation: 1}\nstatus: {observedGeneration: 1, conditions: [{type: Progressing, reason: ProgressDeadlineExceeded, message: too slow}]}",
+        );
+        let st = deployment(Some(&stuck));
+        assert!(st.done && !st.ok && st.message.contains("too slow"));
+    }
+
+    #[test]
+    fn daemonset_waits_for_every_node() {
+        let ds = yaml(
+            "metadata: {generation: 1}\nstatus: {observedGeneration: 1, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberReady: 2}",
+        );
+        assert_eq!(daemonset(Some(&ds)).message, "2/3 pods ready");
+        let done = yaml(
+            "metadata: {generation: 1}\nstatus: {observedGeneration: 1, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberReady: 3, numberAvailable: 3}",
+        );
+        assert_eq!(daemonset(Some(&done)), WaitStatus::ready("3/3 pods ready"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! The rollout order is data too: [`ROLLOUT_ORDER`] lists the phases; deletions run in reverse.
 
 mod claim;
+mod daemonset;
+mod deployment;
 mod namespace;
 mod service;
 mod statefulset;
@@ -36,6 +38,8 @@ pub enum Kind {
     PersistentVolumeClaim,
     Service,
     StatefulSet,
+    Deployment,
+    DaemonSet,
 }
 
 /// The rollout phases, in order: every object of a phase is written and waited for before the
@@ -46,7 +50,7 @@ pub const ROLLOUT_ORDER: &[&[Kind]] = &[
     &[Kind::PersistentVolume],
     &[Kind::PersistentVolumeClaim],
     &[Kind::Service],
-    &[Kind::StatefulSet],
+    &[Kind::StatefulSet, Kind::Deployment, Kind::DaemonSet],
 ];
 
 /// Where a related object can be found to explain a failed wait.
@@ -88,13 +92,15 @@ pub trait KindRules: Sync {
 
 impl Kind {
     /// Every kind, in rollout order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::StorageClass,
         Kind::PersistentVolume,
         Kind::PersistentVolumeClaim,
         Kind::Service,
         Kind::StatefulSet,
+        Kind::Deployment,
+        Kind::DaemonSet,
     ];
 
     /// The kind's rules.
@@ -106,7 +112,14 @@ impl Kind {
             Kind::PersistentVolumeClaim => &claim::Rules,
             Kind::Service => &service::Rules,
             Kind::StatefulSet => &statefulset::Rules,
+            Kind::Deployment => &deployment::Rules,
+            Kind::DaemonSet => &daemonset::Rules,
         }
+    }
+
+    /// True for kinds that run pods (and so consume claims).
+    pub fn is_workload(self) -> bool {
+        self.phase() == ROLLOUT_ORDER.len() - 1
     }
 
     /// The index of this kind's phase in [`ROLLOUT_ORDER`].
@@ -125,6 +138,8 @@ impl Kind {
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::Service => "Service",
             Kind::StatefulSet => "StatefulSet",
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -195,6 +210,27 @@ impl ObjectRef {
             name: name.to_string(),
         }
     }
+}
+
+/// The heading of a rollout phase: the kind's plural, or "Workloads" for the last phase.
+pub fn phase_name(phase: usize) -> &'static str {
+    match ROLLOUT_ORDER.get(phase) {
+        Some([only]) => only.plural(),
+        _ => "Workloads",
+    }
+}
+
+/// A label selector (`a=b,c=d`) from a workload's `spec.selector.matchLabels`.
+pub(crate) fn match_labels(obj: &Value) -> String {
+    obj.pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// The API resource of a k8s-openapi type.

@@ -67,16 +67,7 @@ impl KindRules for Rules {
         let Some(sts) = current else {
             return Vec::new();
         };
-        let selector = sts
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = super::match_labels(sts);
         let mut out = Vec::new();
         if !selector.is_empty() {
             out.push(Related::Pods { selector });

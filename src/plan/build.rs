@@ -58,6 +58,10 @@ pub async fn make_plan(
         gw.server(),
         steps,
     );
+    let warnings = spec::warnings(spec, &facts.names);
+    if !warnings.is_empty() {
+        plan.warnings = spec::errors_for(spec, warnings).entries();
+    }
     if facts.namespace_exists {
         plan.not_in_spec = not_in_spec(gw, spec.stack_name(), namespace, &facts, &objects).await?;
     }
@@ -209,12 +213,36 @@ fn wait_plan(spec: &Spec, facts: &ClusterFacts, d: &DesiredObject) -> WaitPlan {
             let pinned = d.manifest.pointer("/spec/volumeName").is_some();
             wait.first_consumer =
                 !pinned && class != Some("") && facts.waits_for_consumer(spec, class);
+            if let Some(class) = class.filter(|c| !c.is_empty())
+                && !pinned
+                && !class_exists(spec, facts, class)
+            {
+                wait.stays_pending = Some(format!(
+                    "stays Pending until a volume of class {class:?} exists (no StorageClass and no volume has that class)"
+                ));
+            }
         }
-        Kind::StatefulSet => {
+        kind if kind.is_workload() => {
             wait.template_claims = d.template_claims.clone();
             wait.consumed_claims = desired::mounted_claims(&d.manifest);
         }
         _ => {}
     }
     wait
+}
+
+/// True when a StorageClass of that name exists, or a volume carries the class (static binding).
+fn class_exists(spec: &Spec, facts: &ClusterFacts, class: &str) -> bool {
+    facts.names.storage_classes.contains(class)
+        || spec
+            .storage_classes
+            .iter()
+            .any(|s| s.get_ref().name.get_ref() == class)
+        || facts.names.volumes.values().any(|v| v.class == class)
+        || spec.volumes.iter().any(|v| {
+            v.get_ref()
+                .class
+                .as_ref()
+                .is_some_and(|c| c.get_ref() == class)
+        })
 }

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod compute;
+pub mod mask;
 pub mod normalize;
 pub mod ops;
 
@@ -60,9 +61,13 @@ pub struct WaitPlan {
     /// For a StatefulSet: the claims its templates create, which must be Bound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub template_claims: Vec<String>,
-    /// For a StatefulSet: standalone claims it mounts that wait for their first consumer.
+    /// For a workload: standalone claims it mounts that wait for their first consumer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumed_claims: Vec<String>,
+    /// A claim that cannot bind yet, and why (no StorageClass and no volume of its class): it
+    /// is reported, not waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stays_pending: Option<String>,
 }
 
 /// One object's planned change.
@@ -141,6 +146,9 @@ pub struct Plan {
     /// Objects labelled as this stack's that the spec no longer has. Apply never deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in_spec: Vec<ObjectRef>,
+    /// Located spec warnings (they never change the exit code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::spec::IssueEntry>,
     /// The operations apply runs, with their dependencies (see [`ops`]).
     #[serde(default)]
     pub operations: Vec<ops::Operation>,
@@ -169,6 +177,7 @@ impl Plan {
             steps,
             summary,
             not_in_spec: Vec::new(),
+            warnings: Vec::new(),
             operations,
         }
     }

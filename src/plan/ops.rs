@@ -22,6 +22,10 @@ pub enum WaitRule {
     ClaimBound,
     /// A StatefulSet's pods are ready and updated.
     StatefulSetReady,
+    /// A Deployment's replicas are updated and available.
+    DeploymentReady,
+    /// A DaemonSet's pods are scheduled, updated and ready on every selected node.
+    DaemonSetReady,
     /// The object no longer exists.
     Gone,
 }
@@ -68,7 +72,7 @@ pub enum Op {
 /// Deferral of a claim whose class binds on first consumer.
 pub const DEFER_TO_CONSUMER: &str = "waits for first consumer (class binds WaitForFirstConsumer); confirmed after its StatefulSet's pods are scheduled";
 /// A claim that waits for a consumer no workload of the stack provides.
-pub const NO_CONSUMER: &str = "still waits for its first consumer: no StatefulSet of this stack mounts it, so it binds when a pod uses it";
+pub const NO_CONSUMER: &str = "still waits for its first consumer: no workload of this stack mounts it, so it binds when a pod uses it";
 
 struct Builder {
     ops: Vec<Operation>,
@@ -115,6 +119,18 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 ),
                 Action::NoOp | Action::Error => b.push(i, &step.object, Op::Keep, gate.clone()),
             };
+            if let Some(why) = &step.wait.stays_pending {
+                let id = b.push(
+                    i,
+                    &step.object,
+                    Op::Defer {
+                        message: why.clone(),
+                    },
+                    vec![written],
+                );
+                next_gate.push(id);
+                continue;
+            }
             if step.wait.first_consumer {
                 let id = b.push(
                     i,
@@ -134,7 +150,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
             };
             next_gate.push(done);
-            if step.object.kind == Kind::StatefulSet {
+            if step.object.kind.is_workload() {
                 let ns = step.object.namespace.clone().unwrap_or_default();
                 let claims = step.wait.template_claims.iter().chain(
                     step.wait

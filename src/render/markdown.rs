@@ -5,12 +5,19 @@ use crate::plan::{Action, Plan};
 
 /// Renders the plan as GitHub-flavoured Markdown.
 pub fn markdown(plan: &Plan) -> String {
+    let plan = &crate::plan::mask::masked(plan);
     let mut out = format!(
         "### kubectl stateful plan: `{}` in namespace `{}`\n\n**{}**\n\n",
         plan.stack,
         plan.namespace,
         plan.summary_line()
     );
+    for w in &plan.warnings {
+        out.push_str(&format!("> ⚠️ **Warning** `{w}`\n>\n"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
     out.push_str("| | Object | Action | Details |\n|---|---|---|---|\n");
     for step in &plan.steps {
         let details = match step.action {

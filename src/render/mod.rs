@@ -58,6 +58,7 @@ fn headline(step: &Step) -> String {
 
 /// The human view: per changed object a headline, reasons and a unified YAML diff, then the summary.
 pub fn human(plan: &Plan, style: Style) -> String {
+    let plan = &crate::plan::mask::masked(plan);
     let mut out = String::new();
     out.push_str(&format!(
         "Stack {} in namespace {} ({} objects)\n\n",
@@ -65,6 +66,18 @@ pub fn human(plan: &Plan, style: Style) -> String {
         plan.namespace,
         plan.steps.len()
     ));
+    for w in &plan.warnings {
+        let line = format!("Warning: {w}");
+        if style.color {
+            out.push_str(&line.yellow().to_string());
+        } else {
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
     for step in &plan.steps {
         if step.action == Action::NoOp && step.reasons.is_empty() {
             continue;
@@ -120,9 +133,9 @@ pub fn human(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// The JSON view: the plan document itself (see README, "JSON plan").
+/// The JSON view: the plan document itself (see README, "JSON plan"), sensitive values masked.
 pub fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(plan).expect("plans serialize") + "\n"
+    serde_json::to_string_pretty(&crate::plan::mask::masked(plan)).expect("plans serialize") + "\n"
 }
 
 /// The JSON document for a plan that could not be made: `{"format_version":1,"error":{…}}`.

@@ -11,7 +11,7 @@ pub mod quantity;
 mod validate;
 
 pub use model::*;
-pub use validate::{ClusterNames, ClusterVolume, check_references};
+pub use validate::{ClusterNames, ClusterVolume, check_references, looks_secret, warnings};
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use std::path::Path;
@@ -108,12 +108,12 @@ impl SpecErrors {
 }
 
 /// One spec issue, positioned (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IssueEntry {
     pub file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
     pub key: String,
     pub message: String,

@@ -24,6 +24,10 @@ pub struct Spec {
     pub claims: Vec<Spanned<ClaimSpec>>,
     #[serde(default, rename = "statefulset")]
     pub statefulsets: Vec<Spanned<StatefulSetSpec>>,
+    #[serde(default, rename = "deployment")]
+    pub deployments: Vec<Spanned<WorkloadSpec>>,
+    #[serde(default, rename = "daemonset")]
+    pub daemonsets: Vec<Spanned<WorkloadSpec>>,
     #[serde(skip)]
     pub source_file: String,
     #[serde(skip)]
@@ -60,10 +64,10 @@ pub struct StorageClassSpec {
     pub default: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Raw JSON merge patch applied to the generated object.
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
+    /// Raw JSON merge patch applied to the generated object.
     pub patch: Option<toml::Table>,
 }
 
@@ -159,40 +163,114 @@ pub struct ClaimSpec {
     pub patch: Option<toml::Table>,
 }
 
-/// `[[statefulset]]`: a StatefulSet and, unless it exists, its headless Service.
+/// `[[statefulset]]`, `[[deployment]]` and `[[daemonset]]`: one schema for every workload kind.
+/// Keys that do not apply to a kind (a claim template on a Deployment, `replicas` on a
+/// DaemonSet) are refused by validation at their line.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StatefulSetSpec {
+pub struct WorkloadSpec {
     pub name: Spanned<String>,
-    #[serde(default = "one")]
-    pub replicas: i32,
+    /// StatefulSets and Deployments; default 1.
+    pub replicas: Option<Spanned<i32>>,
     pub image: String,
     #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<EnvValue>>,
+    /// Every key of Secrets and ConfigMaps as environment variables.
+    #[serde(default)]
+    pub env_from: Vec<Spanned<EnvFromSpec>>,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub resources: ResourcesSpec,
-    /// Name of the governing headless Service; defaults to the StatefulSet's name.
+    /// StatefulSets: name of the governing headless Service; defaults to the StatefulSet's name.
     pub service: Option<Spanned<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// StatefulSets.
     pub pod_management_policy: Option<PodManagementPolicy>,
+    /// StatefulSets and DaemonSets.
     pub update_strategy: Option<UpdateStrategySpec>,
+    /// StatefulSets.
     pub retention: Option<RetentionSpec>,
     pub min_ready_seconds: Option<i32>,
+    /// StatefulSets.
     #[serde(default, rename = "volume_claim")]
     pub volume_claims: Vec<Spanned<ClaimTemplateSpec>>,
     #[serde(default, rename = "mount")]
     pub mounts: Vec<Spanned<MountSpec>>,
+    /// Deployments: `{ type = "RollingUpdate", max_unavailable = 1, max_surge = "25%" }` or
+    /// `{ type = "Recreate" }`.
+    pub strategy: Option<Spanned<DeploymentStrategySpec>>,
+    /// DaemonSets: run only on nodes with these labels.
+    pub node_selector: Option<Spanned<BTreeMap<String, String>>>,
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
     pub patch: Option<toml::Table>,
+}
+
+/// A StatefulSet's table: the shared workload schema.
+pub type StatefulSetSpec = WorkloadSpec;
+
+impl WorkloadSpec {
+    /// The replica count (default 1).
+    pub fn replicas(&self) -> i32 {
+        self.replicas.as_ref().map_or(1, |r| *r.get_ref())
+    }
+}
+
+/// An environment value: a plain string, or a reference to a key of a Secret or ConfigMap
+/// (`{ secret = "pg", key = "password" }`). The plugin never reads the referenced data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string, or a table { secret = \"NAME\", key = \"KEY\" } or { config_map = \"NAME\", key = \"KEY\" }"
+)]
+pub enum EnvValue {
+    Plain(String),
+    Ref(EnvRef),
+}
+
+/// `{ secret = "pg", key = "password" }` or `{ config_map = "settings", key = "mode" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvRef {
+    pub secret: Option<String>,
+    pub config_map: Option<String>,
+    pub key: String,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// `env_from = [{ secret = "pg" }, { config_map = "settings", prefix = "APP_" }]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvFromSpec {
+    pub secret: Option<String>,
+    pub config_map: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// A Deployment's `strategy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentStrategySpec {
+    #[serde(rename = "type")]
+    pub kind: DeploymentStrategyType,
+    pub max_unavailable: Option<IntOrPercent>,
+    pub max_surge: Option<IntOrPercent>,
+}
+
+/// `1` or `"25%"`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "a number or a percentage such as \"25%\"")]
+pub enum IntOrPercent {
+    Int(i32),
+    Percent(String),
 }
 
 /// A container port; `ports = [5432]` or `ports = [{ name = "pg", port = 5432 }]`.
@@ -229,7 +307,7 @@ pub struct UpdateStrategySpec {
     #[serde(rename = "type")]
     pub kind: UpdateStrategyType,
     pub partition: Option<i32>,
-    pub max_unavailable: Option<i32>,
+    pub max_unavailable: Option<IntOrPercent>,
 }
 
 /// `retention = { when_deleted = "Retain", when_scaled = "Delete" }`.
@@ -311,14 +389,14 @@ string_enum!(
     UpdateStrategyType { RollingUpdate, OnDelete }
 );
 string_enum!(
+    /// Deployment strategy type.
+    DeploymentStrategyType { RollingUpdate, Recreate }
+);
+string_enum!(
     /// PVC retention policy of a StatefulSet.
     RetentionPolicy { Retain, Delete }
 );
 
 fn default_access_modes() -> Spanned<Vec<AccessMode>> {
     Spanned::new(0..0, vec![AccessMode::ReadWriteOnce])
-}
-
-fn one() -> i32 {
-    1
 }

@@ -216,9 +216,109 @@ path = "/m"
     assert_eq!(
         err.lines(),
         vec![
-            "stack.toml:5:9: claim[0].class: StorageClass \"fast\" is neither in the spec nor in the cluster",
             "stack.toml:9:8: claim[1].size: claim asks for 20Gi but volume \"existing\" holds only 10Gi",
             "stack.toml:16:9: statefulset[0].mount[0].claim: claim \"missing\" is neither in the spec nor in the namespace",
         ]
+    );
+    // A class with neither a StorageClass nor a volume is a warning, not an error.
+    let warn = errors_for(&spec, warnings(&spec, &cluster));
+    assert_eq!(
+        warn.lines(),
+        vec![
+            "stack.toml:5:9: claim[0].class: no StorageClass and no volume has class \"fast\": the claim stays Pending until a volume of class \"fast\" exists",
+        ]
+    );
+}
+
+#[test]
+fn a_class_carried_by_a_volume_needs_no_storage_class_object() {
+    let text = r#"
+[[volume]]
+name = "task-pv-volume"
+capacity = "10Gi"
+class = "manual"
+host_path = { path = "/mnt/data" }
+
+[[claim]]
+name = "task-pv-claim"
+size = "3Gi"
+class = "manual"
+"#;
+    let spec = load("stack.toml", text, "stack").unwrap();
+    let cluster = ClusterNames::default();
+    assert!(check_references(&spec, &cluster).is_empty());
+    assert!(warnings(&spec, &cluster).is_empty());
+}
+
+#[test]
+fn shared_single_node_claims_and_plain_secrets_are_warnings() {
+    let text = r#"
+[[claim]]
+name = "data"
+size = "1Gi"
+
+[[deployment]]
+name = "web"
+image = "nginx"
+replicas = 2
+env = { DB_PASSWORD = "hunter2", DB_HOST = "db", API_TOKEN = { secret = "api", key = "token" } }
+[[deployment.mount]]
+claim = "data"
+path = "/data"
+
+[[daemonset]]
+name = "agent"
+image = "agent"
+[[daemonset.mount]]
+claim = "data"
+path = "/data"
+"#;
+    let spec = load("stack.toml", text, "stack").unwrap();
+    let lines = errors_for(&spec, warnings(&spec, &ClusterNames::default())).lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("stack.toml:12:9: deployment[0].mount[0].claim: claim \"data\" is ReadWriteOnce but 2 replicas"), "{lines:#?}");
+    assert!(
+        lines[1].starts_with("stack.toml:10:")
+            && lines[1].contains("deployment[0].env.DB_PASSWORD: DB_PASSWORD looks like a secret"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].contains("daemonset[0].mount[0].claim")
+            && lines[2].contains("a DaemonSet runs a pod on every node"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn keys_that_do_not_apply_to_a_workload_kind_are_refused_at_their_line() {
+    let text = r#"
+[[daemonset]]
+name = "agent"
+image = "agent"
+replicas = 3
+
+[[deployment]]
+name = "web"
+image = "nginx"
+node_selector = { disk = "ssd" }
+[[deployment.volume_claim]]
+name = "data"
+size = "1Gi"
+mount = "/data"
+"#;
+    let err = load("stack.toml", text, "stack").unwrap_err();
+    let lines = err.lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "stack.toml:5:12: daemonset[0].replicas: replicas does not apply to a DaemonSet"
+        )),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("stack.toml:10:17: deployment[0].node_selector: node_selector does not apply to a Deployment")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "deployment[0].volume_claim: claim templates are for StatefulSets, not a Deployment"
+        )),
+        "{lines:#?}"
     );
 }

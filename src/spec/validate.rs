@@ -134,38 +134,161 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             v.claim_fits(&key, claim, entry.span(), &fit);
         }
     }
-    let mut seen = HashMap::new();
     let mut services = HashMap::new();
-    for (i, entry) in spec.statefulsets.iter().enumerate() {
-        let key = format!("statefulset[{i}]");
-        let sts = entry.get_ref();
-        v.dns_label(&format!("{key}.name"), &sts.name);
-        if sts.name.get_ref().len() > 52 {
+    for (table, kind, list) in [
+        ("statefulset", WorkloadKind::StatefulSet, &spec.statefulsets),
+        ("deployment", WorkloadKind::Deployment, &spec.deployments),
+        ("daemonset", WorkloadKind::DaemonSet, &spec.daemonsets),
+    ] {
+        let mut seen = HashMap::new();
+        for (i, entry) in list.iter().enumerate() {
+            let key = format!("{table}[{i}]");
+            v.unique(&mut seen, table, &key, &entry.get_ref().name);
+            v.workload(kind, &key, entry, &mut services);
+        }
+    }
+    v.issues
+}
+
+/// The workload kinds sharing [`super::WorkloadSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkloadKind {
+    StatefulSet,
+    Deployment,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::StatefulSet => "a StatefulSet",
+            WorkloadKind::Deployment => "a Deployment",
+            WorkloadKind::DaemonSet => "a DaemonSet",
+        }
+    }
+}
+
+impl Validator {
+    /// The checks every workload kind shares, and the keys that do not apply to its kind.
+    fn workload(
+        &mut self,
+        kind: WorkloadKind,
+        key: &str,
+        entry: &Spanned<super::WorkloadSpec>,
+        services: &mut HashMap<String, String>,
+    ) {
+        let w = entry.get_ref();
+        let v = self;
+        v.dns_label(&format!("{key}.name"), &w.name);
+        if w.name.get_ref().len() > 52 {
             v.push(
-                SpecIssue::new(format!("{key}.name"), Some(sts.name.span()), "StatefulSet names longer than 52 characters cannot label their pods")
-                    .help("the controller adds a controller-revision-hash label of <name>-<hash>, which must stay within 63 characters"),
+                SpecIssue::new(format!("{key}.name"), Some(w.name.span()), "workload names longer than 52 characters cannot label their pods")
+                    .help("the controller adds a revision-hash label of <name>-<hash>, which must stay within 63 characters"),
             );
         }
-        v.unique(&mut seen, "statefulset", &key, &sts.name);
-        if let Some(service) = &sts.service {
-            v.dns_label(&format!("{key}.service"), service);
-            v.unique(&mut services, "service", &format!("{key}.service"), service);
+        let not_for = |v: &mut Validator, field: &str, span: Option<std::ops::Range<usize>>| {
+            v.push(SpecIssue::new(
+                format!("{key}.{field}"),
+                Some(span.unwrap_or_else(|| w.name.span())),
+                format!("{field} does not apply to {}", kind.name()),
+            ));
+        };
+        if kind != WorkloadKind::StatefulSet {
+            if let Some(s) = &w.service {
+                not_for(v, "service", Some(s.span()));
+            }
+            if w.pod_management_policy.is_some() {
+                not_for(v, "pod_management_policy", None);
+            }
+            if w.retention.is_some() {
+                not_for(v, "retention", None);
+            }
+            if let Some(t) = w.volume_claims.first() {
+                v.push(
+                    SpecIssue::new(
+                        format!("{key}.volume_claim"),
+                        Some(t.span()),
+                        format!("claim templates are for StatefulSets, not {}", kind.name()),
+                    )
+                    .help("declare a [[claim]] and mount it with [[…mount]]"),
+                );
+            }
         }
-        if sts.replicas < 0 {
+        if kind != WorkloadKind::Deployment
+            && let Some(s) = &w.strategy
+        {
+            not_for(v, "strategy", Some(s.span()));
+        }
+        if kind == WorkloadKind::Deployment && w.update_strategy.is_some() {
+            v.push(
+                SpecIssue::new(
+                    format!("{key}.update_strategy"),
+                    Some(w.name.span()),
+                    "update_strategy does not apply to a Deployment",
+                )
+                .help("a Deployment takes strategy = { type = \"RollingUpdate\" } or { type = \"Recreate\" }"),
+            );
+        }
+        if kind != WorkloadKind::DaemonSet
+            && let Some(s) = &w.node_selector
+        {
+            not_for(v, "node_selector", Some(s.span()));
+        }
+        if kind == WorkloadKind::DaemonSet
+            && let Some(r) = &w.replicas
+        {
+            v.push(
+                SpecIssue::new(
+                    format!("{key}.replicas"),
+                    Some(r.span()),
+                    "replicas does not apply to a DaemonSet: it runs one pod per selected node",
+                )
+                .help("use node_selector to choose the nodes"),
+            );
+        }
+        if kind == WorkloadKind::StatefulSet {
+            let service = w.service.clone().unwrap_or_else(|| w.name.clone());
+            v.dns_label(&format!("{key}.service"), &service);
+            v.unique(services, "service", &format!("{key}.service"), &service);
+        }
+        if let Some(r) = &w.replicas
+            && *r.get_ref() < 0
+        {
             v.push(SpecIssue::new(
                 format!("{key}.replicas"),
-                Some(sts.name.span()),
+                Some(r.span()),
                 "replicas must not be negative",
             ));
         }
-        if sts.image.trim().is_empty() {
+        if w.image.trim().is_empty() {
             v.push(SpecIssue::new(
                 format!("{key}.image"),
-                Some(sts.name.span()),
+                Some(w.name.span()),
                 "image must not be empty",
             ));
         }
-        for (j, port) in sts.ports.iter().enumerate() {
+        for (name, value) in &w.env {
+            if let super::EnvValue::Ref(r) = value.get_ref()
+                && r.secret.is_some() == r.config_map.is_some()
+            {
+                v.push(SpecIssue::new(
+                    format!("{key}.env.{name}"),
+                    Some(value.span()),
+                    "an environment reference names exactly one of secret or config_map",
+                ));
+            }
+        }
+        for (j, e) in w.env_from.iter().enumerate() {
+            let r = e.get_ref();
+            if r.secret.is_some() == r.config_map.is_some() {
+                v.push(SpecIssue::new(
+                    format!("{key}.env_from[{j}]"),
+                    Some(e.span()),
+                    "env_from names exactly one of secret or config_map",
+                ));
+            }
+        }
+        for (j, port) in w.ports.iter().enumerate() {
             let n = match port {
                 super::PortSpec::Number(n) => *n,
                 super::PortSpec::Full(p) => p.port,
@@ -173,32 +296,38 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             if !(1..=65535).contains(&n) {
                 v.push(SpecIssue::new(
                     format!("{key}.ports[{j}]"),
-                    Some(sts.name.span()),
+                    Some(w.name.span()),
                     format!("port {n} is not between 1 and 65535"),
                 ));
             }
         }
         for (section, map) in [
-            ("requests", &sts.resources.requests),
-            ("limits", &sts.resources.limits),
+            ("requests", &w.resources.requests),
+            ("limits", &w.resources.limits),
         ] {
             for (res, q) in map {
                 v.quantity(&format!("{key}.resources.{section}.{res}"), q, true);
             }
         }
-        if let Some(us) = &sts.update_strategy
+        if let Some(us) = &w.update_strategy
             && us.kind == super::UpdateStrategyType::OnDelete
             && (us.partition.is_some() || us.max_unavailable.is_some())
         {
             v.push(SpecIssue::new(
                 format!("{key}.update_strategy"),
-                Some(sts.name.span()),
+                Some(w.name.span()),
                 "partition and max_unavailable apply only to RollingUpdate",
             ));
         }
+        if kind == WorkloadKind::DaemonSet
+            && let Some(us) = &w.update_strategy
+            && us.partition.is_some()
+        {
+            not_for(v, "update_strategy.partition", None);
+        }
         let mut names = HashMap::new();
         let mut paths = HashMap::new();
-        for (j, tpl) in sts.volume_claims.iter().enumerate() {
+        for (j, tpl) in w.volume_claims.iter().enumerate() {
             let tkey = format!("{key}.volume_claim[{j}]");
             let t = tpl.get_ref();
             v.dns_label(&format!("{tkey}.name"), &t.name);
@@ -208,7 +337,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             v.class_name(&format!("{tkey}.class"), &t.class);
             v.mount_path(&format!("{tkey}.mount"), &t.mount, &mut paths);
         }
-        for (j, m) in sts.mounts.iter().enumerate() {
+        for (j, m) in w.mounts.iter().enumerate() {
             let mkey = format!("{key}.mount[{j}]");
             let m = m.get_ref();
             v.dns_label(&format!("{mkey}.claim"), &m.claim);
@@ -216,18 +345,17 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             v.mount_path(&format!("{mkey}.path"), &m.path, &mut paths);
         }
     }
-    v.issues
 }
 
 /// Checks the references that may point into the cluster: classes and volumes named by claims and
-/// templates, claims mounted by StatefulSets. Call it with the names found in the cluster.
+/// templates, claims mounted by workloads. Call it with the names found in the cluster.
+///
+/// A class needs no StorageClass object when a volume (in the spec or the cluster) carries it:
+/// that is static binding (the tutorials' `manual` class). A claim naming a class that has
+/// neither is not an error but a warning (see [`warnings`]): it stays Pending until such a
+/// volume exists.
 pub fn check_references(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
     let mut v = Validator::default();
-    let spec_classes: BTreeSet<&str> = spec
-        .storage_classes
-        .iter()
-        .map(|s| s.get_ref().name.get_ref().as_str())
-        .collect();
     let spec_volumes: BTreeSet<&str> = spec
         .volumes
         .iter()
@@ -238,38 +366,9 @@ pub fn check_references(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
         .iter()
         .map(|s| s.get_ref().name.get_ref().as_str())
         .collect();
-    let class_ref = |key: String, class: &Option<Spanned<String>>, v: &mut Validator| {
-        if let Some(class) = class {
-            let name = class.get_ref().as_str();
-            if !name.is_empty()
-                && !spec_classes.contains(name)
-                && !cluster.storage_classes.contains(name)
-            {
-                v.push(
-                    SpecIssue::new(
-                        key,
-                        Some(class.span()),
-                        format!("StorageClass {name:?} is neither in the spec nor in the cluster"),
-                    )
-                    .label("unknown class")
-                    .help(known(
-                        "classes",
-                        spec_classes
-                            .iter()
-                            .copied()
-                            .chain(cluster.storage_classes.iter().map(String::as_str)),
-                    )),
-                );
-            }
-        }
-    };
-    for (i, vol) in spec.volumes.iter().enumerate() {
-        class_ref(format!("volume[{i}].class"), &vol.get_ref().class, &mut v);
-    }
     for (i, entry) in spec.claims.iter().enumerate() {
         let claim = entry.get_ref();
         let key = format!("claim[{i}]");
-        class_ref(format!("{key}.class"), &claim.class, &mut v);
         if let Some(vol) = &claim.volume {
             let name = vol.get_ref().as_str();
             if !spec_volumes.contains(name) {
@@ -284,36 +383,146 @@ pub fn check_references(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
             }
         }
     }
-    for (i, sts) in spec.statefulsets.iter().enumerate() {
-        for (j, tpl) in sts.get_ref().volume_claims.iter().enumerate() {
-            class_ref(
-                format!("statefulset[{i}].volume_claim[{j}].class"),
-                &tpl.get_ref().class,
-                &mut v,
-            );
-        }
-        for (j, m) in sts.get_ref().mounts.iter().enumerate() {
-            let claim = m.get_ref().claim.get_ref().as_str();
-            if !spec_claims.contains(claim) && !cluster.claims.contains(claim) {
-                v.push(
-                    SpecIssue::new(
-                        format!("statefulset[{i}].mount[{j}].claim"),
-                        Some(m.get_ref().claim.span()),
-                        format!("claim {claim:?} is neither in the spec nor in the namespace"),
-                    )
-                    .label("unknown claim")
-                    .help(known(
-                        "claims",
-                        spec_claims
-                            .iter()
-                            .copied()
-                            .chain(cluster.claims.iter().map(String::as_str)),
-                    )),
-                );
+    for (table, list) in workloads(spec) {
+        for (i, w) in list.iter().enumerate() {
+            for (j, m) in w.get_ref().mounts.iter().enumerate() {
+                let claim = m.get_ref().claim.get_ref().as_str();
+                if !spec_claims.contains(claim) && !cluster.claims.contains(claim) {
+                    v.push(
+                        SpecIssue::new(
+                            format!("{table}[{i}].mount[{j}].claim"),
+                            Some(m.get_ref().claim.span()),
+                            format!("claim {claim:?} is neither in the spec nor in the namespace"),
+                        )
+                        .label("unknown claim")
+                        .help(known(
+                            "claims",
+                            spec_claims
+                                .iter()
+                                .copied()
+                                .chain(cluster.claims.iter().map(String::as_str)),
+                        )),
+                    );
+                }
             }
         }
     }
     v.issues
+}
+
+/// The workload tables of a spec, with their TOML names.
+pub(crate) fn workloads(spec: &Spec) -> [(&'static str, &Vec<Spanned<super::WorkloadSpec>>); 3] {
+    [
+        ("statefulset", &spec.statefulsets),
+        ("deployment", &spec.deployments),
+        ("daemonset", &spec.daemonsets),
+    ]
+}
+
+/// Names that look like they hold a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// Problems that do not stop a plan but that the user should see, at their place in the spec:
+/// claims of a class that has neither a StorageClass nor a volume, ReadWriteOnce claims shared
+/// by pods that may run on several nodes, and secrets written in plain text.
+pub fn warnings(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
+    let mut out = Vec::new();
+    let mut classes: BTreeSet<String> = cluster.storage_classes.clone();
+    classes.extend(
+        spec.storage_classes
+            .iter()
+            .map(|s| s.get_ref().name.get_ref().clone()),
+    );
+    // Classes carried by volumes bind statically without a StorageClass object.
+    classes.extend(cluster.volumes.values().map(|v| v.class.clone()));
+    classes.extend(
+        spec.volumes
+            .iter()
+            .filter_map(|v| v.get_ref().class.as_ref().map(|c| c.get_ref().clone())),
+    );
+    let mut class_ref = |key: String, class: &Option<Spanned<String>>| {
+        if let Some(class) = class {
+            let name = class.get_ref();
+            if !name.is_empty() && !classes.contains(name) {
+                out.push(
+                    SpecIssue::new(
+                        key,
+                        Some(class.span()),
+                        format!("no StorageClass and no volume has class {name:?}: the claim stays Pending until a volume of class {name:?} exists"),
+                    )
+                    .label("unknown class")
+                    .help(known("classes", classes.iter().map(String::as_str).filter(|c| !c.is_empty()))),
+                );
+            }
+        }
+    };
+    for (i, c) in spec.claims.iter().enumerate() {
+        class_ref(format!("claim[{i}].class"), &c.get_ref().class);
+    }
+    for (i, sts) in spec.statefulsets.iter().enumerate() {
+        for (j, t) in sts.get_ref().volume_claims.iter().enumerate() {
+            class_ref(
+                format!("statefulset[{i}].volume_claim[{j}].class"),
+                &t.get_ref().class,
+            );
+        }
+    }
+    let single_node =
+        |claim: &str| {
+            spec.claims
+                .iter()
+                .find(|c| c.get_ref().name.get_ref() == claim)
+                .is_some_and(|c| {
+                    c.get_ref().access_modes.get_ref().iter().all(|m| {
+                        matches!(m, AccessMode::ReadWriteOnce | AccessMode::ReadWriteOncePod)
+                    })
+                })
+        };
+    for (table, list) in workloads(spec) {
+        for (i, entry) in list.iter().enumerate() {
+            let w = entry.get_ref();
+            let shared = table == "daemonset" || w.replicas() > 1;
+            for (j, m) in w.mounts.iter().enumerate() {
+                let claim = m.get_ref().claim.get_ref();
+                if shared && single_node(claim) {
+                    let who = match table {
+                        "daemonset" => "a DaemonSet runs a pod on every node".to_string(),
+                        _ => format!("{} replicas may run on different nodes", w.replicas()),
+                    };
+                    out.push(
+                        SpecIssue::new(
+                            format!("{table}[{i}].mount[{j}].claim"),
+                            Some(m.get_ref().claim.span()),
+                            format!("claim {claim:?} is ReadWriteOnce but {who}: pods on other nodes cannot mount it and stay Pending"),
+                        )
+                        .label("single-node claim")
+                        .help("give the claim access_modes = [\"ReadWriteMany\"] (a class that supports it), or run one replica"),
+                    );
+                }
+            }
+            for (name, value) in &w.env {
+                if let super::EnvValue::Plain(_) = value.get_ref()
+                    && looks_secret(name)
+                {
+                    out.push(
+                        SpecIssue::new(
+                            format!("{table}[{i}].env.{name}"),
+                            Some(value.span()),
+                            format!("{name} looks like a secret but is written in plain text; it is masked in plans, but it is stored in the object and in this file"),
+                        )
+                        .label("plain-text secret")
+                        .help(format!("reference a Secret instead: {name} = {{ secret = \"NAME\", key = \"KEY\" }}")),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 fn known<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> String {

@@ -1,0 +1,42 @@
+//! Deployment: a workload whose replicas share the claims they mount; the selector is
+//! immutable; ready when every replica runs the new template and is available.
+
+use super::{KindRules, Related, match_labels, resource_of};
+use crate::plan::ops::WaitRule;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::ApiResource;
+use serde_json::Value;
+
+pub struct Rules;
+
+impl KindRules for Rules {
+    fn api_resource(&self) -> ApiResource {
+        resource_of::<Deployment>()
+    }
+    fn namespaced(&self) -> bool {
+        true
+    }
+    fn short(&self) -> &'static str {
+        "deployment"
+    }
+    fn plural(&self) -> &'static str {
+        "Deployments"
+    }
+    fn immutable_roots(&self) -> &'static [&'static str] {
+        &["/spec/selector"]
+    }
+    fn wait_rule(&self) -> Option<WaitRule> {
+        Some(WaitRule::DeploymentReady)
+    }
+    fn replace_cost(&self) -> &'static str {
+        "replacing a Deployment deletes it and creates it again; its pods are recreated, the claims they mount stay"
+    }
+    fn related(&self, _name: &str, current: Option<&Value>) -> Vec<Related> {
+        let selector = current.map(match_labels).unwrap_or_default();
+        if selector.is_empty() {
+            Vec::new()
+        } else {
+            vec![Related::Pods { selector }]
+        }
+    }
+}
