@@ -91,8 +91,9 @@ impl Cluster {
         }
         .map_err(ClusterError::Kubeconfig)?;
         let request_timeout = target.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        // The gateway bounds each request; the connection attempt is bounded here too.
-        config.connect_timeout = Some(request_timeout);
+        // The gateway bounds each request (and says so clearly); the connection attempt is
+        // bounded here too, a little later, as a backstop.
+        config.connect_timeout = Some(request_timeout + Duration::from_secs(5));
         let server = config.cluster_url.to_string();
         let context_namespace = config.default_namespace.clone();
         let client = Client::try_from(config).map_err(|source| ClusterError::Client {

@@ -33,22 +33,24 @@ async fn spec_error_exits_1_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn unknown_class_is_a_spec_error_with_position() {
-    let ctx = TestCtx::new("unknownclass").await;
+async fn unknown_volume_is_a_spec_error_with_position() {
+    let ctx = TestCtx::new("unknownvolume").await;
     let spec = ctx.spec(
         "c",
-        "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"gold\"\n",
+        "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nvolume = \"gold\"\n",
     );
     let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
     run.expect_code(1);
     assert_contains(
         &run.stderr,
-        "StorageClass \"gold\" is neither in the spec nor in the cluster",
+        &format!(
+            "PersistentVolume \"{}\" is neither in the spec nor in the cluster",
+            ctx.unique("gold")
+        ),
     );
-    assert_contains(&run.stderr, "c.toml:4:9");
-    // Other tests add classes to the shared cluster; the cluster's own two are always named.
-    assert_contains(&run.stderr, "known classes: local-storage, ");
-    assert_contains(&run.stderr, "standard");
+    assert_contains(&run.stderr, "c.toml:4:10");
+    assert_contains(&run.stderr, "known volumes: ");
+    // An unknown class is no longer an error (static binding): see workloads.rs.
 }
 
 #[tokio::test]

@@ -47,6 +47,16 @@ async fn example_shared_claim_round_trips() {
     round_trip("shared-claim").await;
 }
 
+#[tokio::test]
+async fn example_manual_class_round_trips() {
+    round_trip("manual-class").await;
+}
+
+#[tokio::test]
+async fn example_shared_files_round_trips() {
+    round_trip("shared-files").await;
+}
+
 /// Regression: the demo plans examples/local-pv.toml as it is, against the cluster's own
 /// `local-storage` class; a reclaim policy differing from that class's made it a replace.
 /// The class exists without the stack's labels, so it is an adoption the spec consents to.

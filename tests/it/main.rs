@@ -8,3 +8,4 @@ mod examples;
 mod ownership;
 mod rbac;
 mod rollout;
+mod workloads;

@@ -245,7 +245,16 @@ pub fn uniquify(text: &str, prefix: &str) -> String {
             *v = toml::Value::String(format!("{prefix}-{s}"));
         }
     };
-    let defined_classes: Vec<String> = table_names(&doc, "storage_class");
+    let mut defined_classes: Vec<String> = table_names(&doc, "storage_class");
+    // Classes carried only by volumes (static binding, e.g. "manual") are per test too; the
+    // test cluster's own classes are not.
+    for t in tables(&mut doc, "volume") {
+        if let Some(class) = t.get("class").and_then(toml::Value::as_str)
+            && !["standard", "local-storage", "fast", "fast-immediate", ""].contains(&class)
+        {
+            defined_classes.push(class.to_string());
+        }
+    }
     let rename_class = |v: Option<&mut toml::Value>| {
         if let Some(v) = v
             && defined_classes

@@ -1,0 +1,259 @@
+//! Deployments and DaemonSets on claims, static classes, warnings and sensitive values, on the
+//! real control plane.
+
+use crate::support::{TestCtx, assert_contains, client};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use serde_json::Value;
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn position(events: &[Value], event: &str, name: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e["event"] == event && e["object"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {event} for {name} in {events:#?}"))
+}
+
+#[tokio::test]
+async fn a_deployment_of_two_and_a_daemonset_over_three_nodes_share_a_claim() {
+    let ctx = TestCtx::new("workloads").await;
+    let spec = ctx.example("shared-files");
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(0);
+    let ev = events(&apply.stdout);
+    // Both workloads roll out in the workload phase, after the claim is Bound.
+    assert!(position(&ev, "ready", "uploads") < position(&ev, "applied", "web"));
+    assert!(position(&ev, "ready", "uploads") < position(&ev, "applied", "log-shipper"));
+    let phase = ev
+        .iter()
+        .find(|e| e["event"] == "phase" && e["name"] == "Workloads")
+        .expect("workload phase");
+    assert_eq!(phase["objects"], 2);
+    let ready = &ev[position(&ev, "ready", "log-shipper")];
+    assert_eq!(ready["message"], "3/3 pods ready");
+    let ready = &ev[position(&ev, "ready", "web")];
+    assert_eq!(ready["message"], "2/2 replicas available");
+
+    let ds: kube::Api<DaemonSet> = kube::Api::namespaced(client().await, &ctx.ns);
+    let status = ds.get("log-shipper").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.desired_number_scheduled, status.number_ready),
+        (3, 3)
+    );
+    let deploy: kube::Api<Deployment> = kube::Api::namespaced(client().await, &ctx.ns);
+    let d = deploy.get("web").await.unwrap();
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let token = env.iter().find(|e| e.name == "API_TOKEN").unwrap();
+    assert_eq!(
+        token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .key,
+        "token"
+    );
+    assert_eq!(
+        pod.volumes.unwrap()[0]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        "uploads"
+    );
+}
+
+#[tokio::test]
+async fn a_first_consumer_claim_is_confirmed_after_its_deployment() {
+    let ctx = TestCtx::new("wffcdeploy").await;
+    let spec = ctx.spec(
+        "w",
+        r#"
+[[storage_class]]
+name = "late"
+provisioner = "kubernetes.io/no-provisioner"
+binding_mode = "WaitForFirstConsumer"
+
+[[volume]]
+name = "disk"
+capacity = "1Gi"
+class = "late"
+node = "node-2"
+local = { path = "/mnt/disk" }
+
+[[claim]]
+name = "data"
+size = "1Gi"
+class = "late"
+
+[[deployment]]
+name = "app"
+image = "app:1"
+[[deployment.mount]]
+claim = "data"
+path = "/data"
+"#,
+    );
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(0);
+    let ev = events(&apply.stdout);
+    let deferred = position(&ev, "deferred", "data");
+    assert_contains(
+        ev[deferred]["message"].as_str().unwrap(),
+        "waits for first consumer",
+    );
+    assert!(deferred < position(&ev, "applied", "app"));
+    assert!(position(&ev, "ready", "app") < position(&ev, "ready", "data"));
+    assert_contains(
+        ev[position(&ev, "ready", "data")]["message"]
+            .as_str()
+            .unwrap(),
+        "Bound to",
+    );
+}
+
+#[tokio::test]
+async fn a_class_nobody_has_is_a_warning_and_the_claim_is_not_waited_for() {
+    let ctx = TestCtx::new("nosuchclass").await;
+    let spec = ctx.spec(
+        "n",
+        "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"gold\"\n",
+    );
+    let spec = spec.to_str().unwrap();
+    let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_contains(
+        &plan.stdout,
+        &format!(
+            "Warning: {spec}:4:9: claim[0].class: no StorageClass and no volume has class \"gold\": the claim stays Pending until a volume of class \"gold\" exists"
+        ),
+    );
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    json.expect_code(0);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["warnings"][0]["key"], "claim[0].class");
+    assert_eq!(
+        (
+            v["warnings"][0]["line"].as_u64(),
+            v["warnings"][0]["column"].as_u64()
+        ),
+        (Some(4), Some(9))
+    );
+    let md = ctx.run(&["plan", "-f", spec, "-o", "markdown"]);
+    assert_contains(&md.stdout, "**Warning** `");
+    assert_contains(&md.stdout, "claim[0].class");
+
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "pvc/data: stays Pending until a volume of class \"gold\" exists",
+    );
+}
+
+#[tokio::test]
+async fn secret_references_are_rendered_and_plain_secrets_masked_everywhere() {
+    let ctx = TestCtx::new("secrets").await;
+    let spec = ctx.spec(
+        "s",
+        r#"
+[[deployment]]
+name = "api"
+image = "api:1"
+env = { DB_PASSWORD = "hunter2-plain", DB_HOST = "db", API_TOKEN = { secret = "api-secrets", key = "token" } }
+env_from = [{ config_map = "api-settings" }]
+"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let secret = "hunter2-plain";
+    let human = ctx.run(&["plan", "-f", spec]);
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    let md = ctx.run(&["plan", "-f", spec, "-o", "markdown"]);
+    for run in [&human, &json, &md] {
+        run.expect_code(0);
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "leaked:\n{}",
+            run.stdout
+        );
+        assert_contains(&run.stdout, "(sensitive value)");
+    }
+    assert_contains(
+        &human.stdout,
+        "deployment[0].env.DB_PASSWORD: DB_PASSWORD looks like a secret",
+    );
+    assert_contains(&human.stdout, "secretKeyRef:");
+    assert_contains(&human.stdout, "value: db");
+    let planfile = ctx.dir.path().join("plan.json");
+    ctx.run(&["plan", "-f", spec, "--out", planfile.to_str().unwrap()])
+        .expect_code(0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&planfile).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the saved plan holds the value: only its owner may read it"
+    );
+
+    let apply = ctx.run(&[
+        "apply",
+        planfile.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "1m",
+    ]);
+    apply.expect_code(0);
+    assert!(!apply.stdout.contains(secret), "leaked in apply events");
+    let deploy: kube::Api<Deployment> = kube::Api::namespaced(client().await, &ctx.ns);
+    let c = deploy
+        .get("api")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .clone();
+    let env = c.env.unwrap();
+    assert_eq!(
+        env.iter()
+            .find(|e| e.name == "DB_PASSWORD")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some(secret)
+    );
+    assert_eq!(
+        c.env_from.unwrap()[0].config_map_ref.as_ref().unwrap().name,
+        "api-settings"
+    );
+}
