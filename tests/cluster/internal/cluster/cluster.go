@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,6 +25,7 @@ import (
 
 	"kubectl-stateful/tests/cluster/internal/certs"
 	"kubectl-stateful/tests/cluster/internal/components"
+	"kubectl-stateful/tests/cluster/internal/csi"
 	"kubectl-stateful/tests/cluster/internal/etcd"
 	"kubectl-stateful/tests/cluster/internal/nodesim"
 	"kubectl-stateful/tests/cluster/internal/storage"
@@ -53,8 +56,11 @@ type Cluster struct {
 	procs     []*components.Process
 	cancel    context.CancelFunc
 	sim       *nodesim.Simulator
+	driver    *csi.Driver
 	tracker   *storage.HostPathTracker
 	client    kubernetes.Interface
+	dyn       dynamic.Interface
+	ext       apiextensions.Interface
 	klogFile  *os.File
 	failed    chan error
 	stopping  chan struct{}
@@ -179,12 +185,22 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.dyn, err = dynamic.NewForConfig(restCfg); err != nil {
+		return err
+	}
+	if c.ext, err = apiextensions.NewForConfig(restCfg); err != nil {
+		return err
+	}
 
 	apiserver, err := c.launch("kube-apiserver", cfg.APIServerArgs(), cfg)
 	if err != nil {
 		return err
 	}
 	if err := c.waitAPIServer(ctx, restCfg, apiserver); err != nil {
+		return err
+	}
+	// The apiserver establishes CRDs while the other components start.
+	if err := csi.InstallCRDs(ctx, c.ext); err != nil {
 		return err
 	}
 	if _, err := c.launch("kube-controller-manager", cfg.ControllerManagerArgs(), cfg); err != nil {
@@ -206,6 +222,13 @@ func (c *Cluster) start(ctx context.Context) error {
 	c.sim = nodesim.New(c.client)
 	if err := c.sim.Run(runCtx); err != nil {
 		return fmt.Errorf("simulating nodes: %w", err)
+	}
+	if err := csi.WaitCRDs(ctx, c.ext, c.remaining()); err != nil {
+		return fmt.Errorf("%w; %s", err, c.logHint())
+	}
+	c.driver = csi.New(c.client, c.dyn)
+	if err := c.driver.Run(runCtx, nodesim.Names); err != nil {
+		return fmt.Errorf("simulating CSI driver %s: %w", csi.DriverName, err)
 	}
 
 	if err := c.waitReady(ctx); err != nil {
@@ -286,6 +309,9 @@ func (c *Cluster) stop() {
 	}
 	if c.cancel != nil {
 		c.cancel()
+	}
+	if c.driver != nil {
+		c.driver.Shutdown()
 	}
 	if c.sim != nil {
 		c.sim.Shutdown()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubectl-stateful/tests/cluster/internal/components"
+	"kubectl-stateful/tests/cluster/internal/csi"
 	"kubectl-stateful/tests/cluster/internal/nodesim"
 	"kubectl-stateful/tests/cluster/internal/storage"
 )
@@ -72,8 +73,9 @@ func lastLines(s string, n int) string {
 }
 
 // waitReady waits until /readyz is ok, the simulated nodes are Ready without
-// NoSchedule taints, the default ServiceAccount exists in namespace default and
-// both StorageClasses exist. The error names what was still missing.
+// NoSchedule taints, the default ServiceAccount exists in namespace default, the
+// StorageClasses exist and the CSI driver is registered (CSIDriver, CSINodes,
+// VolumeSnapshotClass). The error names what was still missing.
 func (c *Cluster) waitReady(ctx context.Context) error {
 	var missing []string
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, c.remaining(), true, func(ctx context.Context) (bool, error) {
@@ -121,6 +123,7 @@ func (c *Cluster) notReady(ctx context.Context) []string {
 			missing = append(missing, fmt.Sprintf("StorageClass %s: %v", sc.Name, err))
 		}
 	}
+	missing = append(missing, csi.NotReady(ctx, c.client, c.dyn, nodesim.Names)...)
 	sort.Strings(missing)
 	return missing
 }

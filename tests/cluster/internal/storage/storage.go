@@ -26,23 +26,32 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"kubectl-stateful/tests/cluster/internal/csi"
 )
 
 // Class names.
 const (
 	DefaultClass = "standard"
 	LocalClass   = "local-storage"
+	// FastClass and FastImmediateClass belong to the simulated CSI driver
+	// csi.stateful.test (package csi): expandable, WaitForFirstConsumer resp.
+	// Immediate binding.
+	FastClass          = "fast"
+	FastImmediateClass = "fast-immediate"
 
 	// HostPathBase is where the host-path provisioner creates volumes.
 	HostPathBase = "/tmp/hostpath_pv/"
 )
 
 // Classes are the StorageClasses installed at start. The host-path plugin does not
-// implement volume expansion, so allowVolumeExpansion is left unset.
+// implement volume expansion, so allowVolumeExpansion is left unset on standard.
 func Classes() []*storagev1.StorageClass {
 	immediate := storagev1.VolumeBindingImmediate
 	wffc := storagev1.VolumeBindingWaitForFirstConsumer
 	del := corev1.PersistentVolumeReclaimDelete
+	csiParams := map[string]string{csi.ParamFSType: "ext4"}
 	return []*storagev1.StorageClass{
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: DefaultClass, Annotations: map[string]string{
@@ -56,6 +65,22 @@ func Classes() []*storagev1.StorageClass {
 			Provisioner:       "kubernetes.io/no-provisioner",
 			ReclaimPolicy:     &del,
 			VolumeBindingMode: &wffc,
+		},
+		{
+			ObjectMeta:           metav1.ObjectMeta{Name: FastClass},
+			Provisioner:          csi.DriverName,
+			Parameters:           csiParams,
+			ReclaimPolicy:        &del,
+			VolumeBindingMode:    &wffc,
+			AllowVolumeExpansion: ptr.To(true),
+		},
+		{
+			ObjectMeta:           metav1.ObjectMeta{Name: FastImmediateClass},
+			Provisioner:          csi.DriverName,
+			Parameters:           csiParams,
+			ReclaimPolicy:        &del,
+			VolumeBindingMode:    &immediate,
+			AllowVolumeExpansion: ptr.To(true),
 		},
 	}
 }

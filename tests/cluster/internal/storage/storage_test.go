@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubectl-stateful/tests/cluster/internal/csi"
 )
 
 func TestProvisionedDir(t *testing.T) {
@@ -44,11 +47,25 @@ func TestClasses(t *testing.T) {
 				t.Errorf("default class %s/%s", sc.Name, sc.Provisioner)
 			}
 		}
-		if sc.AllowVolumeExpansion != nil {
-			t.Errorf("%s allows expansion, but the host-path plugin cannot expand", sc.Name)
+		switch sc.Provisioner {
+		case csi.DriverName:
+			if sc.AllowVolumeExpansion == nil || !*sc.AllowVolumeExpansion {
+				t.Errorf("%s (%s) must allow expansion", sc.Name, sc.Provisioner)
+			}
+		default:
+			if sc.AllowVolumeExpansion != nil {
+				t.Errorf("%s allows expansion, but %s cannot expand", sc.Name, sc.Provisioner)
+			}
 		}
 	}
 	if defaults != 1 {
 		t.Errorf("%d default classes", defaults)
+	}
+	var names []string
+	for _, sc := range Classes() {
+		names = append(names, sc.Name)
+	}
+	if want := []string{DefaultClass, LocalClass, FastClass, FastImmediateClass}; !slices.Equal(names, want) {
+		t.Errorf("classes %v, want %v", names, want)
 	}
 }
