@@ -63,6 +63,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Roll out the spec (or a saved plan) in order, waiting for each phase.
     Apply(ApplyArgs),
+    /// Remove the whole stack, in reverse rollout order; claims and volumes stay unless
+    /// --delete-data.
+    Destroy(DestroyArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
     /// Print shell completions.
@@ -99,6 +102,24 @@ pub struct PlanArgs {
     /// Also save the plan (JSON) to this file, for `apply PLANFILE`.
     #[arg(long, value_name = "PLANFILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Plan the removal of the whole stack (what `destroy` would do).
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+/// Removing what left the spec.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct PruneArgs {
+    /// Delete the stack's objects that left the spec (reverse rollout order); adopted objects are
+    /// released, claims and volumes kept unless --prune-data.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: also delete claims, volumes and StatefulSets whose retention policy deletes
+    /// their claims.
+    #[arg(long, requires = "prune")]
+    pub prune_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +151,30 @@ pub struct ApplyArgs {
     /// each in the spec).
     #[arg(long)]
     pub adopt: bool,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The stack spec (TOML): its name and namespace say which stack.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Also delete claims (template claims included) and volumes, with their data.
+    #[arg(long)]
+    pub delete_data: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Give up waiting after this long, overall [default: 5m, or `timeout` in the user config].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Output format: human or JSON lines.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+    /// Only show the removal plan: exit 0 when there is nothing to remove, 2 when there is.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,8 @@ pub struct DesiredObject {
     pub only_if_absent: bool,
     /// The spec says `adopt = true`: an existing object without our labels may be taken over.
     pub adopt: bool,
+    /// The spec says `protect = true`: never delete or replace it.
+    pub protect: bool,
 }
 
 /// Facts from the cluster that change the generated objects.
@@ -129,6 +131,7 @@ impl Builder<'_> {
             template_claims: Vec::new(),
             only_if_absent: false,
             adopt: false,
+            protect: false,
         }
     }
 
@@ -159,6 +162,7 @@ impl Builder<'_> {
             None,
         );
         obj.adopt = sc.adopt;
+        obj.protect = sc.protect;
         if sc.default {
             obj.manifest["metadata"]["annotations"] =
                 json!({ "storageclass.kubernetes.io/is-default-class": "true" });
@@ -244,6 +248,7 @@ impl Builder<'_> {
             v.patch.as_ref(),
         );
         obj.adopt = v.adopt;
+        obj.protect = v.protect;
         obj
     }
 
@@ -296,6 +301,7 @@ impl Builder<'_> {
             c.patch.as_ref(),
         );
         obj.adopt = c.adopt;
+        obj.protect = c.protect;
         obj
     }
 
@@ -321,6 +327,7 @@ impl Builder<'_> {
         obj.origin = format!("{origin}.service");
         obj.only_if_absent = true;
         obj.adopt = s.adopt;
+        obj.protect = s.protect;
         obj
     }
 
@@ -502,6 +509,7 @@ impl Builder<'_> {
             s.patch.as_ref(),
         );
         obj.adopt = s.adopt;
+        obj.protect = s.protect;
         let replicas = obj.manifest["spec"]["replicas"]
             .as_i64()
             .unwrap_or(1)
@@ -550,6 +558,7 @@ impl Builder<'_> {
             d.patch.as_ref(),
         );
         obj.adopt = d.adopt;
+        obj.protect = d.protect;
         obj
     }
 
@@ -579,6 +588,7 @@ impl Builder<'_> {
             d.patch.as_ref(),
         );
         obj.adopt = d.adopt;
+        obj.protect = d.protect;
         obj
     }
 }

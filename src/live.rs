@@ -6,7 +6,6 @@ use crate::gateway::kube::KubeGateway;
 use crate::gateway::retry::{RetryPolicy, Retrying};
 use crate::gateway::{ApiFailure, Gateway, ListQuery};
 use crate::kinds::{Kind, ObjectRef};
-use crate::plan::compute::stack_of;
 use crate::spec::{self, ClusterNames, Spec};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -138,8 +137,10 @@ pub struct ClusterFacts {
     /// The default StorageClass, if one is marked.
     pub default_class: Option<String>,
     pub namespace_exists: bool,
-    /// StorageClasses, PersistentVolumes and claims that carry the stack's labels, in that order.
-    pub stack_objects: Vec<ObjectRef>,
+    /// What was listed: every StorageClass and PersistentVolume, the namespace's claims.
+    pub classes: Vec<Value>,
+    pub volumes: Vec<Value>,
+    pub claims: Vec<Value>,
 }
 
 impl ClusterFacts {
@@ -162,13 +163,8 @@ impl ClusterFacts {
     }
 }
 
-/// Reads StorageClasses, PersistentVolumes, the namespace's claims and whether it exists, and
-/// notes which of them belong to `stack`.
-pub async fn facts(
-    gw: &dyn Gateway,
-    namespace: &str,
-    stack: &str,
-) -> Result<ClusterFacts, ClusterError> {
+/// Reads StorageClasses, PersistentVolumes, the namespace's claims and whether it exists.
+pub async fn facts(gw: &dyn Gateway, namespace: &str) -> Result<ClusterFacts, ClusterError> {
     let ns_ref = ObjectRef::new(Kind::Namespace, "", namespace);
     let (classes, volumes, ns) = futures::try_join!(
         list(gw, Kind::StorageClass, None),
@@ -189,25 +185,11 @@ pub async fn facts(
     } else {
         Vec::new()
     };
-    for (kind, list) in [
-        (Kind::StorageClass, &classes),
-        (Kind::PersistentVolume, &volumes),
-        (Kind::PersistentVolumeClaim, &claims),
-    ] {
-        for obj in list
-            .iter()
-            .filter(|o| stack_of(o).as_deref() == Some(stack))
-        {
-            facts
-                .stack_objects
-                .push(ObjectRef::new(kind, namespace, &name_of(obj)));
-        }
-    }
     for c in &claims {
         facts.names.claims.insert(name_of(c));
     }
-    for sc in classes {
-        let name = name_of(&sc);
+    for sc in &classes {
+        let name = name_of(sc);
         let mode = sc["volumeBindingMode"]
             .as_str()
             .unwrap_or("Immediate")
@@ -222,7 +204,7 @@ pub async fn facts(
         facts.binding_modes.insert(name.clone(), mode);
         facts.names.storage_classes.insert(name);
     }
-    for pv in volumes {
+    for pv in &volumes {
         let vol = spec::ClusterVolume {
             capacity: pv
                 .pointer("/spec/capacity/storage")
@@ -241,8 +223,11 @@ pub async fn facts(
                 .unwrap_or_default()
                 .to_string(),
         };
-        facts.names.volumes.insert(name_of(&pv), vol);
+        facts.names.volumes.insert(name_of(pv), vol);
     }
+    facts.classes = classes;
+    facts.volumes = volumes;
+    facts.claims = claims;
     Ok(facts)
 }
 

@@ -5,7 +5,7 @@ use crate::apply::{self, ApplyOptions, Sink};
 use crate::cli::{ApplyArgs, ApplyFormat, Cli, ClusterArgs, Command, PlanArgs, PlanFormat};
 use crate::live::{Cluster, Target};
 use crate::plan::Plan;
-use crate::plan::build::{PlanError, make_plan};
+use crate::plan::build::{PlanError, PlanOptions, make_plan_with};
 use crate::render::{self, Style};
 use crate::spec::{self, Spec};
 use crate::ui;
@@ -66,6 +66,14 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
             apply_command(&cluster, args, style).await
         }
+        Command::Destroy(mut args) => {
+            if args.timeout.is_none() {
+                args.timeout = config.timeout()?;
+            }
+            let mut cluster = cli.cluster.clone();
+            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
+            destroy_command(&cluster, args, style).await
+        }
     }
 }
 
@@ -121,8 +129,20 @@ async fn plan_command(
         cluster
             .gateway
             .set_deadline(Some(tokio::time::Instant::now() + deadline));
+        let options = PlanOptions {
+            prune: p.prune.prune || p.destroy,
+            destroy: p.destroy,
+            data: p.prune.prune_data,
+        };
         Ok::<_, miette::Report>(
-            make_plan(cluster.gw(), cluster.concurrency, &spec, &namespace).await?,
+            make_plan_with(
+                cluster.gw(),
+                cluster.concurrency,
+                &spec,
+                &namespace,
+                options,
+            )
+            .await?,
         )
     };
     let plan = match planned.await {
@@ -259,22 +279,92 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
             cluster
                 .gateway
                 .set_deadline(Some(tokio::time::Instant::now() + timeout));
-            let plan = make_plan(cluster.gw(), cluster.concurrency, &spec, &namespace).await?;
+            let plan_options = PlanOptions {
+                prune: a.prune.prune,
+                destroy: false,
+                data: a.prune.prune_data,
+            };
+            let plan = make_plan_with(
+                cluster.gw(),
+                cluster.concurrency,
+                &spec,
+                &namespace,
+                plan_options,
+            )
+            .await?;
             (cluster, plan)
         }
         (None, None) => unreachable!("clap requires a plan file or -f"),
     };
+    rollout(&cluster, &plan, &options, json, a.yes, style).await
+}
+
+/// Removes the whole stack: plans the removal, shows it, confirms and runs it.
+async fn destroy_command(
+    args: &ClusterArgs,
+    d: crate::cli::DestroyArgs,
+    style: Style,
+) -> miette::Result<i32> {
+    let json = d.output == ApplyFormat::Json;
+    let timeout = d.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+    let (cluster, spec, namespace) = prepare(args, &d.file).await?;
+    cluster
+        .gateway
+        .set_deadline(Some(tokio::time::Instant::now() + timeout));
+    let plan_options = PlanOptions {
+        prune: true,
+        destroy: true,
+        data: d.delete_data,
+    };
+    let plan = make_plan_with(
+        cluster.gw(),
+        cluster.concurrency,
+        &spec,
+        &namespace,
+        plan_options,
+    )
+    .await?;
+    if d.detailed_exitcode {
+        print!("{}", render::human(&plan, style));
+        return Ok(if plan.summary.error > 0 {
+            EXIT_ERROR
+        } else if plan.summary.has_changes() {
+            EXIT_CHANGES
+        } else {
+            0
+        });
+    }
+    let options = ApplyOptions {
+        timeout,
+        concurrency: args.concurrency.into(),
+        force_conflicts: false,
+        adopt: false,
+    };
+    rollout(&cluster, &plan, &options, json, d.yes, style).await
+}
+
+/// Shows the plan, refuses what cannot be done, confirms, runs it and records the inventory.
+async fn rollout(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+    json: bool,
+    yes: bool,
+    style: Style,
+) -> miette::Result<i32> {
+    let timeout = options.timeout;
+    let a_yes = yes;
     if json {
-        let shown = crate::plan::mask::masked(&plan);
+        let shown = crate::plan::mask::masked(plan);
         println!("{}", serde_json::json!({ "event": "plan", "plan": shown }));
     } else {
-        print!("{}", render::human(&plan, style));
+        print!("{}", render::human(plan, style));
     }
-    apply::check_executable(&plan, &options)?;
-    if plan.summary.has_changes() && !a.yes {
+    apply::check_executable(plan, options)?;
+    if plan.summary.has_changes() && !a_yes {
         confirm()?;
         // The prompt may have waited for long: check again that nothing changed meanwhile.
-        apply::check_fresh(cluster.gw(), &plan, cluster.concurrency).await?;
+        apply::check_fresh(cluster.gw(), plan, cluster.concurrency).await?;
     }
     let sink: Box<dyn Sink> = if json {
         Box::new(ui::JsonSink::new(Box::new(std::io::stdout())))
@@ -287,7 +377,26 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
     cluster
         .gateway
         .set_deadline(Some(tokio::time::Instant::now() + timeout));
-    apply::execute(cluster.gw(), &plan, &options, sink.as_ref()).await?;
+    let previous = crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack)
+        .await
+        .unwrap_or_default();
+    let result = apply::execute(cluster.gw(), plan, options, sink.as_ref()).await;
+    // Record what the stack owns now, whether the rollout finished or not.
+    if plan.summary.has_changes() || previous.objects.is_empty() {
+        let inventory = crate::inventory::after_apply(cluster.gw(), plan, &previous).await;
+        if inventory != previous
+            && let Err(f) =
+                crate::inventory::write(cluster.gw(), &plan.namespace, &plan.stack, &inventory)
+                    .await
+        {
+            eprintln!(
+                "warning: could not record the stack's inventory in configmap/kubectl-stateful-{}: {}",
+                plan.stack,
+                f.text()
+            );
+        }
+    }
+    result?;
     Ok(0)
 }
 

@@ -7,7 +7,7 @@
 
 use super::{ApplyError, ApplyOptions, Event, Sink, check_executable, diagnose, staleness, waits};
 use crate::gateway::{self, ApiFailure, Gateway};
-use crate::kinds::ObjectRef;
+use crate::kinds::{Kind, ObjectRef};
 use crate::plan::ops::{Op, Operation, WaitRule};
 use crate::plan::{Action, Plan, Step};
 use futures::stream::FuturesUnordered;
@@ -48,7 +48,7 @@ pub async fn execute(
     let deadline = start + options.timeout;
     let ops = &plan.operations;
     let mut state = vec![State::Pending; ops.len()];
-    let mut announced: BTreeSet<usize> = BTreeSet::new();
+    let mut announced: BTreeSet<(bool, usize)> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
     let (mut applied, mut unchanged) = (0, 0);
     let mut failures: Vec<String> = Vec::new();
@@ -73,14 +73,24 @@ pub async fn execute(
             }
             let step = &plan.steps[op.step];
             let phase = step.object.kind.phase();
-            if announced.insert(phase) {
+            let deleting = step.action == Action::Delete;
+            if announced.insert((deleting, phase)) {
+                let name = crate::kinds::phase_name(phase);
                 sink.emit(Event::Phase {
                     kind: step.object.kind,
-                    name: crate::kinds::phase_name(phase).to_string(),
+                    name: if deleting {
+                        format!("Deleting {name}")
+                    } else {
+                        name.to_string()
+                    },
                     objects: plan
                         .steps
                         .iter()
-                        .filter(|s| s.object.kind.phase() == phase && s.action != Action::Error)
+                        .filter(|s| {
+                            s.object.kind.phase() == phase
+                                && (s.action == Action::Delete) == deleting
+                                && s.action != Action::Error
+                        })
                         .count(),
                 });
             }
@@ -297,13 +307,26 @@ async fn wait(
     let mut events = gw.watch(id);
     let mut last_message = String::new();
     let mut current: Option<Value> = None;
+    let mut users: Option<String> = None;
     let outcome = tokio::time::timeout_at(deadline, async {
         // Bounded by the deadline above; each turn handles one change of the object.
         loop {
             let status = match events.next().await {
                 Some(Ok(obj)) => {
                     current = obj;
-                    waits::check(rule, current.as_ref())
+                    let mut status = waits::check(rule, current.as_ref());
+                    if rule == WaitRule::Gone
+                        && id.kind == Kind::PersistentVolumeClaim
+                        && status.message.contains("kubernetes.io/pvc-protection")
+                    {
+                        if users.is_none() {
+                            users = Some(claim_users(gw, id).await);
+                        }
+                        if let Some(u) = users.as_deref().filter(|u| !u.is_empty()) {
+                            status.message = format!("{}: in use by {u}", status.message);
+                        }
+                    }
+                    status
                 }
                 Some(Err(f)) => waits::WaitStatus {
                     done: true,
@@ -365,6 +388,34 @@ async fn wait(
         .map(|d| format!(" ({d})"))
         .unwrap_or_default();
     Err(format!("{}: {message}{first}", id.short()))
+}
+
+/// The pods that mount a claim (`pod/a, pod/b`), for a deletion held by `pvc-protection`.
+async fn claim_users(gw: &dyn Gateway, claim: &ObjectRef) -> String {
+    let ns = claim.namespace.clone().unwrap_or_default();
+    let query = gateway::ListQuery::new(
+        crate::kinds::resource_of::<k8s_openapi::api::core::v1::Pod>(),
+        Some(&ns),
+    );
+    let Ok(pods) = gw.list(&query).await else {
+        return String::new();
+    };
+    pods.iter()
+        .filter(|p| {
+            p.pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|v| {
+                    v.pointer("/persistentVolumeClaim/claimName")
+                        .and_then(Value::as_str)
+                        == Some(claim.name.as_str())
+                })
+        })
+        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
+        .map(|n| format!("pod/{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! The rollout order is data too: [`ROLLOUT_ORDER`] lists the phases; deletions run in reverse.
 
 mod claim;
+mod config_map;
 mod daemonset;
 mod deployment;
 mod namespace;
@@ -40,6 +41,8 @@ pub enum Kind {
     StatefulSet,
     Deployment,
     DaemonSet,
+    /// Not part of a stack's spec: the stack's inventory is kept in one.
+    ConfigMap,
 }
 
 /// The rollout phases, in order: every object of a phase is written and waited for before the
@@ -49,8 +52,20 @@ pub const ROLLOUT_ORDER: &[&[Kind]] = &[
     &[Kind::StorageClass],
     &[Kind::PersistentVolume],
     &[Kind::PersistentVolumeClaim],
-    &[Kind::Service],
+    &[Kind::Service, Kind::ConfigMap],
     &[Kind::StatefulSet, Kind::Deployment, Kind::DaemonSet],
+];
+
+/// The kinds a stack's spec can hold, in rollout order.
+pub const STACK_KINDS: [Kind; 8] = [
+    Kind::Namespace,
+    Kind::StorageClass,
+    Kind::PersistentVolume,
+    Kind::PersistentVolumeClaim,
+    Kind::Service,
+    Kind::StatefulSet,
+    Kind::Deployment,
+    Kind::DaemonSet,
 ];
 
 /// Where a related object can be found to explain a failed wait.
@@ -92,12 +107,13 @@ pub trait KindRules: Sync {
 
 impl Kind {
     /// Every kind, in rollout order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::StorageClass,
         Kind::PersistentVolume,
         Kind::PersistentVolumeClaim,
         Kind::Service,
+        Kind::ConfigMap,
         Kind::StatefulSet,
         Kind::Deployment,
         Kind::DaemonSet,
@@ -114,12 +130,13 @@ impl Kind {
             Kind::StatefulSet => &statefulset::Rules,
             Kind::Deployment => &deployment::Rules,
             Kind::DaemonSet => &daemonset::Rules,
+            Kind::ConfigMap => &config_map::Rules,
         }
     }
 
     /// True for kinds that run pods (and so consume claims).
     pub fn is_workload(self) -> bool {
-        self.phase() == ROLLOUT_ORDER.len() - 1
+        matches!(self, Kind::StatefulSet | Kind::Deployment | Kind::DaemonSet)
     }
 
     /// The index of this kind's phase in [`ROLLOUT_ORDER`].
@@ -140,6 +157,7 @@ impl Kind {
             Kind::StatefulSet => "StatefulSet",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
@@ -212,10 +230,11 @@ impl ObjectRef {
     }
 }
 
-/// The heading of a rollout phase: the kind's plural, or "Workloads" for the last phase.
+/// The heading of a rollout phase, e.g. "PersistentVolumeClaims" or "Workloads".
 pub fn phase_name(phase: usize) -> &'static str {
     match ROLLOUT_ORDER.get(phase) {
         Some([only]) => only.plural(),
+        Some([Kind::Service, ..]) => "Services",
         _ => "Workloads",
     }
 }

@@ -3,14 +3,17 @@
 //! field validation) and hands the answers to the pure [`compute_step`].
 
 use super::compute::{ApiFailure, DryRun, StepInput, compute_step};
-use super::{Plan, Step, WaitPlan};
+use super::prune::{self, Candidate};
+use super::{Action, Plan, Step, WaitPlan};
 use crate::desired::{self, DesiredObject};
 use crate::gateway::{ApplyOptions, Gateway, ListQuery};
+use crate::inventory::{self, Inventory};
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
 use crate::live::{ClusterError, ClusterFacts, facts};
 use crate::spec::{self, Spec};
 use futures::{StreamExt, stream};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// Why no plan could be made at all (per-object failures go into the plan instead).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -23,6 +26,17 @@ pub enum PlanError {
     Spec(Box<spec::SpecErrors>),
 }
 
+/// What the plan covers besides the spec's objects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Objects that left the spec become deletions (or releases), not just a listing.
+    pub prune: bool,
+    /// Plan the removal of the whole stack (`destroy`): every object of the stack left the spec.
+    pub destroy: bool,
+    /// Claims, volumes and StatefulSets that take claims along may be deleted too.
+    pub data: bool,
+}
+
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
 /// every object (`concurrency` at once) and computes each step.
 pub async fn make_plan(
@@ -31,8 +45,23 @@ pub async fn make_plan(
     spec: &Spec,
     namespace: &str,
 ) -> Result<Plan, PlanError> {
-    let facts = facts(gw, namespace, spec.stack_name()).await?;
-    let issues = spec::check_references(spec, &facts.names);
+    make_plan_with(gw, concurrency, spec, namespace, PlanOptions::default()).await
+}
+
+/// [`make_plan`] with pruning or destruction.
+pub async fn make_plan_with(
+    gw: &dyn Gateway,
+    concurrency: usize,
+    spec: &Spec,
+    namespace: &str,
+    options: PlanOptions,
+) -> Result<Plan, PlanError> {
+    let facts = facts(gw, namespace).await?;
+    let issues = if options.destroy {
+        Vec::new()
+    } else {
+        spec::check_references(spec, &facts.names)
+    };
     if !issues.is_empty() {
         return Err(PlanError::Spec(Box::new(spec::errors_for(spec, issues))));
     }
@@ -46,51 +75,218 @@ pub async fn make_plan(
             .collect(),
         create_namespace: !facts.namespace_exists,
     };
-    let objects = desired::desired_objects(spec, &ctx);
+    let mut objects = desired::desired_objects(spec, &ctx);
+    if options.destroy {
+        objects.clear();
+    }
     let steps: Vec<Step> =
         stream::iter(objects.iter().map(|d| plan_one(gw, spec, &facts, &ctx, d)))
             .buffered(concurrency.max(1))
             .collect()
             .await;
+    let mut steps = steps;
+    for step in steps
+        .iter_mut()
+        .filter(|s| s.protect && s.action == Action::Replace)
+    {
+        step.action = Action::Error;
+        step.error = Some(format!(
+            "{} is protected (protect = true) and would have to be replaced ({})",
+            step.object.short(),
+            step.replace_paths.join(", ")
+        ));
+    }
+    let mut kept = Vec::new();
+    let mut kept_data = None;
+    let mut not_in_spec_ids = Vec::new();
+    if facts.namespace_exists || options.destroy {
+        let stack = spec.stack_name();
+        let inventory = if facts.namespace_exists {
+            inventory::read(gw, namespace, stack)
+                .await
+                .map_err(|failure| ClusterError::Api {
+                    what: format!("reading the inventory of stack {stack}"),
+                    failure,
+                })?
+        } else {
+            Inventory::default()
+        };
+        let mut candidates =
+            stack_objects(gw, stack, namespace, &facts, &inventory, &objects).await?;
+        if options.destroy {
+            candidates.extend(template_claims_of(&candidates, &facts));
+        }
+        not_in_spec_ids = candidates.iter().map(|c| c.id.clone()).collect();
+        if options.prune || options.destroy {
+            let mut owned: BTreeSet<ObjectRef> = objects.iter().map(|d| d.id.clone()).collect();
+            owned.extend(not_in_spec_ids.iter().cloned());
+            let (removal, k) = prune::decide(
+                &candidates,
+                &prune::Context {
+                    inventory: &inventory,
+                    stack: &owned,
+                    volumes: &facts.volumes,
+                    namespace,
+                },
+                prune::PruneOptions {
+                    data: options.data,
+                    data_flag: if options.destroy {
+                        "--delete-data"
+                    } else {
+                        "--prune-data"
+                    },
+                },
+            );
+            kept_data = prune::kept_data_summary(&k, &candidates);
+            kept = k;
+            steps.extend(removal);
+        }
+    }
     let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
         gw.server(),
         steps,
     );
-    let warnings = spec::warnings(spec, &facts.names);
-    if !warnings.is_empty() {
-        plan.warnings = spec::errors_for(spec, warnings).entries();
+    if !options.destroy {
+        let warnings = spec::warnings(spec, &facts.names);
+        if !warnings.is_empty() {
+            plan.warnings = spec::errors_for(spec, warnings).entries();
+        }
     }
-    if facts.namespace_exists {
-        plan.not_in_spec = not_in_spec(gw, spec.stack_name(), namespace, &facts, &objects).await?;
-    }
+    plan.not_in_spec = not_in_spec_ids;
+    plan.kept = kept;
+    plan.kept_data = kept_data;
     Ok(plan)
 }
 
-/// Objects carrying this stack's label that the spec no longer describes. StorageClasses,
-/// volumes and claims come from the facts already read; Services and StatefulSets are listed.
-async fn not_in_spec(
+/// An object of a kind the facts already listed.
+fn lookup<'a>(facts: &'a ClusterFacts, id: &ObjectRef) -> Option<&'a Value> {
+    let list = match id.kind {
+        Kind::StorageClass => &facts.classes,
+        Kind::PersistentVolume => &facts.volumes,
+        Kind::PersistentVolumeClaim => &facts.claims,
+        _ => return None,
+    };
+    list.iter().find(|o| crate::live::name_of(o) == id.name)
+}
+
+/// The claims made from the templates of the stack's StatefulSets (`<template>-<name>-<n>`,
+/// any ordinal, including those scaled away and kept by the retention policy).
+fn template_claims_of(candidates: &[Candidate], facts: &ClusterFacts) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for sts in candidates.iter().filter(|c| c.id.kind == Kind::StatefulSet) {
+        let templates: Vec<&str> = sts
+            .live
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
+            .collect();
+        for claim in &facts.claims {
+            let name = crate::live::name_of(claim);
+            let from_template = templates.iter().any(|t| {
+                name.strip_prefix(&format!("{t}-{}-", sts.id.name))
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            });
+            if from_template {
+                out.push(Candidate {
+                    id: ObjectRef::new(
+                        Kind::PersistentVolumeClaim,
+                        sts.id.namespace.as_deref().unwrap_or_default(),
+                        &name,
+                    ),
+                    live: claim.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The stack's objects that the spec does not describe: those carrying the stack's labels
+/// (StorageClasses, volumes and claims from the lists already read; Services and workloads
+/// listed by label) and those its inventory records.
+async fn stack_objects(
     gw: &dyn Gateway,
     stack: &str,
     namespace: &str,
     facts: &ClusterFacts,
+    inventory: &Inventory,
     desired: &[DesiredObject],
-) -> Result<Vec<ObjectRef>, ClusterError> {
+) -> Result<Vec<Candidate>, ClusterError> {
     let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
-    let mut found = facts.stack_objects.clone();
-    for kind in [Kind::Service, Kind::StatefulSet] {
-        let query = ListQuery::new(kind.api_resource(), Some(namespace)).labels(&selector);
-        let list = gw.list(&query).await.map_err(|failure| ClusterError::Api {
-            what: format!("listing the stack's {}", kind.plural()),
-            failure,
-        })?;
-        found.extend(
-            list.iter()
-                .map(|item| ObjectRef::new(kind, namespace, &crate::live::name_of(item))),
-        );
+    let mut found: Vec<Candidate> = Vec::new();
+    // Cluster-scoped objects carry the stack's name but not its namespace, and a stack of the
+    // same name may live in another namespace: only those this stack's inventory recorded (same
+    // uid) are its own.
+    let recorded = |obj: &Value| {
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
+        inventory
+            .objects
+            .iter()
+            .any(|e| Some(e.uid.as_str()) == uid)
+    };
+    for (kind, list) in [
+        (Kind::StorageClass, &facts.classes),
+        (Kind::PersistentVolume, &facts.volumes),
+        (Kind::PersistentVolumeClaim, &facts.claims),
+    ] {
+        for obj in list
+            .iter()
+            .filter(|o| crate::plan::compute::stack_of(o).as_deref() == Some(stack))
+            .filter(|o| kind.namespaced() || recorded(o))
+        {
+            found.push(Candidate {
+                id: ObjectRef::new(kind, namespace, &crate::live::name_of(obj)),
+                live: obj.clone(),
+            });
+        }
     }
-    found.retain(|id| !desired.iter().any(|d| &d.id == id));
+    if facts.namespace_exists {
+        for kind in [
+            Kind::Service,
+            Kind::StatefulSet,
+            Kind::Deployment,
+            Kind::DaemonSet,
+        ] {
+            let query = ListQuery::new(kind.api_resource(), Some(namespace)).labels(&selector);
+            let list = gw.list(&query).await.map_err(|failure| ClusterError::Api {
+                what: format!("listing the stack's {}", kind.plural()),
+                failure,
+            })?;
+            found.extend(list.into_iter().map(|live| Candidate {
+                id: ObjectRef::new(kind, namespace, &crate::live::name_of(&live)),
+                live,
+            }));
+        }
+    }
+    // Recorded but no longer labelled (someone removed the labels): still the stack's, as
+    // long as it is the object recorded (the uid decides later).
+    for entry in &inventory.objects {
+        if found.iter().any(|c| c.id == entry.object) || entry.object.kind == Kind::ConfigMap {
+            continue;
+        }
+        if let Some(live) = lookup(facts, &entry.object) {
+            found.push(Candidate {
+                id: entry.object.clone(),
+                live: live.clone(),
+            });
+            continue;
+        }
+        if entry.object.kind.namespaced() && !facts.namespace_exists {
+            continue;
+        }
+        if let Ok(Some(live)) = gw.get(&entry.object).await {
+            found.push(Candidate {
+                id: entry.object.clone(),
+                live,
+            });
+        }
+    }
+    found.retain(|c| !desired.iter().any(|d| d.id == c.id));
+    found.sort_by_key(|c| c.id.kind.phase());
     Ok(found)
 }
 

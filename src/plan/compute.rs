@@ -58,6 +58,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         wait: input.wait,
         conflicts: input.conflicts,
         adopt: d.adopt,
+        protect: d.protect,
     };
     let Some(live) = input.live else {
         match input.dry_run {
@@ -303,6 +304,7 @@ mod tests {
             template_claims: vec![],
             only_if_absent: false,
             adopt: false,
+            protect: false,
         }
     }
 

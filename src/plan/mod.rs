@@ -7,6 +7,7 @@ pub mod compute;
 pub mod mask;
 pub mod normalize;
 pub mod ops;
+pub mod prune;
 
 use crate::gateway::FieldConflict;
 use crate::kinds::ObjectRef;
@@ -28,6 +29,12 @@ pub enum Action {
     /// An immutable field changes: the object would have to be deleted and created again.
     Replace,
     NoOp,
+    /// The object left the spec and is pruned (`--prune`, `destroy`); `reasons` say what goes
+    /// with it.
+    Delete,
+    /// An adopted object left the spec: the stack's labels and field ownership are removed, the
+    /// object stays.
+    Release,
     /// The object could not be planned; `error` says why.
     Error,
 }
@@ -40,6 +47,8 @@ impl Action {
             Action::Adopt => "adopt",
             Action::Replace => "replace",
             Action::NoOp => "no-op",
+            Action::Delete => "delete",
+            Action::Release => "release",
             Action::Error => "error",
         }
     }
@@ -111,6 +120,16 @@ pub struct Step {
     /// The spec says `adopt = true`: taking over this existing object needs no flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// `protect = true` (in the spec, or remembered in the inventory): never deleted or replaced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protect: bool,
+}
+
+/// An object that left the spec and is not deleted, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub object: ObjectRef,
+    pub reason: String,
 }
 
 /// Counts per action.
@@ -121,6 +140,10 @@ pub struct Summary {
     #[serde(default)]
     pub adopt: usize,
     pub replace: usize,
+    #[serde(default)]
+    pub delete: usize,
+    #[serde(default)]
+    pub release: usize,
     pub unchanged: usize,
     pub error: usize,
 }
@@ -128,7 +151,7 @@ pub struct Summary {
 impl Summary {
     /// True when applying would change something.
     pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.adopt + self.replace > 0
+        self.create + self.update + self.adopt + self.replace + self.delete + self.release > 0
     }
 }
 
@@ -143,9 +166,15 @@ pub struct Plan {
     pub server: String,
     pub steps: Vec<Step>,
     pub summary: Summary,
-    /// Objects labelled as this stack's that the spec no longer has. Apply never deletes them.
+    /// Objects of this stack that the spec no longer has. Without `--prune` they stay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_in_spec: Vec<ObjectRef>,
+    /// With `--prune` or `destroy`: objects that left the spec but are kept, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+    /// "kept: 3 claims, 3 volumes with 30Gi of data", when claims or volumes are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_data: Option<String>,
     /// Located spec warnings (they never change the exit code).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<crate::spec::IssueEntry>,
@@ -165,6 +194,8 @@ impl Plan {
                 Action::Adopt => summary.adopt += 1,
                 Action::Replace => summary.replace += 1,
                 Action::NoOp => summary.unchanged += 1,
+                Action::Delete => summary.delete += 1,
+                Action::Release => summary.release += 1,
                 Action::Error => summary.error += 1,
             }
         }
@@ -177,6 +208,8 @@ impl Plan {
             steps,
             summary,
             not_in_spec: Vec::new(),
+            kept: Vec::new(),
+            kept_data: None,
             warnings: Vec::new(),
             operations,
         }
@@ -189,10 +222,14 @@ impl Plan {
         if s.adopt > 0 {
             line.push_str(&format!(", {} to adopt", s.adopt));
         }
-        line.push_str(&format!(
-            ", {} to replace, {} unchanged",
-            s.replace, s.unchanged
-        ));
+        line.push_str(&format!(", {} to replace", s.replace));
+        if s.delete > 0 {
+            line.push_str(&format!(", {} to delete", s.delete));
+        }
+        if s.release > 0 {
+            line.push_str(&format!(", {} to release", s.release));
+        }
+        line.push_str(&format!(", {} unchanged", s.unchanged));
         if s.error > 0 {
             line.push_str(&format!(", {} failed to plan", s.error));
         }

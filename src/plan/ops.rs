@@ -102,14 +102,16 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
     for phase in ROLLOUT_ORDER {
         let mut next_gate = Vec::new();
         for (i, step) in steps.iter().enumerate() {
-            if !phase.contains(&step.object.kind) || step.action == Action::Error {
+            if !phase.contains(&step.object.kind)
+                || matches!(step.action, Action::Error | Action::Delete)
+            {
                 continue;
             }
             let rule = step.object.kind.rules().wait_rule();
             let written = match step.action {
                 Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
                 Action::Create => b.push(i, &step.object, Op::Create, gate.clone()),
-                Action::Update | Action::Adopt => b.push(
+                Action::Update | Action::Adopt | Action::Release => b.push(
                     i,
                     &step.object,
                     Op::Apply {
@@ -117,7 +119,9 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     },
                     gate.clone(),
                 ),
-                Action::NoOp | Action::Error => b.push(i, &step.object, Op::Keep, gate.clone()),
+                Action::NoOp | Action::Error | Action::Delete => {
+                    b.push(i, &step.object, Op::Keep, gate.clone())
+                }
             };
             if let Some(why) = &step.wait.stays_pending {
                 let id = b.push(
@@ -145,8 +149,9 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 continue;
             }
             let done = match (rule, step.action) {
-                // A replaced object's recipe ends with its own wait.
-                (_, Action::Replace) | (None, _) => written,
+                // A replaced object's recipe ends with its own wait; a released one is no
+                // longer the stack's to wait for.
+                (_, Action::Replace | Action::Release) | (None, _) => written,
                 (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
             };
             next_gate.push(done);
@@ -176,6 +181,41 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 }
                 consumed.extend(step.wait.consumed_claims.iter().cloned());
             }
+        }
+        if !next_gate.is_empty() {
+            gate = next_gate;
+        }
+    }
+    // Deletions run after the rollout, in reverse phase order, each waited for until gone.
+    for phase in ROLLOUT_ORDER.iter().rev() {
+        let mut next_gate = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if !phase.contains(&step.object.kind) || step.action != Action::Delete {
+                continue;
+            }
+            let uid = step
+                .live
+                .as_ref()
+                .map(|l| l.uid.clone())
+                .unwrap_or_default();
+            let delete = b.push(
+                i,
+                &step.object,
+                Op::Delete {
+                    uid,
+                    propagation: Propagation::Background,
+                },
+                gate.clone(),
+            );
+            let gone = b.push(
+                i,
+                &step.object,
+                Op::Wait {
+                    rule: WaitRule::Gone,
+                },
+                vec![delete],
+            );
+            next_gate.push(gone);
         }
         if !next_gate.is_empty() {
             gate = next_gate;
@@ -255,6 +295,7 @@ mod tests {
             }),
             wait: WaitPlan::default(),
             adopt: false,
+            protect: false,
         }
     }
 
@@ -350,6 +391,30 @@ mod tests {
                 uid: "uid-db".into(),
                 propagation: Propagation::Orphan
             }
+        );
+    }
+
+    #[test]
+    fn deletions_follow_the_rollout_in_reverse_order() {
+        let steps = vec![
+            step(Kind::PersistentVolume, "pv", Action::Delete),
+            step(Kind::StatefulSet, "old", Action::Delete),
+            step(Kind::PersistentVolumeClaim, "c", Action::Delete),
+            step(Kind::StatefulSet, "new", Action::Create),
+        ];
+        let ops = schedule(&steps);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "statefulset/new create after []",
+                "statefulset/new wait StatefulSetReady after [0]",
+                "statefulset/old delete after [1]",
+                "statefulset/old wait Gone after [2]",
+                "pvc/c delete after [3]",
+                "pvc/c wait Gone after [4]",
+                "pv/pv delete after [5]",
+                "pv/pv wait Gone after [6]",
+            ]
         );
     }
 

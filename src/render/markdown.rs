@@ -51,8 +51,24 @@ pub fn markdown(plan: &Plan) -> String {
             details.replace('|', "\\|").replace('\n', " ")
         ));
     }
-    if !plan.not_in_spec.is_empty() {
-        out.push_str("\nNot in the spec any more (apply leaves them in place): ");
+    if !plan.kept.is_empty() {
+        out.push_str("\nKept, not deleted:\n\n");
+        for k in &plan.kept {
+            out.push_str(&format!(
+                "- `{}`: {}\n",
+                k.object.short(),
+                k.reason.replace('|', "\\|")
+            ));
+        }
+    } else if !plan.not_in_spec.is_empty()
+        && !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Delete | Action::Release))
+    {
+        out.push_str(
+            "\nNot in the spec any more (apply leaves them in place; `--prune` removes them): ",
+        );
         out.push_str(
             &plan
                 .not_in_spec

@@ -25,6 +25,8 @@ impl Style {
             Action::Create => text.green().to_string(),
             Action::Update => text.yellow().to_string(),
             Action::Adopt => text.cyan().to_string(),
+            Action::Delete => text.red().to_string(),
+            Action::Release => text.cyan().to_string(),
             Action::Replace => text.magenta().to_string(),
             Action::Error => text.red().bold().to_string(),
             Action::NoOp => text.dimmed().to_string(),
@@ -38,6 +40,8 @@ pub fn symbol(action: Action) -> &'static str {
         Action::Create => "+",
         Action::Update => "~",
         Action::Adopt => "<~",
+        Action::Delete => "-",
+        Action::Release => "~>",
         Action::Replace => "-/+",
         Action::NoOp => "=",
         Action::Error => "!",
@@ -50,6 +54,10 @@ fn headline(step: &Step) -> String {
         Action::Create => format!("{obj} will be created"),
         Action::Update => format!("{obj} will be updated in place"),
         Action::Adopt => format!("{obj} will be adopted into this stack"),
+        Action::Delete => format!("{obj} will be deleted"),
+        Action::Release => format!(
+            "{obj} will be released from this stack (its labels and field ownership go, the object stays)"
+        ),
         Action::Replace => format!("{obj} must be replaced"),
         Action::NoOp => format!("{obj} is unchanged"),
         Action::Error => format!("{obj} could not be planned"),
@@ -102,7 +110,7 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         if matches!(
             step.action,
-            Action::Create | Action::Update | Action::Adopt | Action::Replace
+            Action::Create | Action::Update | Action::Adopt | Action::Replace | Action::Release
         ) {
             let diff = unified_yaml_diff(step.before.as_ref(), step.after.as_ref(), style);
             for line in diff.lines() {
@@ -113,9 +121,23 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    if !plan.not_in_spec.is_empty() {
+    if !plan.kept.is_empty() {
+        out.push_str(&format!("Kept, not deleted ({}):\n", plan.kept.len()));
+        for k in &plan.kept {
+            out.push_str(&format!("    {}: {}\n", k.object.short(), k.reason));
+        }
+        if let Some(data) = &plan.kept_data {
+            out.push_str(&format!("    ({data})\n"));
+        }
+        out.push('\n');
+    } else if !plan.not_in_spec.is_empty()
+        && !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Delete | Action::Release))
+    {
         out.push_str(&format!(
-            "Not in the spec any more ({}); apply leaves them in place, delete them by hand if they should go:\n",
+            "Not in the spec any more ({}); apply leaves them in place (prune them with --prune):\n",
             plan.not_in_spec.len()
         ));
         for id in &plan.not_in_spec {

@@ -67,6 +67,10 @@ pub struct StorageClassSpec {
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
+    /// Never delete or replace this object (like terraform's `prevent_destroy`); remembered in
+    /// the stack's inventory, so it holds even after the table leaves the spec.
+    #[serde(default)]
+    pub protect: bool,
     /// Raw JSON merge patch applied to the generated object.
     pub patch: Option<toml::Table>,
 }
@@ -96,6 +100,10 @@ pub struct VolumeSpec {
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
+    /// Never delete or replace this object (like terraform's `prevent_destroy`); remembered in
+    /// the stack's inventory, so it holds even after the table leaves the spec.
+    #[serde(default)]
+    pub protect: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -160,6 +168,10 @@ pub struct ClaimSpec {
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
+    /// Never delete or replace this object (like terraform's `prevent_destroy`); remembered in
+    /// the stack's inventory, so it holds even after the table leaves the spec.
+    #[serde(default)]
+    pub protect: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -210,6 +222,10 @@ pub struct WorkloadSpec {
     /// Take this object over if it exists without this stack's labels (see `--adopt`).
     #[serde(default)]
     pub adopt: bool,
+    /// Never delete or replace this object (like terraform's `prevent_destroy`); remembered in
+    /// the stack's inventory, so it holds even after the table leaves the spec.
+    #[serde(default)]
+    pub protect: bool,
     pub patch: Option<toml::Table>,
 }
 

@@ -52,6 +52,7 @@ fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
         live: None,
         wait: WaitPlan::default(),
         adopt: false,
+        protect: false,
     }
 }
 

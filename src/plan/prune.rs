@@ -1,0 +1,524 @@
+//! Deciding what happens to objects that left the spec (`--prune`) or to a whole stack
+//! (`destroy`): deleted (with what goes along, in words), released (adopted objects) or kept
+//! (with the reason). Pure: the caller lists the candidates and reads the inventory.
+//!
+//! Never deleted: adopted objects (released instead), objects re-created by someone else since
+//! the stack recorded them (their uid changed), objects with a keep annotation, StorageClasses
+//! and volumes used outside the stack, and — unless data may go — claims, volumes and
+//! StatefulSets whose retention policy deletes their claims. A protected object
+//! (`protect = true`, remembered by the inventory) makes the plan fail instead.
+
+use super::normalize::normalize;
+use super::{Action, Kept, LiveVersion, Step, WaitPlan};
+use crate::inventory::Inventory;
+use crate::kinds::{Kind, ObjectRef};
+use crate::spec::quantity::Quantity;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// Annotations users already write to keep an object when its owner lets go of it.
+pub const KEEP_ANNOTATIONS: &[(&str, &str)] = &[
+    ("helm.sh/resource-policy", "keep"),
+    ("kapp.k14s.io/delete-strategy", "orphan"),
+    ("cli-utils.sigs.k8s.io/on-remove", "keep"),
+    ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
+];
+
+/// What the user allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Claims, volumes and StatefulSets that take their claims along may be deleted
+    /// (`--prune-data`, `destroy --delete-data`).
+    pub data: bool,
+    /// The flag that allows data to go, for the reasons shown (`--prune-data` or `--delete-data`).
+    pub data_flag: &'static str,
+}
+
+/// An object of the stack that the spec does not have (any more).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: ObjectRef,
+    pub live: Value,
+}
+
+/// What the cluster holds around the candidates.
+pub struct Context<'a> {
+    pub inventory: &'a Inventory,
+    /// Every object that is or stays the stack's (desired objects and candidates).
+    pub stack: &'a BTreeSet<ObjectRef>,
+    /// Every PersistentVolume of the cluster.
+    pub volumes: &'a [Value],
+    pub namespace: &'a str,
+}
+
+fn str_at<'v>(v: &'v Value, p: &str) -> &'v str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The steps (delete, release, or error for protected objects) and the kept objects.
+pub fn decide(
+    candidates: &[Candidate],
+    ctx: &Context<'_>,
+    options: PruneOptions,
+) -> (Vec<Step>, Vec<Kept>) {
+    let mut steps = Vec::new();
+    let mut kept = Vec::new();
+    for c in candidates {
+        let keep = |reason: String| Kept {
+            object: c.id.clone(),
+            reason,
+        };
+        let uid = str_at(&c.live, "/metadata/uid").to_string();
+        let entry = ctx.inventory.get(&c.id);
+        if let Some(e) = entry
+            && e.uid != uid
+        {
+            kept.push(keep(format!(
+                "re-created by someone else since this stack recorded it (uid {} → {uid}); not the stack's to delete",
+                e.uid
+            )));
+            continue;
+        }
+        if let Some((k, v)) = KEEP_ANNOTATIONS.iter().find(|(k, v)| {
+            c.live
+                .pointer(&format!("/metadata/annotations/{}", k.replace('/', "~1")))
+                .and_then(Value::as_str)
+                == Some(*v)
+        }) {
+            kept.push(keep(format!("annotation {k}: {v}")));
+            continue;
+        }
+        let mut step = removal_step(c);
+        if entry.is_some_and(|e| e.protect) {
+            step.action = Action::Error;
+            step.protect = true;
+            step.error = Some(format!(
+                "{} is protected (protect = true when it was last applied) and would be deleted; \
+                 put it back in the spec, or apply it once with protect = false before removing it",
+                c.id.short()
+            ));
+            steps.push(step);
+            continue;
+        }
+        if entry.is_some_and(|e| e.adopted) {
+            step.action = Action::Release;
+            step.reasons.push(
+                "adopted by this stack, so it is released, never deleted: the stack's labels and field ownership are removed"
+                    .into(),
+            );
+            step.manifest = minimal(&c.id);
+            let mut after = step.before.clone();
+            if let Some(labels) = after
+                .as_mut()
+                .and_then(|a| a.pointer_mut("/metadata/labels"))
+                .and_then(Value::as_object_mut)
+            {
+                labels.remove(crate::kinds::MANAGED_BY.0);
+                labels.remove(crate::kinds::STACK_LABEL);
+            }
+            if let Some(meta) = after
+                .as_mut()
+                .and_then(|a| a.get_mut("metadata"))
+                .and_then(Value::as_object_mut)
+                && meta
+                    .get("labels")
+                    .and_then(Value::as_object)
+                    .is_some_and(|l| l.is_empty())
+            {
+                meta.remove("labels");
+            }
+            step.after = after;
+            steps.push(step);
+            continue;
+        }
+        match c.id.kind {
+            Kind::StorageClass => {
+                let users: Vec<String> = ctx
+                    .volumes
+                    .iter()
+                    .filter(|pv| str_at(pv, "/spec/storageClassName") == c.id.name)
+                    .map(|pv| {
+                        ObjectRef::new(Kind::PersistentVolume, "", str_at(pv, "/metadata/name"))
+                    })
+                    .filter(|pv| !ctx.stack.contains(pv))
+                    .map(|pv| pv.short())
+                    .collect();
+                if !users.is_empty() {
+                    kept.push(keep(format!(
+                        "used outside the stack by {}",
+                        users.join(", ")
+                    )));
+                    continue;
+                }
+                step.reasons
+                    .push("volumes it provisioned are not affected".into());
+            }
+            Kind::PersistentVolume => {
+                let claim_ns = str_at(&c.live, "/spec/claimRef/namespace");
+                let claim = str_at(&c.live, "/spec/claimRef/name");
+                if !claim.is_empty()
+                    && !ctx.stack.contains(&ObjectRef::new(
+                        Kind::PersistentVolumeClaim,
+                        claim_ns,
+                        claim,
+                    ))
+                {
+                    kept.push(keep(format!(
+                        "bound to claim {claim_ns}/{claim}, which is not the stack's"
+                    )));
+                    continue;
+                }
+                if !options.data {
+                    kept.push(keep(format!(
+                        "a volume holds data ({}): deleted only with {}",
+                        str_at(&c.live, "/spec/capacity/storage"),
+                        options.data_flag
+                    )));
+                    continue;
+                }
+                step.reasons.push(match str_at(&c.live, "/spec/persistentVolumeReclaimPolicy") {
+                    "Delete" => "reclaim policy Delete: its backing storage and data are deleted too".into(),
+                    _ => "the PersistentVolume object goes; with reclaim policy Retain the data stays on the backing storage".into(),
+                });
+            }
+            Kind::PersistentVolumeClaim => {
+                if !options.data {
+                    kept.push(keep(format!(
+                        "a claim holds data ({}): deleted only with {}",
+                        claim_size(&c.live),
+                        options.data_flag
+                    )));
+                    continue;
+                }
+                step.reasons.push(claim_cost(&c.live, ctx.volumes));
+            }
+            Kind::StatefulSet => {
+                let takes = str_at(
+                    &c.live,
+                    "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted",
+                ) == "Delete";
+                let claims = crate::kinds::template_claims(&c.id.name, &c.live);
+                if takes && !options.data {
+                    kept.push(keep(format!(
+                        "its retention policy (whenDeleted: Delete) would delete its claims {}: deleted only with {}",
+                        claims.join(", "),
+                        options.data_flag
+                    )));
+                    continue;
+                }
+                step.reasons.push(if takes {
+                    format!(
+                        "its pods are deleted, and its claims {} with them (retention whenDeleted: Delete)",
+                        claims.join(", ")
+                    )
+                } else if claims.is_empty() {
+                    "its pods are deleted".into()
+                } else {
+                    format!(
+                        "its pods are deleted; its claims {} stay (retention whenDeleted: Retain)",
+                        claims.join(", ")
+                    )
+                });
+            }
+            Kind::Deployment | Kind::DaemonSet => {
+                step.reasons
+                    .push("its pods are deleted; the claims they mount stay".into());
+            }
+            Kind::Service => {
+                step.reasons.push("its DNS name stops resolving".into());
+            }
+            Kind::Namespace | Kind::ConfigMap => {
+                kept.push(keep("never deleted by the plugin".into()));
+                continue;
+            }
+        }
+        steps.push(step);
+    }
+    (steps, kept)
+}
+
+/// A delete step for a candidate; the caller may turn it into a release or an error.
+fn removal_step(c: &Candidate) -> Step {
+    Step {
+        object: c.id.clone(),
+        action: Action::Delete,
+        origin: "not in the spec".into(),
+        changed_paths: Vec::new(),
+        replace_paths: Vec::new(),
+        conflicts: Vec::new(),
+        reasons: Vec::new(),
+        error: None,
+        location: None,
+        before: Some(normalize(c.id.kind, &c.live, &Value::Null)),
+        after: None,
+        manifest: minimal(&c.id),
+        live: Some(LiveVersion {
+            uid: str_at(&c.live, "/metadata/uid").into(),
+            resource_version: str_at(&c.live, "/metadata/resourceVersion").into(),
+        }),
+        wait: WaitPlan::default(),
+        adopt: false,
+        protect: false,
+    }
+}
+
+/// The smallest manifest of an object: applying it releases every field only we own.
+fn minimal(id: &ObjectRef) -> Value {
+    let mut meta = json!({ "name": id.name });
+    if let Some(ns) = &id.namespace {
+        meta["namespace"] = json!(ns);
+    }
+    json!({ "apiVersion": id.kind.api_version(), "kind": id.kind.as_str(), "metadata": meta })
+}
+
+fn claim_size(claim: &Value) -> String {
+    let capacity = str_at(claim, "/status/capacity/storage");
+    if capacity.is_empty() {
+        str_at(claim, "/spec/resources/requests/storage").to_string()
+    } else {
+        capacity.to_string()
+    }
+}
+
+/// What deleting a claim does to its volume and data.
+fn claim_cost(claim: &Value, volumes: &[Value]) -> String {
+    let volume = str_at(claim, "/spec/volumeName");
+    let policy = volumes
+        .iter()
+        .find(|pv| str_at(pv, "/metadata/name") == volume)
+        .map(|pv| str_at(pv, "/spec/persistentVolumeReclaimPolicy"))
+        .unwrap_or_default();
+    match (volume, policy) {
+        ("", _) => "it is not bound to a volume: no data goes with it".into(),
+        (v, "Delete") => format!(
+            "its volume {v} (reclaim policy Delete) and its {} of data are deleted with it",
+            claim_size(claim)
+        ),
+        (v, p) => format!(
+            "its volume {v} (reclaim policy {}) becomes Released and keeps its data",
+            if p.is_empty() { "unknown" } else { p }
+        ),
+    }
+}
+
+/// "3 claims, 3 volumes with 30Gi of data" for the kept claims and volumes, if any.
+pub fn kept_data_summary(kept: &[Kept], candidates: &[Candidate]) -> Option<String> {
+    let mut claims = 0;
+    let mut volumes = 0;
+    let mut total: Option<f64> = None;
+    for k in kept {
+        let Some(c) = candidates.iter().find(|c| c.id == k.object) else {
+            continue;
+        };
+        let size = match k.object.kind {
+            Kind::PersistentVolumeClaim => {
+                claims += 1;
+                claim_size(&c.live)
+            }
+            Kind::PersistentVolume => {
+                volumes += 1;
+                // A bound volume's data is counted with its claim.
+                if !str_at(&c.live, "/spec/claimRef/name").is_empty() {
+                    continue;
+                }
+                str_at(&c.live, "/spec/capacity/storage").to_string()
+            }
+            _ => continue,
+        };
+        if let Ok(q) = Quantity::parse(&size) {
+            total = Some(total.unwrap_or(0.0) + q.as_f64());
+        }
+    }
+    if claims + volumes == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if claims > 0 {
+        parts.push(plural(claims, "claim"));
+    }
+    if volumes > 0 {
+        parts.push(plural(volumes, "volume"));
+    }
+    Some(match total {
+        Some(t) => format!("kept: {} with {} of data", parts.join(", "), binary_size(t)),
+        None => format!("kept: {}", parts.join(", ")),
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// `30Gi`, `1.5Ti`, `512Mi`: bytes in the largest binary unit that keeps the number ≥ 1.
+fn binary_size(bytes: f64) -> String {
+    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}{}", v.round() as u64, units[i])
+    } else {
+        format!("{v:.1}{}", units[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Entry;
+
+    fn cand(kind: Kind, name: &str, live: Value) -> Candidate {
+        let mut live = live;
+        live["metadata"]["name"] = json!(name);
+        if live["metadata"].get("uid").is_none() {
+            live["metadata"]["uid"] = json!(format!("uid-{name}"));
+        }
+        Candidate {
+            id: ObjectRef::new(kind, "ns", name),
+            live,
+        }
+    }
+
+    fn run(
+        cands: &[Candidate],
+        inv: &Inventory,
+        data: bool,
+        volumes: &[Value],
+    ) -> (Vec<Step>, Vec<Kept>) {
+        let stack: BTreeSet<ObjectRef> = cands.iter().map(|c| c.id.clone()).collect();
+        decide(
+            cands,
+            &Context {
+                inventory: inv,
+                stack: &stack,
+                volumes,
+                namespace: "ns",
+            },
+            PruneOptions {
+                data,
+                data_flag: "--prune-data",
+            },
+        )
+    }
+
+    #[test]
+    fn claims_and_volumes_are_kept_without_the_data_flag() {
+        let cands = vec![
+            cand(
+                Kind::PersistentVolumeClaim,
+                "data",
+                json!({"spec": {"volumeName": "pv-1"}, "status": {"capacity": {"storage": "10Gi"}}}),
+            ),
+            cand(Kind::Deployment, "web", json!({})),
+        ];
+        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].object.name, "web");
+        assert_eq!(
+            kept[0].reason,
+            "a claim holds data (10Gi): deleted only with --prune-data"
+        );
+        assert_eq!(
+            kept_data_summary(&kept, &cands).as_deref(),
+            Some("kept: 1 claim with 10Gi of data")
+        );
+    }
+
+    #[test]
+    fn deleting_a_claim_says_what_goes_with_it() {
+        let pvs = vec![
+            json!({"metadata": {"name": "pv-1"}, "spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
+        ];
+        let cands = vec![cand(
+            Kind::PersistentVolumeClaim,
+            "data",
+            json!({"spec": {"volumeName": "pv-1"}, "status": {"capacity": {"storage": "2Gi"}}}),
+        )];
+        let (steps, _) = run(&cands, &Inventory::default(), true, &pvs);
+        assert_eq!(steps[0].action, Action::Delete);
+        assert_eq!(
+            steps[0].reasons,
+            vec!["its volume pv-1 (reclaim policy Delete) and its 2Gi of data are deleted with it"]
+        );
+    }
+
+    #[test]
+    fn adopted_objects_are_released_and_protected_ones_refused() {
+        let cands = vec![
+            cand(Kind::StorageClass, "local-storage", json!({})),
+            cand(Kind::Service, "db", json!({})),
+        ];
+        let inv = Inventory {
+            version: 1,
+            objects: vec![
+                Entry {
+                    object: cands[0].id.clone(),
+                    uid: "uid-local-storage".into(),
+                    adopted: true,
+                    protect: false,
+                },
+                Entry {
+                    object: cands[1].id.clone(),
+                    uid: "uid-db".into(),
+                    adopted: false,
+                    protect: true,
+                },
+            ],
+        };
+        let (steps, _) = run(&cands, &inv, true, &[]);
+        assert_eq!(steps[0].action, Action::Release);
+        assert_eq!(
+            steps[0].manifest["metadata"],
+            json!({"name": "local-storage"})
+        );
+        assert_eq!(steps[1].action, Action::Error);
+        assert!(steps[1].error.as_ref().unwrap().contains("protected"));
+    }
+
+    #[test]
+    fn recreated_annotated_and_shared_objects_are_kept() {
+        let cands = vec![
+            cand(Kind::Service, "db", json!({"metadata": {"uid": "new"}})),
+            cand(
+                Kind::Deployment,
+                "web",
+                json!({"metadata": {"annotations": {"helm.sh/resource-policy": "keep"}}}),
+            ),
+            cand(Kind::StorageClass, "fast", json!({})),
+            cand(
+                Kind::StatefulSet,
+                "db",
+                json!({"spec": {"replicas": 1, "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}),
+            ),
+        ];
+        let inv = Inventory {
+            version: 1,
+            objects: vec![Entry {
+                object: cands[0].id.clone(),
+                uid: "old".into(),
+                adopted: false,
+                protect: false,
+            }],
+        };
+        let pvs =
+            vec![json!({"metadata": {"name": "other"}, "spec": {"storageClassName": "fast"}})];
+        let (steps, kept) = run(&cands, &inv, false, &pvs);
+        assert!(steps.is_empty(), "{steps:?}");
+        let reasons: Vec<&str> = kept.iter().map(|k| k.reason.as_str()).collect();
+        assert!(reasons[0].starts_with("re-created by someone else"));
+        assert_eq!(reasons[1], "annotation helm.sh/resource-policy: keep");
+        assert_eq!(reasons[2], "used outside the stack by pv/other");
+        assert!(
+            reasons[3].contains("would delete its claims data-db-0"),
+            "{}",
+            reasons[3]
+        );
+    }
+}
