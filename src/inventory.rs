@@ -168,6 +168,20 @@ pub async fn after_apply(
             objects.push(e.clone());
         }
     }
+    // Kept by a prune or destroy (e.g. the claims of a removed StatefulSet): still the stack's,
+    // so a later `destroy --delete-data` finds them. Objects re-created by someone else are not.
+    for k in &plan.kept {
+        let ours = !k.reason.starts_with("re-created by someone else");
+        if ours && !k.uid.is_empty() && !objects.iter().any(|o| o.object == k.object) {
+            let was = previous.get(&k.object).filter(|e| e.uid == k.uid);
+            objects.push(Entry {
+                object: k.object.clone(),
+                uid: k.uid.clone(),
+                adopted: was.is_some_and(|e| e.adopted),
+                protect: was.is_some_and(|e| e.protect),
+            });
+        }
+    }
     Inventory {
         version: 1,
         objects,

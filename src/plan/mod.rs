@@ -130,6 +130,9 @@ pub struct Step {
 pub struct Kept {
     pub object: ObjectRef,
     pub reason: String,
+    /// The object's uid, so the inventory keeps recording it as the stack's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
 }
 
 /// Counts per action.

@@ -67,6 +67,7 @@ pub fn decide(
         let keep = |reason: String| Kept {
             object: c.id.clone(),
             reason,
+            uid: str_at(&c.live, "/metadata/uid").to_string(),
         };
         let uid = str_at(&c.live, "/metadata/uid").to_string();
         let entry = ctx.inventory.get(&c.id);

@@ -6,6 +6,7 @@ mod ci;
 mod cli;
 mod examples;
 mod ownership;
+mod prune;
 mod rbac;
 mod rollout;
 mod workloads;

@@ -381,7 +381,7 @@ async fn objects_dropped_from_the_spec_are_listed_but_never_deleted() {
     plan.expect_code(0);
     assert_contains(
         &plan.stdout,
-        "Not in the spec any more (2); apply leaves them in place, delete them by hand if they should go:\n    service/db\n    statefulset/db\n",
+        "Not in the spec any more (2); apply leaves them in place (prune them with --prune):\n    service/db\n    statefulset/db\n",
     );
     assert!(
         !plan.stdout.contains("pvc/data-db-0"),

@@ -1,0 +1,447 @@
+//! Removing things without losing data: prune, destroy and the stack's inventory, on the real
+//! control plane.
+
+use crate::support::{TestCtx, assert_contains, client, cluster};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use serde_json::Value;
+use std::process::Command;
+
+fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = Command::new(cluster().kubectl_dir.join("kubectl"))
+        .args(args)
+        .args(["-n", ns])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn exists<K>(ns: Option<&str>, name: &str) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let ar = kube::api::ApiResource::erase::<K>(&());
+    let api: kube::Api<kube::api::DynamicObject> = match ns {
+        Some(ns) => kube::Api::namespaced_with(client().await, ns, &ar),
+        None => kube::Api::all_with(client().await, &ar),
+    };
+    api.get_opt(name).await.unwrap().is_some()
+}
+
+const FULL: &str = r#"
+[[claim]]
+name = "keep"
+size = "1Gi"
+
+[[claim]]
+name = "scratch"
+size = "1Gi"
+
+[[deployment]]
+name = "web"
+image = "nginx"
+"#;
+
+const SMALL: &str = "[[claim]]\nname = \"keep\"\nsize = \"1Gi\"\n";
+
+#[tokio::test]
+async fn objects_that_left_the_spec_go_only_with_prune_and_data_only_with_prune_data() {
+    let ctx = TestCtx::new("prune").await;
+    let spec = ctx.spec("p", FULL);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let volume = {
+        let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+        api.get("scratch")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .volume_name
+            .unwrap()
+    };
+    ctx.spec("p", SMALL);
+
+    // Without --prune: listed, kept.
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "apply leaves them in place (prune them with --prune)",
+    );
+    assert!(exists::<Deployment>(Some(&ctx.ns), "web").await);
+
+    // --prune: the Deployment goes, the claim holds data and stays.
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_contains(&plan.stdout, "- deployment/web will be deleted");
+    assert_contains(
+        &plan.stdout,
+        "pvc/scratch: a claim holds data (1Gi): deleted only with --prune-data",
+    );
+    ctx.run(&["apply", "-f", spec, "--prune", "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    assert!(!exists::<Deployment>(Some(&ctx.ns), "web").await);
+    assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "scratch").await);
+
+    // --prune-data: the claim goes, and its Delete-policy volume with it, as the plan says.
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    assert_contains(
+        &plan.stdout,
+        &format!(
+            "its volume {volume} (reclaim policy Delete) and its 1Gi of data are deleted with it"
+        ),
+    );
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    assert!(!exists::<PersistentVolumeClaim>(Some(&ctx.ns), "scratch").await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while exists::<PersistentVolume>(None, &volume).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{volume} was not deleted with its claim"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "keep").await);
+    ctx.run(&[
+        "plan",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--detailed-exitcode",
+    ])
+    .expect_code(0);
+}
+
+#[tokio::test]
+async fn a_claim_in_use_by_a_pod_outside_the_stack_names_the_pod() {
+    let ctx = TestCtx::new("inuse").await;
+    let spec = ctx.spec("u", "[[claim]]\nname = \"shared\"\nsize = \"1Gi\"\n");
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "outsider"},
+        "spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+                 "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "shared"}}]}}"#;
+    kubectl(&ctx.ns, &["create", "-f", "-"], Some(pod));
+    ctx.spec("u", "");
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "8s",
+    ]);
+    apply.expect_code(1);
+    assert_contains(
+        &apply.stdout,
+        "held by finalizers kubernetes.io/pvc-protection: in use by pod/outsider",
+    );
+    assert_contains(&apply.stderr, "pvc/shared: timed out");
+}
+
+#[tokio::test]
+async fn an_adopted_class_is_released_never_deleted_and_a_shared_class_is_kept() {
+    let ctx = TestCtx::new("release").await;
+    let class = ctx.unique("adopted");
+    let sc = format!(
+        r#"{{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {{"name": "{class}", "labels": {{"team": "storage"}}}}, "provisioner": "kubernetes.io/no-provisioner"}}"#
+    );
+    kubectl(&ctx.ns, &["create", "-f", "-"], Some(&sc));
+    let with_class = "[[storage_class]]\nname = \"adopted\"\nprovisioner = \"kubernetes.io/no-provisioner\"\nadopt = true\n\n[[storage_class]]\nname = \"shared\"\nprovisioner = \"kubernetes.io/no-provisioner\"\n";
+    let spec = ctx.spec("r", with_class);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    // A volume outside the stack uses the "shared" class.
+    let shared = ctx.unique("shared");
+    let outsider = ctx.unique("outsider");
+    let pv = format!(
+        r#"{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "{outsider}"}},
+            "spec": {{"capacity": {{"storage": "1Gi"}}, "accessModes": ["ReadWriteOnce"], "storageClassName": "{shared}",
+                      "nfs": {{"server": "nfs.example", "path": "/x"}}}}}}"#
+    );
+    kubectl(&ctx.ns, &["create", "-f", "-"], Some(&pv));
+
+    ctx.spec("r", "");
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    plan.expect_code(0);
+    assert_contains(
+        &plan.stdout,
+        &format!("~> storageclass/{class} will be released from this stack"),
+    );
+    assert_contains(
+        &plan.stdout,
+        &format!("storageclass/{shared}: used outside the stack by pv/{outsider}"),
+    );
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    let api: kube::Api<StorageClass> = kube::Api::all(client().await);
+    let labels = api
+        .get(&class)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert!(
+        !labels.contains_key("kubectl-stateful/stack"),
+        "released: {labels:?}"
+    );
+    assert_eq!(labels.get("team").map(String::as_str), Some("storage"));
+    assert!(exists::<StorageClass>(None, &shared).await);
+}
+
+#[tokio::test]
+async fn keep_annotations_protect_and_recreated_objects_hold() {
+    let ctx = TestCtx::new("keepers").await;
+    let full = r#"
+[[claim]]
+name = "precious"
+size = "1Gi"
+protect = true
+
+[[deployment]]
+name = "kept"
+image = "x"
+[deployment.patch.metadata.annotations]
+"helm.sh/resource-policy" = "keep"
+
+[[deployment]]
+name = "swapped"
+image = "x"
+"#;
+    let spec = ctx.spec("k", full);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    // Someone deletes "swapped" and creates it again, with our labels.
+    kubectl(&ctx.ns, &["delete", "deployment", "swapped"], None);
+    let again = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "swapped",
+        "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "k"}},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "y"}]}}}}"#;
+    kubectl(&ctx.ns, &["create", "-f", "-"], Some(again));
+
+    ctx.spec("k", "");
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    plan.expect_code(1);
+    assert_contains(
+        &plan.stdout,
+        "pvc/precious is protected (protect = true when it was last applied)",
+    );
+    assert_contains(
+        &plan.stdout,
+        "deployment/kept: annotation helm.sh/resource-policy: keep",
+    );
+    assert_contains(
+        &plan.stdout,
+        "deployment/swapped: re-created by someone else since this stack recorded it",
+    );
+    let apply = ctx.run(&["apply", "-f", spec, "--prune", "--prune-data", "--yes"]);
+    apply.expect_code(1);
+    for name in ["kept", "swapped"] {
+        assert!(
+            exists::<Deployment>(Some(&ctx.ns), name).await,
+            "{name} was deleted"
+        );
+    }
+    assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "precious").await);
+}
+
+async fn destroy_round_trip(example: &str) {
+    let ctx = TestCtx::new(&format!("destroy{example}")).await;
+    let spec = ctx.example(example);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let claims = |ns: String| async move {
+        let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ns);
+        api.list(&Default::default()).await.unwrap().items.len()
+    };
+    let before = claims(ctx.ns.clone()).await;
+    assert!(before > 0);
+
+    let plan = ctx.run(&["destroy", "-f", spec, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_contains(&plan.stdout, "(kept: ");
+    let destroy = ctx.run(&["destroy", "-f", spec, "--yes", "--timeout", "2m"]);
+    destroy.expect_code(0);
+    assert_eq!(
+        claims(ctx.ns.clone()).await,
+        before,
+        "claims are kept by default"
+    );
+    assert_eq!(
+        ctx.count::<k8s_openapi::api::apps::v1::StatefulSet>().await,
+        0
+    );
+
+    let wipe = ctx.run(&[
+        "destroy",
+        "-f",
+        spec,
+        "--delete-data",
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    wipe.expect_code(0);
+    assert_eq!(
+        claims(ctx.ns.clone()).await,
+        0,
+        "--delete-data leaves no claim"
+    );
+    assert_eq!(
+        ctx.count::<ConfigMap>().await,
+        1,
+        "only kube-root-ca.crt is left"
+    );
+    let ev = events(&wipe.stdout);
+    let first = |kind: &str| {
+        ev.iter()
+            .position(|e| e["event"] == "deleted" && e["object"]["kind"] == kind)
+    };
+    // Reverse rollout order: claims before the volumes they hold.
+    if let (Some(c), Some(v)) = (first("PersistentVolumeClaim"), first("PersistentVolume")) {
+        assert!(c < v, "claims go before volumes");
+    }
+    ctx.run(&[
+        "destroy",
+        "-f",
+        spec,
+        "--delete-data",
+        "--detailed-exitcode",
+    ])
+    .expect_code(0);
+    let api: kube::Api<PersistentVolume> = kube::Api::all(client().await);
+    let left: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .and_then(|c| c.namespace.as_deref())
+                == Some(ctx.ns.as_str())
+        })
+        .filter(|pv| pv.metadata.deletion_timestamp.is_none())
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+                != Some("Delete")
+        })
+        .map(|pv| pv.metadata.name.unwrap_or_default())
+        .collect();
+    assert!(left.is_empty(), "volumes left: {left:?}");
+}
+
+#[tokio::test]
+async fn destroy_local_pv_keeps_data_by_default_and_leaves_nothing_with_delete_data() {
+    destroy_round_trip("local-pv").await;
+}
+
+#[tokio::test]
+async fn destroy_postgres_keeps_data_by_default_and_leaves_nothing_with_delete_data() {
+    destroy_round_trip("postgres").await;
+}
+
+#[tokio::test]
+async fn destroy_shared_claim_keeps_data_by_default_and_leaves_nothing_with_delete_data() {
+    destroy_round_trip("shared-claim").await;
+}
+
+#[tokio::test]
+async fn destroy_events_run_in_reverse_rollout_order() {
+    let ctx = TestCtx::new("reverse").await;
+    let spec = ctx.example("local-pv");
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let wipe = ctx.run(&[
+        "destroy",
+        "-f",
+        spec,
+        "--delete-data",
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    wipe.expect_code(0);
+    let kinds: Vec<String> = events(&wipe.stdout)
+        .iter()
+        .filter(|e| e["event"] == "deleted")
+        .map(|e| e["object"]["kind"].as_str().unwrap().to_string())
+        .collect();
+    let mut order: Vec<String> = kinds.clone();
+    order.dedup();
+    assert_eq!(
+        order,
+        vec![
+            "StatefulSet",
+            "Service",
+            "PersistentVolumeClaim",
+            "PersistentVolume",
+            "StorageClass"
+        ],
+        "{kinds:?}"
+    );
+}
