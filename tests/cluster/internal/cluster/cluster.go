@@ -57,6 +57,8 @@ type Cluster struct {
 	cancel    context.CancelFunc
 	sim       *nodesim.Simulator
 	driver    *csi.Driver
+	csiDone   chan struct{} // closed when the driver's start-up goroutine ended
+	csiErr    chan error    // its result
 	tracker   *storage.HostPathTracker
 	client    kubernetes.Interface
 	dyn       dynamic.Interface
@@ -223,16 +225,36 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.sim.Run(runCtx); err != nil {
 		return fmt.Errorf("simulating nodes: %w", err)
 	}
-	if err := csi.WaitCRDs(ctx, c.ext, c.remaining()); err != nil {
-		return fmt.Errorf("%w; %s", err, c.logHint())
-	}
+	// The CSI driver starts while the controller-manager lifts the nodes' taints
+	// and creates the default ServiceAccount; waitReady checks its registration.
 	c.driver = csi.New(c.client, c.dyn)
-	if err := c.driver.Run(runCtx, nodesim.Names); err != nil {
-		return fmt.Errorf("simulating CSI driver %s: %w", csi.DriverName, err)
-	}
+	c.csiDone, c.csiErr = make(chan struct{}), make(chan error, 1)
+	go func() {
+		defer close(c.csiDone)
+		err := csi.WaitCRDs(runCtx, c.ext, c.remaining())
+		if err == nil {
+			err = c.driver.Run(runCtx, nodesim.Names)
+		}
+		if err != nil {
+			err = fmt.Errorf("simulating CSI driver %s: %w; %s", csi.DriverName, err, c.logHint())
+		}
+		c.csiErr <- err
+	}()
 
 	if err := c.waitReady(ctx); err != nil {
 		return err
+	}
+	// Registered is not yet running: wait for the driver's informers to sync.
+	select {
+	case err := <-c.csiErr:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(c.remaining()):
+		return fmt.Errorf("CSI driver %s not running after %s; %s", csi.DriverName,
+			time.Since(c.startedAt).Round(time.Second), c.logHint())
 	}
 	// Publishing the kubeconfig is the signal that the cluster is ready.
 	data, err := os.ReadFile(adminKubeconfig)
@@ -310,7 +332,8 @@ func (c *Cluster) stop() {
 	if c.cancel != nil {
 		c.cancel()
 	}
-	if c.driver != nil {
+	if c.csiDone != nil {
+		<-c.csiDone // bounded: its API calls end with the cancelled context
 		c.driver.Shutdown()
 	}
 	if c.sim != nil {

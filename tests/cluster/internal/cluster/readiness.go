@@ -82,6 +82,11 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		select {
 		case err := <-c.failed:
 			return false, err
+		case err := <-c.csiErr:
+			if err != nil {
+				return false, err
+			}
+			c.csiErr <- nil // keep the result for start()
 		default:
 		}
 		missing = c.notReady(ctx)

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
@@ -361,18 +362,8 @@ func (d *Driver) syncDelete(ctx context.Context, name string) (time.Duration, er
 }
 
 func (d *Driver) removeVolumeFinalizer(ctx context.Context, name string) error {
-	pv, err := d.client.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(pv.Finalizers, provisionerFinalizer) {
-		return nil
-	}
-	pv.Finalizers = slices.DeleteFunc(slices.Clone(pv.Finalizers), func(f string) bool { return f == provisionerFinalizer })
-	_, err = d.client.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{})
+	patch := fmt.Sprintf(`{"metadata":{"$deleteFromPrimitiveList/finalizers":[%q]}}`, provisionerFinalizer)
+	_, err := d.client.CoreV1().PersistentVolumes().Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -256,14 +256,28 @@ func (d *Driver) snapshotError(ctx context.Context, obj *unstructured.Unstructur
 
 func ptrTo[T any](v T) *T { return &v }
 
-func (d *Driver) writeSnapshotStatus(ctx context.Context, obj *unstructured.Unstructured, status *volumeSnapshotStatus) error {
+// statusPatch is a JSON merge patch that sets status to the given struct, with
+// explicit nulls for fields the old status had and the new one lacks.
+func statusPatch(obj *unstructured.Unstructured, status interface{}) (map[string]interface{}, error) {
 	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(status)
+	if err != nil {
+		return nil, err
+	}
+	old, _, _ := unstructured.NestedMap(obj.Object, "status")
+	for k := range old {
+		if _, ok := st[k]; !ok {
+			st[k] = nil
+		}
+	}
+	return map[string]interface{}{"status": st}, nil
+}
+
+func (d *Driver) writeSnapshotStatus(ctx context.Context, obj *unstructured.Unstructured, status *volumeSnapshotStatus) error {
+	body, err := statusPatch(obj, status)
 	if err != nil {
 		return err
 	}
-	u := obj.DeepCopy()
-	u.Object["status"] = st
-	_, err = d.dyn.Resource(snapshotsGVR).Namespace(u.GetNamespace()).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	_, err = d.patch(ctx, snapshotsGVR, obj.GetNamespace(), obj.GetName(), body, "status")
 	return err
 }
 
@@ -696,13 +710,11 @@ func (d *Driver) snapshotKnobs(c *volumeSnapshotContent) (Knobs, *corev1.Persist
 }
 
 func (d *Driver) writeContentStatus(ctx context.Context, obj *unstructured.Unstructured, status *volumeSnapshotContentStatus) (*unstructured.Unstructured, error) {
-	st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(status)
+	body, err := statusPatch(obj, status)
 	if err != nil {
 		return nil, err
 	}
-	u := obj.DeepCopy()
-	u.Object["status"] = st
-	return d.dyn.Resource(contentsGVR).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	return d.patch(ctx, contentsGVR, "", obj.GetName(), body, "status")
 }
 
 func (d *Driver) syncSidecar(ctx context.Context, name string) (time.Duration, error) {
