@@ -153,6 +153,11 @@ pub struct ApplyArgs {
     pub adopt: bool,
     #[command(flatten)]
     pub prune: PruneArgs,
+    /// Replace this object (KIND/NAME as the plan shows it, e.g. statefulset/db; repeatable):
+    /// delete it with --cascade=orphan and create it again. Claims and volumes also need
+    /// allow_replace = true in the spec.
+    #[arg(long = "replace", value_name = "KIND/NAME")]
+    pub replace: Vec<String>,
 }
 
 #[derive(Debug, Args)]

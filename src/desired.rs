@@ -24,6 +24,8 @@ pub struct DesiredObject {
     pub adopt: bool,
     /// The spec says `protect = true`: never delete or replace it.
     pub protect: bool,
+    /// The spec says `allow_replace = true` (claims and volumes): `--replace` may re-create it.
+    pub allow_replace: bool,
 }
 
 /// Facts from the cluster that change the generated objects.
@@ -132,6 +134,7 @@ impl Builder<'_> {
             only_if_absent: false,
             adopt: false,
             protect: false,
+            allow_replace: false,
         }
     }
 
@@ -249,6 +252,7 @@ impl Builder<'_> {
         );
         obj.adopt = v.adopt;
         obj.protect = v.protect;
+        obj.allow_replace = v.allow_replace;
         obj
     }
 
@@ -302,6 +306,7 @@ impl Builder<'_> {
         );
         obj.adopt = c.adopt;
         obj.protect = c.protect;
+        obj.allow_replace = c.allow_replace;
         obj
     }
 

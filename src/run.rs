@@ -256,6 +256,7 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
         concurrency: args.concurrency.into(),
         force_conflicts: a.force_conflicts,
         adopt: a.adopt,
+        replace: a.replace.clone(),
     };
     let (cluster, plan) = match (&a.plan, &a.file) {
         (Some(path), _) => {
@@ -339,6 +340,7 @@ async fn destroy_command(
         concurrency: args.concurrency.into(),
         force_conflicts: false,
         adopt: false,
+        replace: Vec::new(),
     };
     rollout(&cluster, &plan, &options, json, d.yes, style).await
 }

@@ -33,6 +33,10 @@ enum Outcome {
     Other,
 }
 
+/// A claim expanded on the controller side whose file system waits for a pod no one runs.
+const DEFERRED_RESIZE: &str =
+    "expanded; the file system grows when a pod next mounts it (no pod mounts it now)";
+
 /// How long explaining a failure may take (it runs after the deadline has passed, too).
 const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(15);
 
@@ -196,6 +200,23 @@ async fn run(
                 Err(message) => fail(message),
             }
         }
+        Op::ApplyManifest { manifest, force } => {
+            let options = gateway::ApplyOptions {
+                dry_run: false,
+                force: *force,
+            };
+            match gw.apply(&op.object, manifest, options).await {
+                Ok(_) => {
+                    sink.emit(Event::Applied {
+                        object: op.object.clone(),
+                        action: Action::Update,
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Written)
+                }
+                Err(f) => fail(write_failure(&f)),
+            }
+        }
         Op::Create => match gw.create(&op.object, &step.manifest, false).await {
             Ok(_) => {
                 sink.emit(Event::Applied {
@@ -315,6 +336,22 @@ async fn wait(
                 Some(Ok(obj)) => {
                     current = obj;
                     let mut status = waits::check(rule, current.as_ref());
+                    if rule == WaitRule::ClaimResized
+                        && status.message.starts_with(waits::FILE_SYSTEM_PENDING)
+                    {
+                        if users.is_none() {
+                            users = Some(claim_users(gw, id).await);
+                        }
+                        if users.as_deref() == Some("") {
+                            // No pod mounts it: the file system grows when one does; do not
+                            // wait for that forever.
+                            return waits::WaitStatus {
+                                done: true,
+                                ok: true,
+                                message: DEFERRED_RESIZE.into(),
+                            };
+                        }
+                    }
                     if rule == WaitRule::Gone
                         && id.kind == Kind::PersistentVolumeClaim
                         && status.message.contains("kubernetes.io/pvc-protection")
@@ -353,6 +390,13 @@ async fn wait(
     })
     .await;
     let message = match outcome {
+        Ok(status) if status.ok && status.message == DEFERRED_RESIZE => {
+            sink.emit(Event::Deferred {
+                object: id.clone(),
+                message: status.message,
+            });
+            return Ok(());
+        }
         Ok(status) if status.ok => {
             sink.emit(Event::Ready {
                 object: id.clone(),

@@ -82,6 +82,8 @@ pub struct ApplyOptions {
     pub force_conflicts: bool,
     /// Take over existing objects that are not this stack's (`--adopt`).
     pub adopt: bool,
+    /// Objects the user consents to replace (`--replace statefulset/db`, repeatable).
+    pub replace: Vec<String>,
 }
 
 impl Default for ApplyOptions {
@@ -91,6 +93,7 @@ impl Default for ApplyOptions {
             concurrency: crate::live::DEFAULT_CONCURRENCY,
             force_conflicts: false,
             adopt: false,
+            replace: Vec::new(),
         }
     }
 }
@@ -98,9 +101,12 @@ impl Default for ApplyOptions {
 /// Why a rollout stopped.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
-    #[error("the plan replaces {}, which apply does not do", .0.iter().map(|s| s.object.short()).collect::<Vec<_>>().join(", "))]
+    #[error("the plan replaces {}, which apply does only when named with --replace", .0.iter().map(|s| s.object.short()).collect::<Vec<_>>().join(", "))]
     #[diagnostic(help("{}", replace_help(.0)))]
     Replace(Vec<Step>),
+    #[error("the plan replaces {}, which would delete or detach data", .0.iter().map(|s| s.object.short()).collect::<Vec<_>>().join(", "))]
+    #[diagnostic(help("{}", replace_data_help(.0)))]
+    ReplaceData(Vec<Step>),
     #[error("the plan has objects that could not be planned: {}", .0.join("; "))]
     #[diagnostic(help("fix the errors shown in the plan and run it again"))]
     PlanErrors(Vec<String>),
@@ -125,10 +131,32 @@ fn replace_help(steps: &[Step]) -> String {
         .iter()
         .map(|s| {
             format!(
-                "{}: immutable {} changed; {}",
+                "{}: immutable {} changed; {}. To do it: apply --replace {}",
                 s.object.short(),
                 s.replace_paths.join(", "),
-                s.object.kind.rules().replace_cost()
+                s.object.kind.rules().replace_cost(),
+                s.object.short()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn replace_data_help(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(|s| {
+            let kubectl = match &s.object.namespace {
+                Some(ns) => format!("kubectl -n {ns} delete {} {}", s.object.kind.short(), s.object.name),
+                None => format!("kubectl delete {} {}", s.object.kind.short(), s.object.name),
+            };
+            format!(
+                "{}: immutable {} changed; {}. By hand: back up the data, `{kubectl}`, then apply again. \
+                 Or set allow_replace = true on it in the spec and run apply --replace {}",
+                s.object.short(),
+                s.replace_paths.join(", "),
+                s.object.kind.rules().replace_cost(),
+                s.object.short()
             )
         })
         .collect::<Vec<_>>()
@@ -153,10 +181,26 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
     if !errors.is_empty() {
         return Err(ApplyError::PlanErrors(errors));
     }
+    let named = |s: &Step| options.replace.iter().any(|r| r == &s.object.short());
+    let holds_data = |s: &Step| {
+        matches!(
+            s.object.kind,
+            Kind::PersistentVolumeClaim | Kind::PersistentVolume
+        )
+    };
+    let data: Vec<Step> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Replace && holds_data(s) && !(named(s) && s.allow_replace))
+        .cloned()
+        .collect();
+    if !data.is_empty() {
+        return Err(ApplyError::ReplaceData(data));
+    }
     let replace: Vec<Step> = plan
         .steps
         .iter()
-        .filter(|s| s.action == Action::Replace)
+        .filter(|s| s.action == Action::Replace && !named(s))
         .cloned()
         .collect();
     if !replace.is_empty() {

@@ -13,6 +13,7 @@ pub fn check(rule: WaitRule, obj: Option<&Value>) -> WaitStatus {
         WaitRule::DeploymentReady => deployment(obj),
         WaitRule::DaemonSetReady => daemonset(obj),
         WaitRule::Gone => gone(obj),
+        WaitRule::ClaimResized => claim_resized(obj),
     }
 }
 
@@ -175,6 +176,52 @@ pub fn statefulset(sts: Option<&Value>) -> WaitStatus {
     WaitStatus::ready(format!("{ready}/{replicas} replicas ready"))
 }
 
+/// A claim's expansion is done when `status.capacity` reaches its request. Reports the phases
+/// the resizer and kubelet write: `Resizing` (controller), `FileSystemResizePending` (waits for
+/// a pod to mount it); an infeasible expansion has failed.
+pub fn claim_resized(pvc: Option<&Value>) -> WaitStatus {
+    let Some(pvc) = pvc else {
+        return WaitStatus::failed("the claim is gone");
+    };
+    if str_at(pvc, "/status/phase") != "Bound" {
+        return WaitStatus::waiting("waiting for the claim to be Bound");
+    }
+    let want = str_at(pvc, "/spec/resources/requests/storage");
+    let have = str_at(pvc, "/status/capacity/storage");
+    let parse = |s: &str| crate::spec::quantity::Quantity::parse(s).ok();
+    if let (Some(w), Some(h)) = (parse(want), parse(have))
+        && h.cmp_exact(&w) != std::cmp::Ordering::Less
+    {
+        return WaitStatus::ready(format!("capacity {have}"));
+    }
+    let status = str_at(pvc, "/status/allocatedResourceStatuses/storage");
+    let condition = |t: &str| {
+        pvc.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t && c["status"] == "True"))
+    };
+    if matches!(
+        status,
+        "ControllerResizeInfeasible" | "NodeResizeInfeasible"
+    ) {
+        let why = condition("ControllerResizeError")
+            .or_else(|| condition("NodeResizeError"))
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or(status);
+        return WaitStatus::failed(format!("expansion to {want} failed: {why}"));
+    }
+    if condition("FileSystemResizePending").is_some() || status == "NodeResizePending" {
+        return WaitStatus::waiting(format!("{FILE_SYSTEM_PENDING} ({have} → {want})"));
+    }
+    if condition("Resizing").is_some() || status == "ControllerResizeInProgress" {
+        return WaitStatus::waiting(format!("resizing the volume ({have} → {want})"));
+    }
+    WaitStatus::waiting(format!("waiting for the resizer ({have} → {want})"))
+}
+
+/// The start of the message of a claim whose file system grows only when a pod mounts it.
+pub const FILE_SYSTEM_PENDING: &str = "file system resize pending: waits for a pod to mount it";
+
 /// A Deployment is ready when the controller has seen its generation, every replica runs the
 /// new template and is available, and no old replica is left. A rollout past its progress
 /// deadline has failed.
@@ -301,6 +348,38 @@ mod tests {
             "metadata: {generation: 1}\nstatus: {observedGeneration: 1, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberReady: 3, numberAvailable: 3}",
         );
         assert_eq!(daemonset(Some(&done)), WaitStatus::ready("3/3 pods ready"));
+    }
+
+    #[test]
+    fn claim_resize_reports_each_phase() {
+        let pvc = |status: &str| {
+            yaml(&format!(
+                "spec: {{resources: {{requests: {{storage: 2Gi}}}}}}\nstatus: {{phase: Bound, capacity: {{storage: 1Gi}}, {status}}}"
+            ))
+        };
+        assert!(
+            claim_resized(Some(&pvc("conditions: [{type: Resizing, status: 'True'}]")))
+                .message
+                .starts_with("resizing the volume (1Gi → 2Gi)")
+        );
+        assert!(
+            claim_resized(Some(&pvc(
+                "conditions: [{type: FileSystemResizePending, status: 'True'}]"
+            )))
+            .message
+            .starts_with(FILE_SYSTEM_PENDING)
+        );
+        let failed = claim_resized(Some(&pvc(
+            "allocatedResourceStatuses: {storage: ControllerResizeInfeasible}, conditions: [{type: ControllerResizeError, status: 'True', message: no space}]",
+        )));
+        assert!(
+            failed.done && !failed.ok && failed.message.contains("no space"),
+            "{failed:?}"
+        );
+        let done = yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 2048Mi}}",
+        );
+        assert!(claim_resized(Some(&done)).ok);
     }
 
     #[test]

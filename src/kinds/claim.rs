@@ -47,7 +47,14 @@ impl KindRules for Rules {
         ]
     }
     fn extra_immutable_changes(&self, desired: &Value, live: &Value) -> Vec<String> {
-        match (size(desired), size(live)) {
+        // Lowering the request back to at least the current capacity recovers a failed
+        // expansion (RecoverVolumeExpansionFailure, GA in 1.34); below it is a real shrink.
+        let capacity = live
+            .pointer("/status/capacity/storage")
+            .and_then(Value::as_str)
+            .and_then(|s| Quantity::parse(s).ok())
+            .or_else(|| size(live));
+        match (size(desired), capacity) {
             (Some(want), Some(have)) if want.cmp_exact(&have) == Ordering::Less => {
                 vec!["spec.resources.requests.storage".into()]
             }

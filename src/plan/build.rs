@@ -353,7 +353,139 @@ async fn plan_one(
     if let Some(error) = &step.error {
         step.location = locate(spec, &step, error);
     }
+    if let Some(live) = &live {
+        explain_storage(&mut step, live, facts);
+    }
     step
+}
+
+/// Storage changes in the user's words: a claim's expansion (or recovery from a failed one), a
+/// class that does not allow expansion, and what a StatefulSet template resize will expand —
+/// refused when a claim is not Bound or its class cannot expand.
+fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
+    let size_at = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let expandable = |class: &str| {
+        facts
+            .classes
+            .iter()
+            .find(|c| crate::live::name_of(c) == class)
+            .and_then(|c| c["allowVolumeExpansion"].as_bool())
+            == Some(true)
+    };
+    match (step.object.kind, step.action) {
+        (Kind::PersistentVolumeClaim, Action::Update)
+            if step
+                .changed_paths
+                .iter()
+                .any(|p| p == "spec.resources.requests.storage") =>
+        {
+            let from = size_at(live, "/spec/resources/requests/storage");
+            let to = size_at(&step.manifest, "/spec/resources/requests/storage");
+            if crate::kinds::claim_grows(&step.manifest, live) {
+                step.reasons.push(format!(
+                    "expand {from} → {to}; the file system grows online where the driver supports it, else when a pod next mounts it"
+                ));
+            } else {
+                step.reasons.push(format!(
+                    "recovery: the request goes back from {from} to {to} (at least the current capacity {}) after a failed expansion",
+                    size_at(live, "/status/capacity/storage")
+                ));
+            }
+        }
+        (Kind::PersistentVolumeClaim, Action::Replace)
+            if step
+                .replace_paths
+                .iter()
+                .any(|p| p == "spec.resources.requests.storage")
+                && crate::kinds::claim_grows(&step.manifest, live) =>
+        {
+            let class = size_at(live, "/spec/storageClassName");
+            step.reasons.insert(
+                0,
+                format!(
+                    "class {class:?} does not allow expansion (allowVolumeExpansion is not true): the claim cannot grow in place"
+                ),
+            );
+        }
+        (Kind::StatefulSet, Action::Resize) => {
+            let name = step.object.name.clone();
+            let mut claims = Vec::new();
+            let mut refusals = Vec::new();
+            let templates = step.manifest["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for t in &templates {
+                let tpl = size_at(t, "/metadata/name");
+                let to = size_at(t, "/spec/resources/requests/storage");
+                for c in &facts.claims {
+                    let claim = crate::live::name_of(c);
+                    let ours = claim
+                        .strip_prefix(&format!("{tpl}-{name}-"))
+                        .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()));
+                    if !ours {
+                        continue;
+                    }
+                    let from = size_at(c, "/spec/resources/requests/storage");
+                    let class = size_at(c, "/spec/storageClassName");
+                    if size_at(c, "/status/phase") != "Bound" {
+                        refusals.push(format!("pvc/{claim} is not Bound"));
+                    } else if !expandable(&class) {
+                        refusals.push(format!(
+                            "pvc/{claim}: class {class:?} does not allow expansion"
+                        ));
+                    }
+                    let grows = matches!(
+                        (crate::spec::quantity::Quantity::parse(&to), crate::spec::quantity::Quantity::parse(&from)),
+                        (Ok(t), Ok(f)) if t.cmp_exact(&f) == std::cmp::Ordering::Greater
+                    );
+                    if grows {
+                        claims.push(crate::plan::ClaimResize {
+                            name: claim,
+                            from,
+                            to: to.clone(),
+                        });
+                    }
+                }
+            }
+            if !refusals.is_empty() {
+                step.action = Action::Error;
+                step.error = Some(format!(
+                    "the claim templates cannot be resized: {}",
+                    refusals.join("; ")
+                ));
+                return;
+            }
+            let retain_first = live
+                .pointer("/spec/persistentVolumeClaimRetentionPolicy/whenDeleted")
+                .and_then(Value::as_str)
+                == Some("Delete");
+            let retain_manifest = retain_first.then(|| {
+                let mut m = step.manifest.clone();
+                if let Some(t) = step
+                    .before
+                    .as_ref()
+                    .and_then(|b| b.pointer("/spec/volumeClaimTemplates"))
+                {
+                    m["spec"]["volumeClaimTemplates"] = t.clone();
+                }
+                m["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] =
+                    Value::from("Retain");
+                m
+            });
+            step.resize = Some(crate::plan::ResizePlan {
+                claims,
+                retain_first,
+                retain_manifest,
+            });
+        }
+        _ => {}
+    }
 }
 
 /// Where in the spec the field the server refused comes from.

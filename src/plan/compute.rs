@@ -59,6 +59,8 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         conflicts: input.conflicts,
         adopt: d.adopt,
         protect: d.protect,
+        resize: None,
+        allow_replace: d.allow_replace,
     };
     let Some(live) = input.live else {
         match input.dry_run {
@@ -143,7 +145,39 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
             {
                 paths.push("spec.resources.requests.storage".into());
             }
-            if invalid || (refused && !paths.is_empty()) {
+            let template_growth = kind == Kind::StatefulSet
+                && !paths.is_empty()
+                && paths.iter().all(|p| is_template_size(p))
+                && templates_only_grow(&d.manifest, live);
+            if invalid && template_growth {
+                // Only claim templates grow: expand the claims, then re-create the StatefulSet
+                // without its pods (see `ops::resize_recipe`).
+                step.action = Action::Resize;
+                step.replace_paths = paths;
+                step.reasons.push(
+                    "volumeClaimTemplates are immutable: apply expands every existing claim of the templates, \
+                     then deletes the StatefulSet with --cascade=orphan and creates it again with the new templates; \
+                     its pods are adopted, not restarted"
+                        .into(),
+                );
+                // What changes: the templates' sizes, on top of the object as it is.
+                let mut after = step.before.clone().unwrap_or_else(|| d.manifest.clone());
+                if let (Some(want), Some(have)) = (
+                    d.manifest
+                        .pointer("/spec/volumeClaimTemplates")
+                        .and_then(Value::as_array),
+                    after
+                        .pointer_mut("/spec/volumeClaimTemplates")
+                        .and_then(Value::as_array_mut),
+                ) {
+                    for (w, h) in want.iter().zip(have.iter_mut()) {
+                        if let Some(size) = w.pointer("/spec/resources/requests/storage") {
+                            h["spec"]["resources"]["requests"]["storage"] = size.clone();
+                        }
+                    }
+                }
+                step.after = Some(after);
+            } else if invalid || (refused && !paths.is_empty()) {
                 step.action = Action::Replace;
                 step.replace_paths = if paths.is_empty() { f.fields() } else { paths };
                 step.reasons.push(format!(
@@ -160,6 +194,47 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         }
     }
     step
+}
+
+/// `spec.volumeClaimTemplates[0].spec.resources.requests.storage`.
+fn is_template_size(path: &str) -> bool {
+    path.starts_with("spec.volumeClaimTemplates[")
+        && path.ends_with("].spec.resources.requests.storage")
+}
+
+/// True when the desired StatefulSet has the same claim templates as the live one (same names,
+/// in order) and none is smaller.
+fn templates_only_grow(desired: &Value, live: &Value) -> bool {
+    let names = |v: &Value| -> Vec<String> {
+        v.pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| str_at(t, "/metadata/name"))
+            .collect()
+    };
+    if names(desired) != names(live) {
+        return false;
+    }
+    let sizes = |v: &Value| -> Vec<Option<Quantity>> {
+        v.pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                t.pointer("/spec/resources/requests/storage")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Quantity::parse(s).ok())
+            })
+            .collect()
+    };
+    sizes(desired)
+        .iter()
+        .zip(sizes(live))
+        .all(|(d, l)| match (d, l) {
+            (Some(d), Some(l)) => d.cmp_exact(&l) != Ordering::Less,
+            _ => false,
+        })
 }
 
 /// `spec.replicas owned by "kubectl"` for each conflicting field.
@@ -305,6 +380,7 @@ mod tests {
             only_if_absent: false,
             adopt: false,
             protect: false,
+            allow_replace: false,
         }
     }
 

@@ -28,6 +28,9 @@ pub enum Action {
     Adopt,
     /// An immutable field changes: the object would have to be deleted and created again.
     Replace,
+    /// Only a StatefulSet's claim templates grow: its claims are expanded and it is re-created
+    /// without restarting its pods (`resize` lists the claims).
+    Resize,
     NoOp,
     /// The object left the spec and is pruned (`--prune`, `destroy`); `reasons` say what goes
     /// with it.
@@ -46,6 +49,7 @@ impl Action {
             Action::Update => "update",
             Action::Adopt => "adopt",
             Action::Replace => "replace",
+            Action::Resize => "resize",
             Action::NoOp => "no-op",
             Action::Delete => "delete",
             Action::Release => "release",
@@ -120,9 +124,39 @@ pub struct Step {
     /// The spec says `adopt = true`: taking over this existing object needs no flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// For `resize`: the claims to expand, and whether the retention policy must first become
+    /// `Retain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizePlan>,
     /// `protect = true` (in the spec, or remembered in the inventory): never deleted or replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// `allow_replace = true` on a claim or volume: `--replace` may delete and re-create it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_replace: bool,
+}
+
+/// What a StatefulSet claim-template resize does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResizePlan {
+    /// Every existing claim of the templates, including those of ordinals scaled away.
+    pub claims: Vec<ClaimResize>,
+    /// The StatefulSet's retention policy says `whenDeleted: Delete`: it is set to `Retain`
+    /// before the StatefulSet is deleted, so the claims cannot go with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retain_first: bool,
+    /// The live StatefulSet with `whenDeleted: Retain` (the intermediate manifest), when
+    /// `retain_first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_manifest: Option<Value>,
+}
+
+/// One claim to expand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimResize {
+    pub name: String,
+    pub from: String,
+    pub to: String,
 }
 
 /// An object that left the spec and is not deleted, with the reason.
@@ -144,6 +178,8 @@ pub struct Summary {
     pub adopt: usize,
     pub replace: usize,
     #[serde(default)]
+    pub resize: usize,
+    #[serde(default)]
     pub delete: usize,
     #[serde(default)]
     pub release: usize,
@@ -154,7 +190,14 @@ pub struct Summary {
 impl Summary {
     /// True when applying would change something.
     pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.adopt + self.replace + self.delete + self.release > 0
+        self.create
+            + self.update
+            + self.adopt
+            + self.replace
+            + self.resize
+            + self.delete
+            + self.release
+            > 0
     }
 }
 
@@ -198,6 +241,7 @@ impl Plan {
                 Action::Replace => summary.replace += 1,
                 Action::NoOp => summary.unchanged += 1,
                 Action::Delete => summary.delete += 1,
+                Action::Resize => summary.resize += 1,
                 Action::Release => summary.release += 1,
                 Action::Error => summary.error += 1,
             }
@@ -226,6 +270,9 @@ impl Plan {
             line.push_str(&format!(", {} to adopt", s.adopt));
         }
         line.push_str(&format!(", {} to replace", s.replace));
+        if s.resize > 0 {
+            line.push_str(&format!(", {} to resize", s.resize));
+        }
         if s.delete > 0 {
             line.push_str(&format!(", {} to delete", s.delete));
         }

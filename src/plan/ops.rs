@@ -28,6 +28,9 @@ pub enum WaitRule {
     DaemonSetReady,
     /// The object no longer exists.
     Gone,
+    /// A claim's `status.capacity` has reached its request (an expansion is done); a claim whose
+    /// file system waits for a pod that no pod provides is reported as deferred.
+    ClaimResized,
 }
 
 /// One operation.
@@ -56,6 +59,13 @@ pub enum Op {
     },
     /// A real create of the step's manifest: fails if the object appeared meanwhile.
     Create,
+    /// Server-side apply of a manifest of its own (a step of a recipe: a claim's new size, a
+    /// StatefulSet's retention policy set to `Retain` first).
+    ApplyManifest {
+        manifest: serde_json::Value,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
     /// Nothing to write: the object is as the spec says.
     Keep,
     /// Deletes the object if its uid is still `uid`.
@@ -110,6 +120,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             let rule = step.object.kind.rules().wait_rule();
             let written = match step.action {
                 Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
+                Action::Resize => resize_recipe(&mut b, i, step, gate.clone()),
                 Action::Create => b.push(i, &step.object, Op::Create, gate.clone()),
                 Action::Update | Action::Adopt | Action::Release => b.push(
                     i,
@@ -148,10 +159,20 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 next_gate.push(id);
                 continue;
             }
+            let grows = step.object.kind == Kind::PersistentVolumeClaim
+                && step
+                    .changed_paths
+                    .iter()
+                    .any(|p| p == "spec.resources.requests.storage");
+            let rule = if grows {
+                Some(WaitRule::ClaimResized)
+            } else {
+                rule
+            };
             let done = match (rule, step.action) {
-                // A replaced object's recipe ends with its own wait; a released one is no
-                // longer the stack's to wait for.
-                (_, Action::Replace | Action::Release) | (None, _) => written,
+                // A replaced or resized object's recipe ends with its own wait; a released one
+                // is no longer the stack's to wait for.
+                (_, Action::Replace | Action::Resize | Action::Release) | (None, _) => written,
                 (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
             };
             next_gate.push(done);
@@ -269,6 +290,97 @@ fn replace_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> 
     }
 }
 
+/// StatefulSet claim-template resize: (retention set to `Retain` first, when it says
+/// `Delete`) → expand every existing claim and wait for each → orphan-delete the StatefulSet
+/// (uid precondition) → wait until gone → create it from the spec → wait until ready. Each step
+/// is idempotent, so an interrupted resize finishes when apply runs again: a claim already
+/// expanded is expanded again at no cost, and a StatefulSet deleted but not re-created is
+/// planned as a create.
+fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> usize {
+    let id = &step.object;
+    let ns = id.namespace.clone().unwrap_or_default();
+    let plan = step.resize.clone().unwrap_or(super::ResizePlan {
+        claims: Vec::new(),
+        retain_first: false,
+        retain_manifest: None,
+    });
+    let mut gate = after;
+    if let Some(manifest) = plan.retain_manifest.filter(|_| plan.retain_first) {
+        let retain = b.push(
+            i,
+            id,
+            Op::ApplyManifest {
+                manifest,
+                force: false,
+            },
+            gate.clone(),
+        );
+        gate = vec![retain];
+    }
+    let mut expanded = Vec::new();
+    for c in &plan.claims {
+        let claim = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, &c.name);
+        let manifest = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": { "name": c.name, "namespace": ns },
+            "spec": { "resources": { "requests": { "storage": c.to } } },
+        });
+        // The StatefulSet controller created the claim and owns its request: take that field.
+        let expand = b.push(
+            i,
+            &claim,
+            Op::ApplyManifest {
+                manifest,
+                force: true,
+            },
+            gate.clone(),
+        );
+        expanded.push(b.push(
+            i,
+            &claim,
+            Op::Wait {
+                rule: WaitRule::ClaimResized,
+            },
+            vec![expand],
+        ));
+    }
+    if !expanded.is_empty() {
+        gate = expanded;
+    }
+    let uid = step
+        .live
+        .as_ref()
+        .map(|l| l.uid.clone())
+        .unwrap_or_default();
+    let delete = b.push(
+        i,
+        id,
+        Op::Delete {
+            uid,
+            propagation: Propagation::Orphan,
+        },
+        gate,
+    );
+    let gone = b.push(
+        i,
+        id,
+        Op::Wait {
+            rule: WaitRule::Gone,
+        },
+        vec![delete],
+    );
+    let create = b.push(i, id, Op::Create, vec![gone]);
+    b.push(
+        i,
+        id,
+        Op::Wait {
+            rule: WaitRule::StatefulSetReady,
+        },
+        vec![create],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +408,8 @@ mod tests {
             wait: WaitPlan::default(),
             adopt: false,
             protect: false,
+            resize: None,
+            allow_replace: false,
         }
     }
 
@@ -304,6 +418,7 @@ mod tests {
             .map(|o| {
                 let what = match &o.op {
                     Op::Apply { .. } => "apply".to_string(),
+                    Op::ApplyManifest { force, .. } => format!("apply-manifest force={force}"),
                     Op::Create => "create".into(),
                     Op::Keep => "keep".into(),
                     Op::Delete { .. } => "delete".into(),
@@ -415,6 +530,51 @@ mod tests {
                 "pv/pv delete after [5]",
                 "pv/pv wait Gone after [6]",
             ]
+        );
+    }
+
+    #[test]
+    fn a_template_resize_expands_claims_then_recreates_without_pods() {
+        let mut sts = step(Kind::StatefulSet, "db", Action::Resize);
+        sts.resize = Some(crate::plan::ResizePlan {
+            claims: vec![
+                crate::plan::ClaimResize {
+                    name: "data-db-0".into(),
+                    from: "1Gi".into(),
+                    to: "2Gi".into(),
+                },
+                crate::plan::ClaimResize {
+                    name: "data-db-1".into(),
+                    from: "1Gi".into(),
+                    to: "2Gi".into(),
+                },
+            ],
+            retain_first: true,
+            retain_manifest: Some(
+                json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"}}}),
+            ),
+        });
+        let ops = schedule(&[sts]);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "statefulset/db apply-manifest force=false after []",
+                "pvc/data-db-0 apply-manifest force=true after [0]",
+                "pvc/data-db-0 wait ClaimResized after [1]",
+                "pvc/data-db-1 apply-manifest force=true after [0]",
+                "pvc/data-db-1 wait ClaimResized after [3]",
+                "statefulset/db delete after [2, 4]",
+                "statefulset/db wait Gone after [5]",
+                "statefulset/db create after [6]",
+                "statefulset/db wait StatefulSetReady after [7]",
+            ]
+        );
+        assert_eq!(
+            ops[5].op,
+            Op::Delete {
+                uid: "uid-db".into(),
+                propagation: Propagation::Orphan
+            }
         );
     }
 

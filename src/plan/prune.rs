@@ -260,6 +260,8 @@ fn removal_step(c: &Candidate) -> Step {
         wait: WaitPlan::default(),
         adopt: false,
         protect: false,
+        resize: None,
+        allow_replace: false,
     }
 }
 

@@ -22,6 +22,13 @@ pub fn markdown(plan: &Plan) -> String {
     for step in &plan.steps {
         let details = match step.action {
             Action::Replace => format!("forced by `{}`", step.replace_paths.join("`, `")),
+            Action::Resize => step
+                .resize
+                .iter()
+                .flat_map(|r| r.claims.iter())
+                .map(|c| format!("expand `pvc/{}` {} → {}", c.name, c.from, c.to))
+                .collect::<Vec<_>>()
+                .join(", "),
             Action::Error => match &step.location {
                 Some(at) => format!("{} (at {at})", step.error.clone().unwrap_or_default()),
                 None => step.error.clone().unwrap_or_default(),
@@ -82,7 +89,7 @@ pub fn markdown(plan: &Plan) -> String {
     for step in &plan.steps {
         if !matches!(
             step.action,
-            Action::Create | Action::Update | Action::Adopt | Action::Replace
+            Action::Create | Action::Update | Action::Adopt | Action::Replace | Action::Resize
         ) {
             continue;
         }

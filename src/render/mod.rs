@@ -28,6 +28,7 @@ impl Style {
             Action::Delete => text.red().to_string(),
             Action::Release => text.cyan().to_string(),
             Action::Replace => text.magenta().to_string(),
+            Action::Resize => text.yellow().to_string(),
             Action::Error => text.red().bold().to_string(),
             Action::NoOp => text.dimmed().to_string(),
         }
@@ -43,6 +44,7 @@ pub fn symbol(action: Action) -> &'static str {
         Action::Delete => "-",
         Action::Release => "~>",
         Action::Replace => "-/+",
+        Action::Resize => "~+",
         Action::NoOp => "=",
         Action::Error => "!",
     }
@@ -59,6 +61,9 @@ fn headline(step: &Step) -> String {
             "{obj} will be released from this stack (its labels and field ownership go, the object stays)"
         ),
         Action::Replace => format!("{obj} must be replaced"),
+        Action::Resize => {
+            format!("{obj} claim templates will be resized (claims expanded, pods kept)")
+        }
         Action::NoOp => format!("{obj} is unchanged"),
         Action::Error => format!("{obj} could not be planned"),
     }
@@ -99,6 +104,17 @@ pub fn human(plan: &Plan, style: Style) -> String {
                 step.replace_paths.join(", ")
             ));
         }
+        if let Some(r) = &step.resize {
+            if r.retain_first {
+                out.push_str("    first: retention whenDeleted Delete → Retain, so no delete can take the claims\n");
+            }
+            for c in &r.claims {
+                out.push_str(&format!(
+                    "    expand pvc/{}: {} → {}\n",
+                    c.name, c.from, c.to
+                ));
+            }
+        }
         for r in &step.reasons {
             out.push_str(&format!("    {r}\n"));
         }
@@ -110,7 +126,12 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         if matches!(
             step.action,
-            Action::Create | Action::Update | Action::Adopt | Action::Replace | Action::Release
+            Action::Create
+                | Action::Update
+                | Action::Adopt
+                | Action::Replace
+                | Action::Resize
+                | Action::Release
         ) {
             let diff = unified_yaml_diff(step.before.as_ref(), step.after.as_ref(), style);
             for line in diff.lines() {

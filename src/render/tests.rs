@@ -27,6 +27,8 @@ fn step(kind: Kind, name: &str, action: Action) -> Step {
         wait: WaitPlan::default(),
         adopt: false,
         protect: false,
+        resize: None,
+        allow_replace: false,
     }
 }
 

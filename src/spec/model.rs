@@ -104,6 +104,9 @@ pub struct VolumeSpec {
     /// the stack's inventory, so it holds even after the table leaves the spec.
     #[serde(default)]
     pub protect: bool,
+    /// Allow `apply --replace` to delete and re-create this object (its data may go with it).
+    #[serde(default)]
+    pub allow_replace: bool,
     pub patch: Option<toml::Table>,
 }
 
@@ -172,6 +175,9 @@ pub struct ClaimSpec {
     /// the stack's inventory, so it holds even after the table leaves the spec.
     #[serde(default)]
     pub protect: bool,
+    /// Allow `apply --replace` to delete and re-create this object (its data may go with it).
+    #[serde(default)]
+    pub allow_replace: bool,
     pub patch: Option<toml::Table>,
 }
 

@@ -53,6 +53,8 @@ fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
         wait: WaitPlan::default(),
         adopt: false,
         protect: false,
+        resize: None,
+        allow_replace: false,
     }
 }
 
