@@ -274,7 +274,24 @@ async fn apply(
             dry_run: false,
             force,
         };
-        match gw.apply(&step.object, &manifest, options).await {
+        let mut result = gw.apply(&step.object, &manifest, options).await;
+        if let Err(f) = &result {
+            let conflicts = f.conflicts();
+            if !conflicts.is_empty()
+                && conflicts
+                    .iter()
+                    .all(|c| c.manager == crate::kinds::FIELD_MANAGER)
+            {
+                // Only our own name holds those fields (through a create, recorded as an
+                // update): they are ours to set.
+                let forced = gateway::ApplyOptions {
+                    dry_run: false,
+                    force: true,
+                };
+                result = gw.apply(&step.object, &manifest, forced).await;
+            }
+        }
+        match result {
             Ok(_) => return Ok(()),
             Err(f) if f.is_stale_write() && rv.is_some() => {
                 let live = gw

@@ -218,7 +218,11 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
     let conflicts: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| !s.conflicts.is_empty() && !options.force_conflicts)
+        .filter(|s| {
+            !s.conflicts.is_empty()
+                && !options.force_conflicts
+                && matches!(s.action, Action::Update | Action::Adopt)
+        })
         .map(|s| format!("{}: {}", s.object.short(), conflict_text(&s.conflicts)))
         .collect();
     if !conflicts.is_empty() {

@@ -64,11 +64,35 @@ impl KubeGateway {
         // would then conflict with it, and fields dropped from the spec would never be released.
         // Hand the fields to our apply manager, as kubectl does when it upgrades client-side
         // applied objects (guarded by the resourceVersion just returned).
+        // Controllers often write the object right after its creation (a claim's binding):
+        // then the resourceVersion test fails, and the upgrade is tried on the fresh object.
+        let mut current = created.clone();
+        for _ in 0..3 {
+            match self.upgrade_managed_fields(id, &url_path, &current).await {
+                Ok(Some(upgraded)) => return Ok(upgraded),
+                Ok(None) => return Ok(current),
+                Err(()) => match self.api(id).get_opt(&id.name).await {
+                    Ok(Some(fresh)) => current = to_value(fresh),
+                    _ => break,
+                },
+            }
+        }
+        Ok(created)
+    }
+
+    /// Hands the fields our manager holds through an `Update` (a create) to our `Apply` manager.
+    /// `Ok(None)`: nothing to hand over; `Err`: the object changed meanwhile.
+    async fn upgrade_managed_fields(
+        &self,
+        id: &ObjectRef,
+        url_path: &str,
+        created: &Value,
+    ) -> Result<Option<Value>, ()> {
         let Some(fields) = created
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
         else {
-            return Ok(created);
+            return Ok(None);
         };
         let upgraded: Vec<Value> = fields
             .iter()
@@ -81,7 +105,7 @@ impl KubeGateway {
             })
             .collect();
         if upgraded == *fields {
-            return Ok(created);
+            return Ok(None);
         }
         let patch = json!([
             { "op": "test", "path": "/metadata/resourceVersion",
@@ -92,13 +116,12 @@ impl KubeGateway {
             .header(http::header::CONTENT_TYPE, "application/json-patch+json")
             .body(serde_json::to_vec(&patch).unwrap_or_default());
         let Ok(request) = request else {
-            return Ok(created);
+            return Ok(None);
         };
         match self.client.request::<DynamicObject>(request).await {
-            Ok(obj) => Ok(to_value(obj)),
-            // Someone wrote the object in between: it is created all the same; the next apply
-            // sorts out ownership.
-            Err(_) => Ok(created),
+            Ok(obj) => Ok(Some(to_value(obj))),
+            // Someone wrote the object in between (or the test failed): try again on it.
+            Err(_) => Err(()),
         }
     }
 }

@@ -340,7 +340,13 @@ async fn plan_one(
             Ok(v) => DryRun::Ok(v),
             Err(f) if !f.conflicts().is_empty() => {
                 // Another manager owns fields we set: show them, and what forcing would store.
-                conflicts = f.conflicts();
+                // Fields our own name holds through an older kind of write (a create is
+                // recorded as an update) are ours, not a conflict.
+                conflicts = f
+                    .conflicts()
+                    .into_iter()
+                    .filter(|c| c.manager != crate::kinds::FIELD_MANAGER)
+                    .collect();
                 match gw.apply(&d.id, &d.manifest, dry(true)).await {
                     Ok(v) => DryRun::Ok(v),
                     Err(f) => failed(gw, d, "patch", f).await,

@@ -485,11 +485,45 @@ mod tests {
             stack: "s",
             conflicts: vec![],
         });
-        assert_eq!(step.action, Action::Replace);
+        assert_eq!(step.action, Action::Resize, "only a template grows");
         assert_eq!(
             step.replace_paths,
             vec!["spec.volumeClaimTemplates[0].spec.resources.requests.storage"]
         );
+        assert!(step.reasons[0].contains("--cascade=orphan"));
+        assert_eq!(
+            step.after.as_ref().unwrap()["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
+                ["storage"],
+            "2Gi"
+        );
+
+        // Another immutable change next to the growth is a replace, with its cost.
+        let mut other = desired_sts(3, "2Gi");
+        other["spec"]["serviceName"] = json!("db-headless");
+        let d = desired(Kind::StatefulSet, other);
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&sts(3, "1Gi")),
+            dry_run: DryRun::Failed {
+                failure: ApiFailure {
+                    code: 422,
+                    reason: "Invalid".into(),
+                    message: "spec: Forbidden".into(),
+                    causes: vec![crate::gateway::Cause {
+                        reason: "FieldValueForbidden".into(),
+                        field: "spec".into(),
+                        message: String::new(),
+                    }],
+                    ..Default::default()
+                },
+                rbac_denied: false,
+            },
+            wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
+        });
+        assert_eq!(step.action, Action::Replace);
+        assert!(step.replace_paths.contains(&"spec.serviceName".to_string()));
         assert!(step.reasons[1].contains("--cascade=orphan"));
     }
 

@@ -116,7 +116,7 @@ fn json_view_is_stable() {
     assert_eq!(v["format_version"], 2);
     assert_eq!(
         v["summary"],
-        json!({"create": 1, "update": 1, "adopt": 0, "replace": 1, "delete": 0, "release": 0, "unchanged": 1, "error": 1})
+        json!({"create": 1, "update": 1, "adopt": 0, "replace": 1, "resize": 0, "delete": 0, "release": 0, "unchanged": 1, "error": 1})
     );
     // The typed operations apply runs: none for the step that failed to plan.
     let ops = v["operations"].as_array().unwrap();

@@ -8,5 +8,6 @@ mod examples;
 mod ownership;
 mod prune;
 mod rbac;
+mod resize;
 mod rollout;
 mod workloads;

@@ -1,0 +1,284 @@
+//! Changes stateful users fear, on the real control plane with the simulated CSI driver
+//! (`fast` classes): claim expansion online and deferred, StatefulSet claim-template resize
+//! without restarting pods (a scaled-down ordinal's claim included), refusals, and replacing
+//! with consent.
+
+use crate::support::{TestCtx, assert_contains, client};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use std::collections::BTreeMap;
+
+async fn pod_uids(ctx: &TestCtx) -> BTreeMap<String, String> {
+    let api: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.unwrap(), p.metadata.uid.unwrap()))
+        .collect()
+}
+
+async fn capacity(ctx: &TestCtx, claim: &str) -> String {
+    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let c = api.get(claim).await.unwrap();
+    c.status
+        .and_then(|s| s.capacity)
+        .and_then(|c| c.get("storage").map(|q| q.0.clone()))
+        .unwrap_or_default()
+}
+
+fn sts(replicas: u32, size: &str, class: &str) -> String {
+    format!(
+        "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = {replicas}\nretention = {{ when_deleted = \"Delete\", when_scaled = \"Retain\" }}\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"{size}\"\nclass = \"{class}\"\nmount = \"/data\"\n"
+    )
+}
+
+#[tokio::test]
+async fn growing_claim_templates_expands_every_claim_and_keeps_the_pods() {
+    let ctx = TestCtx::new("tplresize").await;
+    let spec = ctx.spec("r", &sts(3, "1Gi", "fast"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    // Scale down: ordinal 2's claim stays (whenScaled: Retain) and must grow too.
+    ctx.spec("r", &sts(2, "1Gi", "fast"));
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let before = pod_uids(&ctx).await;
+    assert_eq!(before.len(), 2);
+
+    ctx.spec("r", &sts(2, "2Gi", "fast"));
+    let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert_contains(
+        &plan.stdout,
+        "~+ statefulset/db claim templates will be resized (claims expanded, pods kept)",
+    );
+    assert_contains(&plan.stdout, "first: retention whenDeleted Delete → Retain");
+    for n in 0..3 {
+        assert_contains(&plan.stdout, &format!("expand pvc/data-db-{n}: 1Gi → 2Gi"));
+    }
+    assert_contains(&plan.stdout, "1 to resize");
+
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(0);
+    assert_contains(&apply.stdout, "\"event\":\"deleted\"");
+    for n in 0..2 {
+        assert_eq!(
+            capacity(&ctx, &format!("data-db-{n}")).await,
+            "2Gi",
+            "data-db-{n}"
+        );
+    }
+    // No pod mounts the scaled-away ordinal's claim: the volume grew, its file system grows
+    // when a pod mounts it again, and apply says so instead of waiting.
+    assert_contains(
+        &apply.stdout,
+        "\"event\":\"deferred\",\"object\":{\"kind\":\"PersistentVolumeClaim\",\"namespace\":\"",
+    );
+    assert_contains(
+        &apply.stdout,
+        "data-db-2\"},\"message\":\"expanded; the file system grows when a pod next mounts it",
+    );
+    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let request = api
+        .get("data-db-2")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .resources
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(request["storage"].0, "2Gi");
+    assert_eq!(pod_uids(&ctx).await, before, "no pod was re-created");
+    ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn a_resize_interrupted_after_the_orphan_delete_finishes_on_the_next_apply() {
+    let ctx = TestCtx::new("resume").await;
+    let spec = ctx.spec("r", &sts(2, "1Gi", "fast"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let before = pod_uids(&ctx).await;
+    // As if apply was killed right after deleting the StatefulSet with --cascade=orphan.
+    let api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    let dp = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    api.delete("db", &dp).await.unwrap();
+    for _ in 0..100 {
+        if api.get_opt("db").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ctx.spec("r", &sts(2, "2Gi", "fast"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    assert_contains(&plan.stdout, "+ statefulset/db will be created");
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    assert_eq!(
+        pod_uids(&ctx).await,
+        before,
+        "the orphaned pods were adopted"
+    );
+    // The claims made before keep their size until expanded; the next plan says so.
+    let again = ctx.run(&["plan", "-f", spec]);
+    again.expect_code(0);
+}
+
+#[tokio::test]
+async fn a_template_resize_on_a_class_without_expansion_is_refused_naming_claims_and_class() {
+    let ctx = TestCtx::new("noexpand").await;
+    let spec = ctx.spec("r", &sts(1, "1Gi", "standard"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    ctx.spec("r", &sts(1, "2Gi", "standard"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    plan.expect_code(1);
+    assert_contains(
+        &plan.stdout,
+        "the claim templates cannot be resized: pvc/data-db-0: class \"standard\" does not allow expansion",
+    );
+    let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
+    apply.expect_code(1);
+    assert_eq!(capacity(&ctx, "data-db-0").await, "1Gi");
+}
+
+const MOUNTED: &str = r#"
+[[claim]]
+name = "data"
+size = "SIZE"
+class = "fast-immediate"
+
+[[deployment]]
+name = "app"
+image = "app:1"
+[[deployment.mount]]
+claim = "data"
+path = "/data"
+"#;
+
+#[tokio::test]
+async fn growing_a_mounted_claim_waits_until_its_file_system_has_the_space() {
+    let ctx = TestCtx::new("expand").await;
+    let spec = ctx.spec("e", &MOUNTED.replace("SIZE", "1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    ctx.spec("e", &MOUNTED.replace("SIZE", "2Gi"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    plan.expect_code(0);
+    assert_contains(&plan.stdout, "~ pvc/data will be updated in place");
+    assert_contains(&plan.stdout, "expand 1Gi → 2Gi");
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"]);
+    apply.expect_code(0);
+    assert_contains(&apply.stdout, "pvc/data: ready: capacity 2Gi");
+    assert_eq!(capacity(&ctx, "data").await, "2Gi");
+}
+
+#[tokio::test]
+async fn growing_a_claim_no_pod_mounts_is_deferred_not_waited_for() {
+    let ctx = TestCtx::new("deferexp").await;
+    let text = "[[claim]]\nname = \"idle\"\nsize = \"SIZE\"\nclass = \"fast-immediate\"\n";
+    let spec = ctx.spec("d", &text.replace("SIZE", "1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    ctx.spec("d", &text.replace("SIZE", "2Gi"));
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "pvc/idle: expanded; the file system grows when a pod next mounts it",
+    );
+}
+
+#[tokio::test]
+async fn replacing_a_statefulset_needs_its_name_and_keeps_its_pods() {
+    let ctx = TestCtx::new("replacests").await;
+    let base = "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 2\npod_management_policy = \"POLICY\"\n";
+    let spec = ctx.spec("s", &base.replace("POLICY", "OrderedReady"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let before = pod_uids(&ctx).await;
+    ctx.spec("s", &base.replace("POLICY", "Parallel"));
+    let refused = ctx.run(&["apply", "-f", spec, "--yes"]);
+    refused.expect_code(1);
+    assert_contains(&refused.stderr, "apply --replace statefulset/db");
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "--replace",
+        "statefulset/db",
+        "--timeout",
+        "2m",
+    ])
+    .expect_code(0);
+    assert_eq!(pod_uids(&ctx).await, before);
+    ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn replacing_a_claim_is_refused_without_allow_replace_with_the_manual_steps() {
+    let ctx = TestCtx::new("replacepvc").await;
+    let text = "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"CLASS\"\n";
+    let spec = ctx.spec("c", &text.replace("CLASS", "fast-immediate"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    ctx.spec("c", &text.replace("CLASS", "standard"));
+    let refused = ctx.run(&["apply", "-f", spec, "--yes", "--replace", "pvc/data"]);
+    refused.expect_code(1);
+    assert_contains(&refused.stderr, "which would delete or detach data");
+    assert_contains(&refused.stderr, "By hand: back up the data");
+    assert_contains(&refused.stderr, "allow_replace = true");
+    assert_eq!(capacity(&ctx, "data").await, "1Gi");
+    // With allow_replace and the name, it is replaced.
+    let allowed = format!(
+        "{}allow_replace = true\n",
+        text.replace("CLASS", "standard")
+    );
+    ctx.spec("c", &allowed);
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "--replace",
+        "pvc/data",
+        "--timeout",
+        "2m",
+    ])
+    .expect_code(0);
+    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let class = api
+        .get("data")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .storage_class_name;
+    assert_eq!(class.as_deref(), Some("standard"));
+}
