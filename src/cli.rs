@@ -158,6 +158,10 @@ pub struct ApplyArgs {
     /// allow_replace = true in the spec.
     #[arg(long = "replace", value_name = "KIND/NAME")]
     pub replace: Vec<String>,
+    /// Allow changes that delete claims with their data (a StatefulSet scaled down with
+    /// whenScaled: Delete).
+    #[arg(long)]
+    pub delete_data: bool,
 }
 
 #[derive(Debug, Args)]

@@ -257,6 +257,7 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
         force_conflicts: a.force_conflicts,
         adopt: a.adopt,
         replace: a.replace.clone(),
+        delete_data: a.delete_data,
     };
     let (cluster, plan) = match (&a.plan, &a.file) {
         (Some(path), _) => {
@@ -341,6 +342,7 @@ async fn destroy_command(
         force_conflicts: false,
         adopt: false,
         replace: Vec::new(),
+        delete_data: d.delete_data,
     };
     rollout(&cluster, &plan, &options, json, d.yes, style).await
 }

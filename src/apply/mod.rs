@@ -84,6 +84,8 @@ pub struct ApplyOptions {
     pub adopt: bool,
     /// Objects the user consents to replace (`--replace statefulset/db`, repeatable).
     pub replace: Vec<String>,
+    /// Changes that delete claims with their data may run (`--delete-data`).
+    pub delete_data: bool,
 }
 
 impl Default for ApplyOptions {
@@ -94,6 +96,7 @@ impl Default for ApplyOptions {
             force_conflicts: false,
             adopt: false,
             replace: Vec::new(),
+            delete_data: false,
         }
     }
 }
@@ -110,6 +113,11 @@ pub enum ApplyError {
     #[error("the plan has objects that could not be planned: {}", .0.join("; "))]
     #[diagnostic(help("fix the errors shown in the plan and run it again"))]
     PlanErrors(Vec<String>),
+    #[error("the plan deletes claims with their data: {}", .0.join("; "))]
+    #[diagnostic(help(
+        "pass --delete-data if that data may go, or keep the claims: set retention = {{ when_scaled = \"Retain\" }}"
+    ))]
+    DeletesData(Vec<String>),
     #[error("the plan takes over objects this stack does not own: {}", .0.join("; "))]
     #[diagnostic(help("pass --adopt to take them over, or set adopt = true on them in the spec"))]
     Adopt(Vec<String>),
@@ -205,6 +213,21 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
         .collect();
     if !replace.is_empty() {
         return Err(ApplyError::Replace(replace));
+    }
+    let data: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| !s.deletes_claims.is_empty() && !options.delete_data)
+        .map(|s| {
+            format!(
+                "{} deletes {}",
+                s.object.short(),
+                s.deletes_claims.join(", ")
+            )
+        })
+        .collect();
+    if !data.is_empty() {
+        return Err(ApplyError::DeletesData(data));
     }
     let adopt: Vec<String> = plan
         .steps

@@ -418,6 +418,50 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 ),
             );
         }
+        (Kind::StatefulSet, Action::Update | Action::Adopt) => {
+            // Claims of ordinals at or above the new replica count go when the retention policy
+            // says whenScaled: Delete (the policy the StatefulSet will have after the write).
+            let when_scaled = |v: &Value| {
+                v.pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let policy = when_scaled(&step.manifest).or_else(|| when_scaled(live));
+            if policy.as_deref() != Some("Delete") {
+                return;
+            }
+            let replicas = step.manifest["spec"]["replicas"].as_i64().unwrap_or(1);
+            let name = step.object.name.clone();
+            let templates: Vec<String> = live["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| size_at(t, "/metadata/name"))
+                .collect();
+            let mut doomed = Vec::new();
+            let mut sizes = Vec::new();
+            for c in &facts.claims {
+                let claim = crate::live::name_of(c);
+                let ordinal = templates.iter().find_map(|t| {
+                    claim
+                        .strip_prefix(&format!("{t}-{name}-"))
+                        .and_then(|n| n.parse::<i64>().ok())
+                });
+                if ordinal.is_some_and(|o| o >= replicas) {
+                    let size = size_at(c, "/status/capacity/storage");
+                    sizes.push(format!("{claim} ({size})"));
+                    doomed.push(claim);
+                }
+            }
+            if !doomed.is_empty() {
+                step.reasons.push(format!(
+                    "with whenScaled: Delete, {} replicas delete the claims of the ordinals above: {} (apply needs --delete-data)",
+                    replicas,
+                    sizes.join(", ")
+                ));
+                step.deletes_claims = doomed;
+            }
+        }
         (Kind::StatefulSet, Action::Resize) => {
             let name = step.object.name.clone();
             let mut claims = Vec::new();

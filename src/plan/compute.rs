@@ -60,6 +60,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         adopt: d.adopt,
         protect: d.protect,
         resize: None,
+        deletes_claims: Vec::new(),
         allow_replace: d.allow_replace,
     };
     let Some(live) = input.live else {

@@ -131,6 +131,10 @@ pub struct Step {
     /// `protect = true` (in the spec, or remembered in the inventory): never deleted or replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// Claims this change deletes with their data (a StatefulSet scaled down with
+    /// `whenScaled: Delete`): apply needs `--delete-data`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletes_claims: Vec<String>,
     /// `allow_replace = true` on a claim or volume: `--replace` may delete and re-create it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_replace: bool,

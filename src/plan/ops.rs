@@ -409,6 +409,7 @@ mod tests {
             adopt: false,
             protect: false,
             resize: None,
+            deletes_claims: Vec::new(),
             allow_replace: false,
         }
     }

@@ -261,6 +261,7 @@ fn removal_step(c: &Candidate) -> Step {
         adopt: false,
         protect: false,
         resize: None,
+        deletes_claims: Vec::new(),
         allow_replace: false,
     }
 }

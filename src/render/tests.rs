@@ -28,6 +28,7 @@ fn step(kind: Kind, name: &str, action: Action) -> Step {
         adopt: false,
         protect: false,
         resize: None,
+        deletes_claims: Vec::new(),
         allow_replace: false,
     }
 }

@@ -282,3 +282,48 @@ async fn replacing_a_claim_is_refused_without_allow_replace_with_the_manual_step
         .storage_class_name;
     assert_eq!(class.as_deref(), Some("standard"));
 }
+
+#[tokio::test]
+async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_data() {
+    let ctx = TestCtx::new("scaledel").await;
+    let text = "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = N\nretention = { when_scaled = \"Delete\" }\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nmount = \"/data\"\n";
+    let spec = ctx.spec("s", &text.replace("N", "3"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    ctx.spec("s", &text.replace("N", "1"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    assert_contains(
+        &plan.stdout,
+        "with whenScaled: Delete, 1 replicas delete the claims of the ordinals above: data-db-1 (1Gi), data-db-2 (1Gi)",
+    );
+    let refused = ctx.run(&["apply", "-f", spec, "--yes"]);
+    refused.expect_code(1);
+    assert_contains(
+        &refused.stderr,
+        "the plan deletes claims with their data: statefulset/db deletes data-db-1, data-db-2",
+    );
+    assert_eq!(
+        ctx.count::<PersistentVolumeClaim>().await,
+        3,
+        "refused: nothing deleted"
+    );
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "--delete-data",
+        "--timeout",
+        "2m",
+    ])
+    .expect_code(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ctx.count::<PersistentVolumeClaim>().await > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller did not delete the claims"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -54,6 +54,7 @@ fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
         adopt: false,
         protect: false,
         resize: None,
+        deletes_claims: Vec::new(),
         allow_replace: false,
     }
 }
