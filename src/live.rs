@@ -153,7 +153,7 @@ impl Cluster {
             .list(&ListParams::default())
             .await
             .map_err(|e| ClusterError::Api {
-                what: format!("listing {}s", kind.as_str()),
+                what: format!("listing {}", kind.plural()),
                 failure: ApiFailureDisplay(failure(e)),
             })?;
         Ok(list.items.into_iter().map(to_value).collect())

@@ -4,6 +4,12 @@ mod support;
 
 mod ci;
 mod cli;
+mod config;
 mod examples;
 mod rbac;
+mod readme;
+mod replace;
 mod rollout;
+mod stale;
+mod terminal;
+mod usage;
