@@ -169,7 +169,7 @@ path = "/data"
         "-o",
         "json",
         "--timeout",
-        "3s",
+        "10s",
     ]);
     second.expect_code(1);
 
