@@ -19,8 +19,9 @@ Examples:
   # Plan and roll out in one go, waiting up to 10 minutes
   kubectl stateful apply -f stack.toml --yes --timeout 10m
 
-Exit codes: 0 success; 1 error (invalid spec, unreachable cluster, an object that could not be
-planned, a refused or failed rollout); 2 changes present (plan --detailed-exitcode only).";
+Exit codes: 0 success; 1 error (invalid arguments or spec, unreachable cluster, an object that
+could not be planned, a refused or failed rollout); 2 changes present (plan --detailed-exitcode
+only).";
 
 /// Plan and roll out the storage stack of stateful workloads.
 #[derive(Debug, Parser)]

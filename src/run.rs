@@ -19,14 +19,14 @@ pub const EXIT_CHANGES: i32 = 2;
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> miette::Result<i32> {
     let config = crate::config::load()?;
-    let colors_allowed = config.color != Some(false) && color_allowed(&cli.cluster);
+    let colors = ColorInputs::from_env(&cli.cluster, &config);
     let style = Style {
-        color: colors_allowed && std::io::stdout().is_terminal(),
+        color: colors.color(std::io::stdout().is_terminal()),
     };
     // Diagnostics: graphical with carets always; colors and line wrapping only on a terminal, so
     // CI logs keep each message on one line.
     let terminal = std::io::stderr().is_terminal();
-    let diagnostics_color = colors_allowed && terminal;
+    let diagnostics_color = colors.color(terminal);
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -77,11 +77,40 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
     }
 }
 
-/// Colors unless `--no-color`, `NO_COLOR` or a dumb terminal say otherwise.
-fn color_allowed(args: &ClusterArgs) -> bool {
-    !args.no_color
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+/// Everything that decides whether output is colored, read once from the flags, the user config
+/// and the environment; [`ColorInputs::color`] is the decision itself (pure, unit-tested).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColorInputs {
+    /// `--no-color`.
+    pub no_color_flag: bool,
+    /// `color` in the user config file.
+    pub config_color: Option<bool>,
+    /// `$NO_COLOR`.
+    pub no_color_env: Option<std::ffi::OsString>,
+    /// `$TERM`.
+    pub term: Option<String>,
+}
+
+impl ColorInputs {
+    pub fn from_env(args: &ClusterArgs, config: &crate::config::UserConfig) -> Self {
+        ColorInputs {
+            no_color_flag: args.no_color,
+            config_color: config.color,
+            no_color_env: std::env::var_os("NO_COLOR"),
+            term: std::env::var("TERM").ok(),
+        }
+    }
+
+    /// Colors only on a terminal, and never with `--no-color`, `color = false` in the config
+    /// file, a non-empty `NO_COLOR` (no-color.org) or `TERM=dumb`. `color = true` in the config
+    /// file does not force colors: the flag and the environment still win.
+    pub fn color(&self, is_terminal: bool) -> bool {
+        is_terminal
+            && !self.no_color_flag
+            && self.config_color != Some(false)
+            && self.no_color_env.as_ref().is_none_or(|v| v.is_empty())
+            && self.term.as_deref() != Some("dumb")
+    }
 }
 
 fn target(args: &ClusterArgs) -> Target {
@@ -118,6 +147,42 @@ async fn prepare(
     Ok((cluster, spec, namespace))
 }
 
+/// Plans, naming the kubeconfig context and the API server in errors from talking to the
+/// cluster (unreachable, or an account that may not list what planning reads).
+async fn make_plan(
+    args: &ClusterArgs,
+    cluster: &Cluster,
+    spec: &Spec,
+    namespace: &str,
+    options: PlanOptions,
+) -> miette::Result<Plan> {
+    make_plan_with(cluster.gw(), cluster.concurrency, spec, namespace, options)
+        .await
+        .map_err(|e| match e {
+            PlanError::Cluster(c) => miette::Report::new(c).wrap_err(format!(
+                "cannot plan against context {:?} ({})",
+                context_name(args),
+                cluster.server
+            )),
+            spec_error => spec_error.into(),
+        })
+}
+
+/// The kubeconfig context in use: `--context`, else the kubeconfig's current context.
+fn context_name(args: &ClusterArgs) -> String {
+    if let Some(context) = &args.context {
+        return context.clone();
+    }
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path),
+        None => kube::config::Kubeconfig::read(),
+    };
+    kubeconfig
+        .ok()
+        .and_then(|k| k.current_context)
+        .unwrap_or_else(|| "(none)".into())
+}
+
 async fn plan_command(
     args: &ClusterArgs,
     p: PlanArgs,
@@ -134,16 +199,7 @@ async fn plan_command(
             destroy: p.destroy,
             data: p.prune.prune_data,
         };
-        Ok::<_, miette::Report>(
-            make_plan_with(
-                cluster.gw(),
-                cluster.concurrency,
-                &spec,
-                &namespace,
-                options,
-            )
-            .await?,
-        )
+        make_plan(args, &cluster, &spec, &namespace, options).await
     };
     let plan = match planned.await {
         Ok(plan) => plan,
@@ -286,14 +342,7 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
                 destroy: false,
                 data: a.prune.prune_data,
             };
-            let plan = make_plan_with(
-                cluster.gw(),
-                cluster.concurrency,
-                &spec,
-                &namespace,
-                plan_options,
-            )
-            .await?;
+            let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
         }
         (None, None) => unreachable!("clap requires a plan file or -f"),
@@ -423,4 +472,81 @@ fn confirm() -> miette::Result<()> {
         return Err(miette::miette!("apply cancelled"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColorInputs;
+
+    fn on_terminal() -> ColorInputs {
+        ColorInputs {
+            term: Some("xterm-256color".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn colors_only_on_a_terminal() {
+        assert!(on_terminal().color(true));
+        assert!(!on_terminal().color(false));
+        // No TERM at all is not a dumb terminal.
+        assert!(ColorInputs::default().color(true));
+    }
+
+    #[test]
+    fn no_color_flag_env_dumb_terminal_and_config_turn_colors_off() {
+        let flag = ColorInputs {
+            no_color_flag: true,
+            ..on_terminal()
+        };
+        assert!(!flag.color(true));
+        let env = ColorInputs {
+            no_color_env: Some("1".into()),
+            ..on_terminal()
+        };
+        assert!(!env.color(true));
+        let dumb = ColorInputs {
+            term: Some("dumb".into()),
+            ..on_terminal()
+        };
+        assert!(!dumb.color(true));
+        let config = ColorInputs {
+            config_color: Some(false),
+            ..on_terminal()
+        };
+        assert!(!config.color(true));
+    }
+
+    #[test]
+    fn empty_no_color_is_ignored_and_config_true_does_not_override_flags() {
+        let empty = ColorInputs {
+            no_color_env: Some("".into()),
+            ..on_terminal()
+        };
+        assert!(
+            empty.color(true),
+            "NO_COLOR= (empty) does not disable colors"
+        );
+        let config_on = ColorInputs {
+            config_color: Some(true),
+            ..on_terminal()
+        };
+        assert!(config_on.color(true));
+        assert!(
+            !config_on.color(false),
+            "config color = true never colors a pipe"
+        );
+        let flag_wins = ColorInputs {
+            no_color_flag: true,
+            config_color: Some(true),
+            ..on_terminal()
+        };
+        assert!(!flag_wins.color(true), "--no-color wins over color = true");
+        let env_wins = ColorInputs {
+            no_color_env: Some("1".into()),
+            config_color: Some(true),
+            ..on_terminal()
+        };
+        assert!(!env_wins.color(true));
+    }
 }

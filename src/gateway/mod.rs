@@ -110,13 +110,16 @@ impl ApiFailure {
         self.code == 409 && self.reason == "Conflict" && self.conflicts().is_empty()
     }
 
-    /// The server refused to change an immutable field in place.
+    /// The server refused to change an immutable field in place: a `FieldValueForbidden` cause
+    /// (StatefulSet and claim specs), or a `FieldValueInvalid` cause with apimachinery's
+    /// `FieldImmutableErrorMsg` ("field is immutable": StorageClass fields, volume sources).
     pub fn is_immutable_change(&self) -> bool {
         self.code == 422
-            && self
-                .causes
-                .iter()
-                .any(|c| c.reason == "FieldValueForbidden")
+            && self.causes.iter().any(|c| {
+                c.reason == "FieldValueForbidden"
+                    || (c.reason == "FieldValueInvalid"
+                        && c.message.ends_with("field is immutable"))
+            })
     }
 
     /// Fields named by the causes (`spec.template.spec.foo`).

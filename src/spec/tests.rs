@@ -31,8 +31,20 @@ fn examples_load() {
 
 #[test]
 fn stack_name_defaults_to_file_stem() {
-    let spec = load("db.toml", "", "db").unwrap();
-    assert_eq!(spec.stack_name(), "db");
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("deploy.d");
+    std::fs::create_dir(&nested).unwrap();
+    let path = nested.join("orders-db.toml");
+    std::fs::write(&path, "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n").unwrap();
+    let spec = load_file(&path).unwrap();
+    assert_eq!(spec.stack_name(), "orders-db");
+    // Only the last extension is dropped.
+    let dotted = nested.join("orders.v2.toml");
+    std::fs::write(&dotted, "").unwrap();
+    assert_eq!(load_file(&dotted).unwrap().stack_name(), "orders.v2");
+    // `name` wins over the file's stem.
+    std::fs::write(&path, "name = \"orders\"\n").unwrap();
+    assert_eq!(load_file(&path).unwrap().stack_name(), "orders");
 }
 
 #[test]

@@ -116,25 +116,48 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     let ctx = TestCtx::new("savedplan").await;
     let spec = ctx.example("postgres");
     let spec = spec.to_str().unwrap();
+    let original = std::fs::read_to_string(spec).unwrap();
     let plan_file = ctx.dir.path().join("plan.json");
     let plan_file = plan_file.to_str().unwrap();
     ctx.run(&["plan", "-f", spec, "--out", plan_file])
         .expect_code(0);
-    let apply = ctx.run(&["apply", plan_file, "--yes"]);
-    apply.expect_code(0);
-
-    // A plan made now, then a change behind its back: applying it must be refused.
+    // The spec changes after the plan was saved: apply PLANFILE rolls out what was saved, it
+    // does not plan the spec again.
     std::fs::write(
-        ctx.dir.path().join("postgres.toml"),
-        std::fs::read_to_string(spec)
-            .unwrap()
-            .replace("replicas = 3", "replicas = 2"),
+        spec,
+        original
+            .replace("replicas = 3", "replicas = 1")
+            .replace("postgres:17", "postgres:18"),
     )
     .unwrap();
-    ctx.run(&["plan", "-f", spec, "--out", plan_file])
-        .expect_code(0);
+    let apply = ctx.run(&["apply", plan_file, "--yes"]);
+    apply.expect_code(0);
+    assert_contains(
+        &apply.stdout,
+        "statefulset/postgres: ready: 3/3 replicas ready",
+    );
     let sts: kube::Api<StatefulSet> =
         kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    let applied = sts.get("postgres").await.unwrap().spec.unwrap();
+    assert_eq!(applied.replicas, Some(3));
+    assert_eq!(
+        applied.template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("postgres:17")
+    );
+    // What the edited spec would change is still to do.
+    let pending = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    pending.expect_code(2);
+    let v: Value = serde_json::from_str(&pending.stdout).unwrap();
+    assert_eq!(
+        crate::support::step_of(&v, "StatefulSet")["changed_paths"],
+        serde_json::json!(["spec.replicas", "spec.template.spec.containers[0].image"])
+    );
+
+    // A plan made now, then a change behind its back: applying it must be refused.
+    ctx.run(&["plan", "-f", spec, "--out", plan_file])
+        .expect_code(0);
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"changed": "by-hand"}}}}});
     sts.patch(
         "postgres",
@@ -150,6 +173,11 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
         "the saved plan is stale: statefulset/postgres changed since the plan was made",
     );
     assert_contains(&stale.stderr, "plan` again");
+    assert_eq!(
+        sts.get("postgres").await.unwrap().spec.unwrap().replicas,
+        Some(3),
+        "a refused plan writes nothing"
+    );
 }
 
 #[tokio::test]
@@ -243,19 +271,41 @@ async fn context_and_its_namespace_are_used_like_kubectl() {
             .args(&a)
             .env("KUBECONFIG", &path)
             .env("KUBECTL_STATEFUL_CONFIG", "/nonexistent")
+            .env("NO_COLOR", "1")
             .output()
             .unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, stdout) = with_env(args(&["--context", "mine"]));
-    assert_eq!(code, Some(0), "{stdout}");
+    let (code, stdout, stderr) = with_env(args(&["--context", "mine"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_contains(
         &stdout,
         &format!("Stack postgres in namespace {} (2 objects)", ctx.ns),
     );
-    let (code, _) = with_env(args(&[]));
+    // The current context points nowhere: the message names it, its server and what failed.
+    let (code, stdout, stderr) = with_env(args(&[]));
     assert_eq!(code, Some(1), "the current context points nowhere");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_contains(
+        &stderr,
+        "cannot plan against context \"nowhere\" (https://127.0.0.1:1/)",
+    );
+    assert!(
+        [
+            "listing StorageClasses",
+            "listing PersistentVolumes",
+            "reading namespace"
+        ]
+        .iter()
+        .any(|what| stderr.contains(what)),
+        "{stderr}"
+    );
+    // --context names another one in the message.
+    let (code, _, stderr) = with_env(args(&["--context", "nowhere"]));
+    assert_eq!(code, Some(1));
+    assert_contains(&stderr, "context \"nowhere\"");
 }

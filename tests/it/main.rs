@@ -4,10 +4,16 @@ mod support;
 
 mod ci;
 mod cli;
+mod config;
 mod examples;
 mod ownership;
 mod prune;
 mod rbac;
+mod readme;
+mod replace;
 mod resize;
 mod rollout;
+mod stale;
+mod terminal;
+mod usage;
 mod workloads;

@@ -66,27 +66,96 @@ fn example_role() -> ClusterRole {
 
 use serde::Deserialize;
 
+/// A stack that needs every rule of the documented role: a StorageClass and a PersistentVolume
+/// (cluster-scoped), a namespace that does not exist yet, a claim, a Service, a StatefulSet whose
+/// second replica cannot be scheduled until a second disk exists. The failed rollout is explained
+/// with its pods' conditions and Events, which the role lets the plugin read.
+const RBAC_STACK: &str = r#"
+namespace = "NAMESPACE"
+
+[[storage_class]]
+name = "disks"
+provisioner = "kubernetes.io/no-provisioner"
+binding_mode = "WaitForFirstConsumer"
+
+[[volume]]
+name = "disk-1"
+capacity = "1Gi"
+class = "disks"
+node = "node-2"
+local = { path = "/mnt/disks/a" }
+
+[[claim]]
+name = "scratch"
+size = "1Gi"
+
+[[statefulset]]
+name = "db"
+replicas = 2
+image = "registry.k8s.io/pause:3.10"
+pod_management_policy = "Parallel"
+[[statefulset.volume_claim]]
+name = "data"
+size = "1Gi"
+class = "disks"
+mount = "/data"
+"#;
+
+const SECOND_DISK: &str = r#"
+[[volume]]
+name = "disk-2"
+capacity = "1Gi"
+class = "disks"
+node = "node-3"
+local = { path = "/mnt/disks/a" }
+"#;
+
 #[tokio::test]
 async fn the_documented_role_can_plan_and_apply() {
     let ctx = TestCtx::new("rbac").await;
     let kubeconfig = account_with(&ctx, "deployer", example_role()).await;
     let kc = kubeconfig.to_str().unwrap().to_string();
-    let spec = ctx.example("shared-claim");
+    let ns = format!("{}-stack", ctx.ns);
+    let stack = RBAC_STACK.replace("NAMESPACE", &ns);
+    let spec = ctx.spec("stack", &stack);
     let spec = spec.to_str().unwrap().to_string();
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        a.extend([
-            "-f".into(),
-            spec.clone(),
-            "-n".into(),
-            ctx.ns.clone(),
-            "--kubeconfig".into(),
-            kc.clone(),
-        ]);
+        a.extend(["-f".into(), spec.clone(), "--kubeconfig".into(), kc.clone()]);
         a
     };
-    run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(2);
-    run_plugin(&args(&["apply", "--yes", "--timeout", "2m"]), None).expect_code(0);
+    let plan = run_plugin(&args(&["plan", "--detailed-exitcode"]), None);
+    plan.expect_code(2);
+    assert_contains(&plan.stdout, &format!("+ namespace/{ns} will be created"));
+    assert_contains(&plan.stdout, "Plan: 6 to create");
+
+    // The second replica cannot be placed: the failure is explained with what only the events
+    // and pods rules can read.
+    let failed = run_plugin(&args(&["apply", "--yes", "--timeout", "20s"]), None);
+    failed.expect_code(1);
+    assert_contains(&failed.stdout, &format!("namespace/{ns}: created"));
+    assert_contains(
+        &failed.stdout,
+        &format!("storageclass/{}: created", ctx.unique("disks")),
+    );
+    assert_contains(&failed.stdout, "pvc/scratch: ready: Bound to");
+    assert_contains(&failed.stdout, "statefulset/db: FAILED: timed out after");
+    assert_contains(
+        &failed.stdout,
+        "PodScheduled false: 0/3 nodes are available",
+    );
+    assert_contains(&failed.stdout, "Warning FailedScheduling");
+    assert!(
+        !failed.stdout.contains("forbidden"),
+        "the role lacks a right:\n{}",
+        failed.stdout
+    );
+
+    // A second disk: apply again converges, and the plan after it is clean.
+    ctx.spec("stack", &format!("{stack}{SECOND_DISK}"));
+    let apply = run_plugin(&args(&["apply", "--yes", "--timeout", "2m"]), None);
+    apply.expect_code(0);
+    assert_contains(&apply.stdout, "statefulset/db: ready: 2/2 replicas ready");
     run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(0);
 }
 
@@ -113,10 +182,78 @@ async fn read_only_account_is_told_that_dry_run_needs_patch() {
     );
     run.expect_code(1);
     assert_contains(&run.stdout, "! statefulset/postgres could not be planned");
+    // Who was refused, which verb on which resource, and what the plugin needs instead.
+    assert_contains(
+        &run.stdout,
+        &format!(
+            "User \"system:serviceaccount:{}:reader\" cannot create resource \"statefulsets\" in API group \"apps\"",
+            ctx.ns
+        ),
+    );
     assert_contains(
         &run.stdout,
         "validate the create with a dry run, which needs the create verb on statefulsets",
     );
+    assert_contains(
+        &run.stdout,
+        "cannot create resource \"services\" in API group \"\"",
+    );
     assert_contains(&run.stdout, "examples/rbac.yaml");
     assert_contains(&run.stdout, "2 failed to plan");
+}
+
+/// An account without the read rights planning starts with: the message names the context, the
+/// request and the refusal.
+#[tokio::test]
+async fn account_that_cannot_list_is_told_which_request_was_refused() {
+    let ctx = TestCtx::new("nolist").await;
+    let nothing: ClusterRole = serde_json::from_value(json!({ "rules": [
+        { "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"] }
+    ]}))
+    .unwrap();
+    let kubeconfig = account_with(&ctx, "nobody", nothing).await;
+    let context: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
+    let context = context["current-context"].as_str().unwrap().to_string();
+    let spec = ctx.spec("c", "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n");
+    let run = run_plugin(
+        &[
+            "plan".into(),
+            "-f".into(),
+            spec.to_str().unwrap().into(),
+            "-n".into(),
+            ctx.ns.clone(),
+            "--kubeconfig".into(),
+            kubeconfig.to_str().unwrap().into(),
+        ],
+        None,
+    );
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        &format!("cannot plan against context {context:?}"),
+    );
+    let user = format!("User \"system:serviceaccount:{}:nobody\"", ctx.ns);
+    let refusals = [
+        (
+            "listing StorageClasses",
+            "cannot list resource \"storageclasses\"",
+        ),
+        (
+            "listing PersistentVolumes",
+            "cannot list resource \"persistentvolumes\"",
+        ),
+    ];
+    assert!(
+        refusals
+            .iter()
+            .any(|(what, verb)| run.stderr.contains(what) && run.stderr.contains(verb)),
+        "{}",
+        run.stderr
+    );
+    assert_contains(&run.stderr, &user);
+    assert_contains(
+        &run.stderr,
+        "the account needs the RBAC rules in examples/rbac.yaml",
+    );
 }

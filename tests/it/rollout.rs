@@ -97,15 +97,12 @@ path = "/data"
 #[tokio::test]
 async fn claim_that_can_never_bind_fails_within_timeout_with_the_event() {
     let ctx = TestCtx::new("nobind").await;
+    // Volumes are cluster-wide: the label is this test's own, so that no other test's claim
+    // takes the volume made below, and no other test's volume satisfies this claim.
+    let label = format!("never-{}", ctx.prefix);
     let spec = ctx.spec(
         "nobind",
-        r#"
-[[claim]]
-name = "orphan"
-size = "1Gi"
-class = ""
-selector = { never = "matches" }
-"#,
+        &format!("[[claim]]\nname = \"orphan\"\nsize = \"1Gi\"\nclass = \"\"\nselector = {{ never = \"{label}\" }}\n"),
     );
     let run = ctx.run(&[
         "apply",
@@ -130,7 +127,7 @@ selector = { never = "matches" }
     std::fs::write(
         &spec,
         format!(
-            "{text}\n[[volume]]\nname = \"{}\"\ncapacity = \"1Gi\"\nlabels = {{ never = \"matches\" }}\nhost_path = {{ path = \"/tmp/x\" }}\n",
+            "{text}\n[[volume]]\nname = \"{}\"\ncapacity = \"1Gi\"\nlabels = {{ never = \"{label}\" }}\nhost_path = {{ path = \"/tmp/x\" }}\n",
             ctx.unique("match")
         ),
     )
@@ -174,13 +171,18 @@ async fn immutable_template_change_is_a_replace_that_apply_refuses() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes"]).expect_code(0);
 
-    ctx.spec("db", &sts(1, "2Gi"));
+    // A claim template's access modes: not a resize, a replace.
+    let rwx = sts(1, "1Gi").replace(
+        "mount = \"/data\"",
+        "mount = \"/data\"\naccess_modes = [\"ReadWriteMany\"]",
+    );
+    ctx.spec("db", &rwx);
     let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
     plan.expect_code(2);
     assert_contains(&plan.stdout, "-/+ statefulset/db must be replaced");
     assert_contains(
         &plan.stdout,
-        "forced by: spec.volumeClaimTemplates[0].spec.resources.requests.storage",
+        "forced by: spec.volumeClaimTemplates[0].spec.accessModes[0]",
     );
     assert_contains(
         &plan.stdout,
@@ -193,16 +195,25 @@ async fn immutable_template_change_is_a_replace_that_apply_refuses() {
     assert_eq!(step["action"], "replace");
     assert_eq!(
         step["replace_paths"][0],
-        "spec.volumeClaimTemplates[0].spec.resources.requests.storage"
+        "spec.volumeClaimTemplates[0].spec.accessModes[0]"
     );
 
     let apply = ctx.run(&["apply", "-f", spec, "--yes"]);
     apply.expect_code(1);
     assert_contains(
         &apply.stderr,
-        "the plan replaces statefulset/db, which apply does not do",
+        "the plan replaces statefulset/db, which apply does only when named with --replace",
     );
     assert_contains(&apply.stderr, "--cascade=orphan");
+
+    // Growing the template on a class without expansion is refused at plan time, naming both.
+    ctx.spec("db", &sts(1, "2Gi"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    plan.expect_code(1);
+    assert_contains(
+        &plan.stdout,
+        "the claim templates cannot be resized: pvc/data-db-0: class \"standard\" does not allow expansion",
+    );
 }
 
 #[tokio::test]
@@ -313,7 +324,11 @@ async fn growing_a_claim_of_a_class_without_expansion_is_a_replace_with_the_reas
         step["replace_paths"],
         serde_json::json!(["spec.resources.requests.storage"])
     );
-    assert_contains(step["reasons"][0].as_str().unwrap(), "must support resize");
+    assert_contains(
+        step["reasons"][0].as_str().unwrap(),
+        "class \"standard\" does not allow expansion (allowVolumeExpansion is not true)",
+    );
+    assert_contains(step["reasons"][1].as_str().unwrap(), "must support resize");
     // Shrinking back to the live size is no change at all.
     ctx.spec("grow", &claim("1024Mi"));
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
@@ -366,8 +381,47 @@ async fn on_delete_update_is_reported_not_waited_for() {
     apply.expect_code(0);
     assert_contains(
         &apply.stdout,
-        "updateStrategy OnDelete: pods take a new template only when deleted",
+        "statefulset/web: ready: 3/3 replicas ready; updateStrategy OnDelete: pods take a new template only when deleted",
     );
+    // The new template was written...
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    let set = sets.get("web").await.unwrap();
+    assert_eq!(
+        set.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("img:2")
+    );
+    // ...but the running pods keep the old one until they are deleted.
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
+    let image_of = |pod: &Pod| {
+        pod.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    for name in ["web-0", "web-1", "web-2"] {
+        assert_eq!(image_of(&pods.get(name).await.unwrap()), "img:1", "{name}");
+    }
+    let old_uid = pods.get("web-1").await.unwrap().metadata.uid;
+    pods.delete("web-1", &Default::default()).await.unwrap();
+    crate::support::eventually(
+        "web-1 re-created with the new template",
+        std::time::Duration::from_secs(60),
+        || {
+            let pods = pods.clone();
+            let old_uid = old_uid.clone();
+            async move {
+                pods.get_opt("web-1")
+                    .await
+                    .unwrap()
+                    .is_some_and(|p| p.metadata.uid != old_uid && image_of(&p) == "img:2")
+            }
+        },
+    )
+    .await;
+    assert_eq!(image_of(&pods.get("web-0").await.unwrap()), "img:1");
 }
 
 #[tokio::test]
@@ -400,5 +454,210 @@ async fn objects_dropped_from_the_spec_are_listed_but_never_deleted() {
     assert!(
         sts.get_opt("db").await.unwrap().is_some(),
         "apply never deletes"
+    );
+}
+
+#[tokio::test]
+async fn min_ready_seconds_is_waited_for() {
+    let ctx = TestCtx::new("minready").await;
+    let spec = ctx.spec(
+        "app",
+        "[[statefulset]]\nname = \"app\"\nimage = \"registry.k8s.io/pause:3.10\"\nmin_ready_seconds = 3\n",
+    );
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "1m",
+    ]);
+    run.expect_code(0);
+    let ev = events(&run.stdout);
+    let available = ev
+        .iter()
+        .position(|e| {
+            e["event"] == "waiting" && e["message"] == "0/1 replicas available (minReadySeconds)"
+        })
+        .unwrap_or_else(|| panic!("no wait for availability: {ev:#?}"));
+    let ready = position(&ev, "ready", "app").expect("ready");
+    assert!(available < ready, "{ev:#?}");
+    // Ready was reported only once the replica counted as available.
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    let status = sets.get("app").await.unwrap().status.unwrap();
+    assert_eq!(status.available_replicas, Some(1));
+}
+
+#[tokio::test]
+async fn wait_for_first_consumer_claim_without_consumer_is_left_pending() {
+    let ctx = TestCtx::new("wfcnoconsumer").await;
+    let spec = ctx.spec(
+        "late",
+        "[[claim]]\nname = \"later\"\nsize = \"1Gi\"\nclass = \"local-storage\"\n",
+    );
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "1m",
+    ]);
+    run.expect_code(0);
+    let ev = events(&run.stdout);
+    let deferred: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "deferred" && e["object"]["name"] == "later")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(deferred.len(), 2, "{ev:#?}");
+    assert!(deferred[0].starts_with("waits for first consumer"));
+    assert!(
+        deferred[1]
+            .starts_with("still waits for its first consumer: no workload of this stack mounts it"),
+        "{ev:#?}"
+    );
+    assert!(
+        position(&ev, "waiting", "later").is_none() && position(&ev, "ready", "later").is_none(),
+        "nothing waits for it: {ev:#?}"
+    );
+    assert_eq!(ev.last().unwrap()["ok"], true);
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let claim = claims.get("later").await.unwrap();
+    assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn unmanaged_service_of_the_same_name_is_left_alone() {
+    let ctx = TestCtx::new("unmanagedsvc").await;
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    let mine: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db", "labels": {"owner": "someone-else"}},
+        "spec": {"ports": [{"name": "sql", "port": 3306}], "selector": {"app": "other"}}
+    }))
+    .unwrap();
+    let created = services.create(&Default::default(), &mine).await.unwrap();
+    let spec = ctx.spec("db", &sts(1, "1Gi"));
+    let spec = spec.to_str().unwrap();
+    let plan = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    plan.expect_code(0);
+    let v: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let step = step_of(&v, "Service");
+    assert_eq!(step["action"], "no-op");
+    assert_contains(
+        step["reasons"][0].as_str().unwrap(),
+        "service/db exists and is not managed by kubectl-stateful; it is left as it is",
+    );
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let after = services.get("db").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, created.metadata.resource_version,
+        "the Service was not written"
+    );
+    assert!(
+        after
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .all(|f| f.manager.as_deref() != Some("kubectl-stateful"))
+    );
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    assert_eq!(
+        sets.get("db")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .service_name
+            .as_deref(),
+        Some("db")
+    );
+}
+
+/// The server refuses one object (422): it is shown with the server's reason, everything else is
+/// still planned, and apply refuses the plan — from the spec and from a saved plan.
+#[tokio::test]
+async fn one_object_refused_by_the_server_others_still_planned_apply_refuses() {
+    let ctx = TestCtx::new("invalid422").await;
+    let spec = ctx.spec(
+        "mixed",
+        r#"
+[[claim]]
+name = "good"
+size = "1Gi"
+
+[[claim]]
+name = "bad"
+size = "1Gi"
+[claim.patch.spec]
+volumeMode = "Sideways"
+
+[[statefulset]]
+name = "db"
+image = "registry.k8s.io/pause:3.10"
+"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let plan_file = ctx.dir.path().join("plan.json");
+    let plan = ctx.run(&["plan", "-f", spec, "--out", plan_file.to_str().unwrap()]);
+    plan.expect_code(1);
+    assert_contains(&plan.stdout, "! pvc/bad could not be planned  (claim[1])");
+    assert_contains(&plan.stdout, "Unsupported value: \"Sideways\"");
+    assert_contains(&plan.stdout, "(Invalid, HTTP 422)");
+    assert_contains(&plan.stdout, "+ pvc/good will be created");
+    assert_contains(&plan.stdout, "+ statefulset/db will be created");
+    assert_contains(
+        &plan.stdout,
+        "Plan: 3 to create, 0 to update, 0 to replace, 0 unchanged, 1 failed to plan.",
+    );
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    json.expect_code(1);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let actions: Vec<(&str, &str)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["object"]["name"].as_str().unwrap(),
+                s["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("good", "create"),
+            ("bad", "error"),
+            ("db", "create"),
+            ("db", "create")
+        ]
+    );
+    assert_contains(v["steps"][1]["error"].as_str().unwrap(), "spec.volumeMode");
+
+    for apply in [
+        ctx.run(&["apply", "-f", spec, "--yes"]),
+        ctx.run(&["apply", plan_file.to_str().unwrap(), "--yes"]),
+    ] {
+        apply.expect_code(1);
+        assert_contains(
+            &apply.stderr,
+            "the plan has objects that could not be planned: pvc/bad: ",
+        );
+        assert_contains(&apply.stdout, "! pvc/bad could not be planned");
+    }
+    assert_eq!(
+        ctx.count::<PersistentVolumeClaim>().await,
+        0,
+        "nothing written"
     );
 }

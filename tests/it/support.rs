@@ -330,6 +330,12 @@ impl Run {
 
 /// Runs the plugin binary against the test cluster, without a terminal and without color.
 pub fn run_plugin(args: &[String], stdin: Option<&str>) -> Run {
+    run_plugin_env(args, &[], stdin)
+}
+
+/// The plugin binary with the test defaults: the test cluster's kubeconfig, no color, no user
+/// config file; then `env` (`None` removes a variable).
+pub fn plugin_command(args: &[String], env: &[(&str, Option<&str>)]) -> Command {
     let c = cluster();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"));
     cmd.args(args)
@@ -338,8 +344,20 @@ pub fn run_plugin(args: &[String], stdin: Option<&str>) -> Run {
         .env(
             "KUBECTL_STATEFUL_CONFIG",
             "/nonexistent/kubectl-stateful.toml",
-        )
-        .stdout(Stdio::piped())
+        );
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
+}
+
+/// Like [`run_plugin`], with changes to the environment (`None` removes a variable).
+pub fn run_plugin_env(args: &[String], env: &[(&str, Option<&str>)], stdin: Option<&str>) -> Run {
+    let mut cmd = plugin_command(args, env);
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -380,4 +398,81 @@ pub fn step_of<'a>(plan: &'a serde_json::Value, kind: &str) -> &'a serde_json::V
         .iter()
         .find(|s| s["object"]["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} in the plan"))
+}
+
+/// Strings from `&str`s, for argument lists.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A run of the plugin on a pseudo-terminal (stdin, stdout and stderr all the terminal).
+#[derive(Debug)]
+pub struct TtyRun {
+    pub code: i32,
+    /// Everything written to the terminal (stdout and stderr interleaved, `\r\n` line ends).
+    pub output: String,
+}
+
+/// Runs the plugin on a pseudo-terminal with `TERM=xterm` and no `NO_COLOR` (then `env`). For
+/// each `(prompt, answer)` in `dialog`, waits for `prompt` and types `answer` and Enter.
+pub fn run_on_terminal(
+    args: &[String],
+    env: &[(&str, Option<&str>)],
+    dialog: &[(&str, &str)],
+) -> TtyRun {
+    let mut all_env: Vec<(&str, Option<&str>)> = vec![("NO_COLOR", None), ("TERM", Some("xterm"))];
+    all_env.extend_from_slice(env);
+    let cmd = plugin_command(args, &all_env);
+    let mut session =
+        rexpect::session::spawn_command(cmd, Some(120_000)).expect("spawn on a pseudo-terminal");
+    let mut output = String::new();
+    for (prompt, answer) in dialog {
+        let before = session
+            .exp_string(prompt)
+            .unwrap_or_else(|e| panic!("no prompt {prompt:?} on the terminal: {e}"));
+        output.push_str(&before);
+        output.push_str(prompt);
+        session.send_line(answer).expect("type the answer");
+    }
+    output.push_str(&session.exp_eof().expect("the plugin ends"));
+    let code = match session.process().wait().expect("wait for the plugin") {
+        rexpect::process::WaitStatus::Exited(_, code) => code,
+        other => panic!("the plugin did not exit normally: {other:?}\n{output}"),
+    };
+    TtyRun { code, output }
+}
+
+/// Writes a kubeconfig into `dir` (named `name`) from the test cluster's, changed by `edit`.
+pub fn kubeconfig_with(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_yaml::Value),
+) -> PathBuf {
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cluster().kubeconfig).unwrap()).unwrap();
+    edit(&mut kc);
+    let path = dir.join(name);
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
+/// The JSON lines of an `apply -o json` run.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Polls `check` every 200ms until it returns true, for at most `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

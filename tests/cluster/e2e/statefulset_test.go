@@ -117,6 +117,9 @@ func TestStatefulSetWithVolumeClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(pods.Items) != 3 {
+		t.Fatalf("after the rolling update there are %d pods, want 3", len(pods.Items))
+	}
 	for _, p := range pods.Items {
 		if img := p.Spec.Containers[0].Image; img != "registry.k8s.io/nginx-slim:0.28" || !podReady(&p) {
 			t.Errorf("after the rolling update pod %s has image %s, ready %v", p.Name, img, podReady(&p))

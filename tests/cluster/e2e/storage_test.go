@@ -137,15 +137,27 @@ func TestLocalVolumeWaitsForFirstConsumer(t *testing.T) {
 		}
 		return len(events.Items) > 0, nil
 	})
-	// The binder has seen the claim (the event) and must leave it alone.
-	time.Sleep(2 * time.Second)
-	got, err := client.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), "local", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Status.Phase != corev1.ClaimPending || got.Spec.VolumeName != "" {
-		t.Fatalf("claim without consumer: phase %q volume %q, want Pending and unbound", got.Status.Phase, got.Spec.VolumeName)
-	}
+	// The binder has seen the claim (the event) and must leave it alone: it stays Pending and
+	// unbound for as long as we look, and so do this test's volumes.
+	consistently(t, 3*time.Second, "claim without consumer stays Pending and unbound", func(ctx context.Context) error {
+		got, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "local", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got.Status.Phase != corev1.ClaimPending || got.Spec.VolumeName != "" {
+			return fmt.Errorf("phase %q volume %q, want Pending and unbound", got.Status.Phase, got.Spec.VolumeName)
+		}
+		for i := 0; i < 2; i++ {
+			pv, err := client.CoreV1().PersistentVolumes().Get(ctx, fmt.Sprintf("e2e-local-%s-%d", id, i), metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if pv.Spec.ClaimRef != nil || pv.Status.Phase != corev1.VolumeAvailable {
+				return fmt.Errorf("PV %s: phase %q claimRef %v, want Available and unclaimed", pv.Name, pv.Status.Phase, pv.Spec.ClaimRef)
+			}
+		}
+		return nil
+	})
 
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "consumer"},
@@ -181,8 +193,13 @@ func TestLocalVolumeWaitsForFirstConsumer(t *testing.T) {
 	if pv.Labels["e2e"] != id || pv.Spec.Local == nil {
 		t.Fatalf("claim bound to unexpected volume %s", pv.Name)
 	}
-	if node := bound.Annotations["volume.kubernetes.io/selected-node"]; node != "" && node != "node-2" {
-		t.Fatalf("selected-node annotation %q", node)
+	// Both sides of the binding point at each other (a static volume: the scheduler binds it
+	// directly, there is no selected-node annotation as with provisioning).
+	if ref := pv.Spec.ClaimRef; ref == nil || ref.Namespace != ns || ref.Name != "local" || ref.UID != bound.UID {
+		t.Fatalf("PV %s claimRef = %+v, want %s/local uid %s", pv.Name, pv.Spec.ClaimRef, ns, bound.UID)
+	}
+	if bound.Annotations["pv.kubernetes.io/bind-completed"] != "yes" {
+		t.Fatalf("claim annotations %v lack pv.kubernetes.io/bind-completed=yes", bound.Annotations)
 	}
 }
 

@@ -1,0 +1,157 @@
+//! Every replace-forcing field the README lists, on the real control plane: the server refuses the
+//! change, and the plan names the immutable field (volumeClaimTemplates and claim growth have
+//! their own tests in rollout.rs).
+
+use crate::support::{TestCtx, step_of};
+use serde_json::Value;
+
+const BASE: &str = r#"
+[[storage_class]]
+name = "sc"
+provisioner = "example.com/nothing"
+parameters = { tier = "a" }
+reclaim_policy = "Retain"
+binding_mode = "Immediate"
+
+# Of class sc, so that no other test's claim without a class can bind it.
+[[volume]]
+name = "vol"
+capacity = "1Gi"
+class = "sc"
+host_path = { path = "/tmp/kstateful-replace-a" }
+
+[[claim]]
+name = "data"
+size = "2Gi"
+class = "standard"
+access_modes = ["ReadWriteOnce"]
+
+[[statefulset]]
+name = "db"
+image = "registry.k8s.io/pause:3.10"
+pod_management_policy = "OrderedReady"
+"#;
+
+const SELECTOR_PATCH: &str = r#"
+[statefulset.patch.spec.selector.matchLabels]
+extra = "x"
+[statefulset.patch.spec.template.metadata.labels]
+extra = "x"
+"#;
+
+#[tokio::test]
+async fn each_immutable_field_is_a_replace_naming_it() {
+    let ctx = TestCtx::new("replacefields").await;
+    let spec = ctx.spec("stack", BASE);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+
+    let edit = |from: &str, to: &str| {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    };
+    let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+        (
+            "statefulset selector",
+            format!("{BASE}{SELECTOR_PATCH}"),
+            "StatefulSet",
+            vec!["spec.selector.matchLabels.extra"],
+        ),
+        (
+            "statefulset serviceName",
+            format!("{BASE}service = \"db-other\"\n"),
+            "StatefulSet",
+            vec!["spec.serviceName"],
+        ),
+        (
+            "statefulset podManagementPolicy",
+            edit(
+                "pod_management_policy = \"OrderedReady\"",
+                "pod_management_policy = \"Parallel\"",
+            ),
+            "StatefulSet",
+            vec!["spec.podManagementPolicy"],
+        ),
+        (
+            "claim class",
+            edit("class = \"standard\"", "class = \"sc\""),
+            "PersistentVolumeClaim",
+            vec!["spec.storageClassName"],
+        ),
+        (
+            "claim access modes",
+            edit(
+                "access_modes = [\"ReadWriteOnce\"]",
+                "access_modes = [\"ReadWriteMany\"]",
+            ),
+            "PersistentVolumeClaim",
+            vec!["spec.accessModes[0]"],
+        ),
+        (
+            "claim shrink",
+            edit("size = \"2Gi\"", "size = \"1Gi\""),
+            "PersistentVolumeClaim",
+            vec!["spec.resources.requests.storage"],
+        ),
+        (
+            "volume source",
+            edit("/tmp/kstateful-replace-a", "/tmp/kstateful-replace-b"),
+            "PersistentVolume",
+            vec!["spec.hostPath.path"],
+        ),
+        (
+            "storage class provisioner",
+            edit("example.com/nothing", "example.com/other"),
+            "StorageClass",
+            vec!["provisioner"],
+        ),
+        (
+            "storage class parameters",
+            edit("tier = \"a\"", "tier = \"b\""),
+            "StorageClass",
+            vec!["parameters.tier"],
+        ),
+        (
+            "storage class reclaim policy",
+            edit("reclaim_policy = \"Retain\"", "reclaim_policy = \"Delete\""),
+            "StorageClass",
+            vec!["reclaimPolicy"],
+        ),
+        (
+            "storage class binding mode",
+            edit(
+                "binding_mode = \"Immediate\"",
+                "binding_mode = \"WaitForFirstConsumer\"",
+            ),
+            "StorageClass",
+            vec!["volumeBindingMode"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, kind, paths) in &cases {
+        ctx.spec("stack", text);
+        let plan = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+        plan.expect_code(2);
+        let v: Value = serde_json::from_str(&plan.stdout).unwrap();
+        let step = step_of(&v, kind);
+        if step["action"] != "replace" || step["replace_paths"] != serde_json::json!(paths) {
+            failures.push(format!(
+                "{what}: {kind} is {} with replace_paths {} (reasons {})",
+                step["action"], step["replace_paths"], step["reasons"]
+            ));
+            continue;
+        }
+        let others: Vec<String> = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["object"]["kind"] != *kind && s["action"] == "replace")
+            .map(|s| s["object"].to_string())
+            .collect();
+        if !others.is_empty() {
+            failures.push(format!("{what}: other objects replaced too: {others:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

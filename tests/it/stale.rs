@@ -1,0 +1,220 @@
+//! Saved plans (`plan --out`, `apply PLANFILE`): every way a plan can be stale is refused, and a
+//! change to an object's status alone is not one of them.
+
+use crate::support::{
+    TestCtx, args, assert_contains, client, eventually, kubeconfig_with, run_plugin,
+};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::time::Duration;
+
+const KEEP: &str = "[[claim]]\nname = \"keep\"\nsize = \"1Gi\"\n";
+
+fn with_label(text: &str) -> String {
+    format!("{text}labels = {{ tier = \"gold\" }}\n")
+}
+
+struct Saved<'a> {
+    ctx: &'a TestCtx,
+    spec: std::path::PathBuf,
+    plan: std::path::PathBuf,
+}
+
+impl Saved<'_> {
+    /// Writes `text` as the spec and saves its plan.
+    fn plan(&self, text: &str) {
+        self.ctx.spec("stack", text);
+        self.ctx
+            .run(&[
+                "plan",
+                "-f",
+                self.spec.to_str().unwrap(),
+                "--out",
+                self.plan.to_str().unwrap(),
+            ])
+            .expect_code(0);
+    }
+
+    fn apply(&self) -> crate::support::Run {
+        self.ctx.run(&[
+            "apply",
+            self.plan.to_str().unwrap(),
+            "--yes",
+            "--timeout",
+            "1m",
+        ])
+    }
+}
+
+async fn setup(name: &str) -> (TestCtx, Api<PersistentVolumeClaim>) {
+    let ctx = TestCtx::new(name).await;
+    let spec = ctx.spec("stack", KEEP);
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    let claims = Api::namespaced(client().await, &ctx.ns);
+    (ctx, claims)
+}
+
+fn saved(ctx: &TestCtx) -> Saved<'_> {
+    Saved {
+        ctx,
+        spec: ctx.dir.path().join("stack.toml"),
+        plan: ctx.dir.path().join("plan.json"),
+    }
+}
+
+fn version(claim: &PersistentVolumeClaim) -> String {
+    claim.metadata.resource_version.clone().unwrap()
+}
+
+#[tokio::test]
+async fn status_only_change_since_the_plan_is_accepted() {
+    let (ctx, claims) = setup("stalestatus").await;
+    let s = saved(&ctx);
+    s.plan(&with_label(KEEP));
+    let before = version(&claims.get("keep").await.unwrap());
+    let status = json!({"status": {"conditions": [{"type": "Resizing", "status": "False", "reason": "ByTest"}]}});
+    claims
+        .patch_status("keep", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let changed = claims.get("keep").await.unwrap();
+    assert_ne!(
+        version(&changed),
+        before,
+        "the status patch changed the object"
+    );
+    let apply = s.apply();
+    apply.expect_code(0);
+    assert_contains(&apply.stdout, "pvc/keep: updated");
+    let labels = claims.get("keep").await.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels["tier"], "gold");
+}
+
+#[tokio::test]
+async fn objects_created_deleted_or_recreated_since_the_plan_are_refused() {
+    let (ctx, claims) = setup("stalelife").await;
+    let s = saved(&ctx);
+    let new_claim = |name: &str| -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+        }))
+        .unwrap()
+    };
+
+    // Created since: the plan says "create", the cluster now has it.
+    s.plan(&format!("{KEEP}\n{}", KEEP.replace("keep", "late")));
+    claims
+        .create(&PostParams::default(), &new_claim("late"))
+        .await
+        .unwrap();
+    let stale = s.apply();
+    stale.expect_code(1);
+    assert_contains(
+        &stale.stderr,
+        "the saved plan is stale: pvc/late was created since the plan was made",
+    );
+
+    // Deleted since, then re-created with the same name (another uid).
+    s.plan(&with_label(KEEP));
+    claims
+        .delete("keep", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("pvc/keep gone", Duration::from_secs(60), || {
+        let claims = claims.clone();
+        async move { claims.get_opt("keep").await.unwrap().is_none() }
+    })
+    .await;
+    let stale = s.apply();
+    stale.expect_code(1);
+    assert_contains(
+        &stale.stderr,
+        "the saved plan is stale: pvc/keep was deleted since the plan was made",
+    );
+    claims
+        .create(&PostParams::default(), &new_claim("keep"))
+        .await
+        .unwrap();
+    let stale = s.apply();
+    stale.expect_code(1);
+    assert_contains(
+        &stale.stderr,
+        "pvc/keep was deleted and created again since the plan was made",
+    );
+    let labels = claims.get("keep").await.unwrap().metadata.labels;
+    assert!(
+        !labels.unwrap_or_default().contains_key("tier"),
+        "a refused plan writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn plan_for_another_server_or_format_is_refused() {
+    let (ctx, claims) = setup("staleserver").await;
+    let s = saved(&ctx);
+    s.plan(&with_label(KEEP));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.plan).unwrap()).unwrap();
+    let server = plan["server"].as_str().unwrap().to_string();
+    assert!(server.starts_with("https://127.0.0.1:"), "{server}");
+
+    // The same cluster under another name is another server as far as the plan knows.
+    let other = server.replace("127.0.0.1", "localhost");
+    let kubeconfig = kubeconfig_with(ctx.dir.path(), "localhost.kubeconfig", |kc| {
+        kc["clusters"][0]["cluster"]["server"] = other.trim_end_matches('/').into();
+    });
+    let run = run_plugin(
+        &args(&[
+            "apply",
+            s.plan.to_str().unwrap(),
+            "--yes",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ]),
+        None,
+    );
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        &format!("the plan was made against {server} but the current context points at {other}"),
+    );
+
+    // A plan of another format version.
+    let mut future = plan.clone();
+    future["format_version"] = 3.into();
+    let path = ctx.dir.path().join("future.json");
+    std::fs::write(&path, future.to_string()).unwrap();
+    let run = ctx.run(&["apply", path.to_str().unwrap(), "--yes"]);
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        &format!(
+            "{} has plan format 3, this version reads format 2",
+            path.display()
+        ),
+    );
+    // Not a plan at all.
+    std::fs::write(&path, "{\"steps\": 3}").unwrap();
+    let run = ctx.run(&["apply", path.to_str().unwrap(), "--yes"]);
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        "is not a plan saved by `kubectl stateful plan --out`",
+    );
+
+    let labels = claims.get("keep").await.unwrap().metadata.labels;
+    assert!(!labels.unwrap_or_default().contains_key("tier"));
+    // The plan itself was fine all along.
+    s.apply().expect_code(0);
+}
