@@ -163,6 +163,9 @@ pub struct ApplyArgs {
     /// whenScaled: Delete).
     #[arg(long)]
     pub delete_data: bool,
+    /// Wait this long for another apply of the same stack to finish (default: refuse at once).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +188,9 @@ pub struct DestroyArgs {
     /// Only show the removal plan: exit 0 when there is nothing to remove, 2 when there is.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Wait this long for another apply of the same stack to finish (default: refuse at once).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

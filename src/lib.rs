@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod inventory;
 pub mod kinds;
 pub mod live;
+pub mod lock;
 pub mod plan;
 pub mod render;
 pub mod run;

@@ -347,7 +347,16 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
         }
         (None, None) => unreachable!("clap requires a plan file or -f"),
     };
-    rollout(&cluster, &plan, &options, json, a.yes, style).await
+    rollout(
+        &cluster,
+        &plan,
+        &options,
+        json,
+        a.yes,
+        a.lock_timeout,
+        style,
+    )
+    .await
 }
 
 /// Removes the whole stack: plans the removal, shows it, confirms and runs it.
@@ -393,7 +402,16 @@ async fn destroy_command(
         replace: Vec::new(),
         delete_data: d.delete_data,
     };
-    rollout(&cluster, &plan, &options, json, d.yes, style).await
+    rollout(
+        &cluster,
+        &plan,
+        &options,
+        json,
+        d.yes,
+        d.lock_timeout,
+        style,
+    )
+    .await
 }
 
 /// Shows the plan, refuses what cannot be done, confirms, runs it and records the inventory.
@@ -403,6 +421,7 @@ async fn rollout(
     options: &ApplyOptions,
     json: bool,
     yes: bool,
+    lock_timeout: Option<std::time::Duration>,
     style: Style,
 ) -> miette::Result<i32> {
     let timeout = options.timeout;
@@ -430,6 +449,23 @@ async fn rollout(
     cluster
         .gateway
         .set_deadline(Some(tokio::time::Instant::now() + timeout));
+    // One apply of the stack at a time (once its namespace exists to hold the lease).
+    let ns = crate::kinds::ObjectRef::new(crate::kinds::Kind::Namespace, "", &plan.namespace);
+    let lock = match cluster.gw().get(&ns).await {
+        Ok(Some(_)) => {
+            let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
+            Some(
+                crate::lock::acquire(
+                    gw,
+                    &plan.namespace,
+                    &plan.stack,
+                    lock_timeout.unwrap_or_default(),
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     let previous = crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack)
         .await
         .unwrap_or_default();
@@ -448,6 +484,9 @@ async fn rollout(
                 f.text()
             );
         }
+    }
+    if let Some(lock) = lock {
+        lock.release(cluster.gw()).await;
     }
     result?;
     Ok(0)

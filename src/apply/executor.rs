@@ -53,6 +53,7 @@ pub async fn execute(
     let ops = &plan.operations;
     let mut state = vec![State::Pending; ops.len()];
     let mut announced: BTreeSet<(bool, usize)> = BTreeSet::new();
+    let written = Written::default();
     let mut running = FuturesUnordered::new();
     let (mut applied, mut unchanged) = (0, 0);
     let mut failures: Vec<String> = Vec::new();
@@ -105,7 +106,7 @@ pub async fn execute(
                 // leaves them the time for that.
                 tokio::time::timeout_at(
                     deadline + DIAGNOSIS_BUDGET + Duration::from_secs(1),
-                    run(gw, op, step, options, deadline, sink),
+                    run(gw, op, step, options, deadline, sink, &written),
                 )
                 .map(move |r| (id, r)),
             );
@@ -156,6 +157,37 @@ pub async fn execute(
     }
 }
 
+/// The generation each object had right after this apply wrote it: a wait that sees a newer
+/// one knows another writer changed the object during the apply.
+#[derive(Default)]
+pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, i64>>);
+
+impl Written {
+    fn record(&self, id: &ObjectRef, obj: &Value) {
+        if let Some(g) = obj.pointer("/metadata/generation").and_then(Value::as_i64) {
+            self.0.lock().expect("written lock").insert(id.clone(), g);
+        }
+    }
+
+    fn get(&self, id: &ObjectRef) -> Option<i64> {
+        self.0.lock().expect("written lock").get(id).copied()
+    }
+}
+
+/// The field manager that wrote the object last, other than us.
+fn last_writer(obj: &Value) -> String {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| f["manager"] != crate::kinds::FIELD_MANAGER)
+        .filter(|f| f["subresource"].as_str().unwrap_or_default() != "status")
+        .max_by_key(|f| f["time"].as_str().unwrap_or_default().to_string())
+        .and_then(|f| f["manager"].as_str())
+        .unwrap_or("another writer")
+        .to_string()
+}
+
 async fn run(
     gw: &dyn Gateway,
     op: &Operation,
@@ -163,6 +195,7 @@ async fn run(
     options: &ApplyOptions,
     deadline: Instant,
     sink: &dyn Sink,
+    written: &Written,
 ) -> Result<Outcome, String> {
     let t = Instant::now();
     let fail = |message: String| {
@@ -189,7 +222,8 @@ async fn run(
         }
         Op::Apply { resource_version } => {
             match apply(gw, step, resource_version.clone(), options.force_conflicts).await {
-                Ok(()) => {
+                Ok(obj) => {
+                    written.record(&op.object, &obj);
                     sink.emit(Event::Applied {
                         object: op.object.clone(),
                         action: step.action,
@@ -206,7 +240,8 @@ async fn run(
                 force: *force,
             };
             match gw.apply(&op.object, manifest, options).await {
-                Ok(_) => {
+                Ok(obj) => {
+                    written.record(&op.object, &obj);
                     sink.emit(Event::Applied {
                         object: op.object.clone(),
                         action: Action::Update,
@@ -218,7 +253,8 @@ async fn run(
             }
         }
         Op::Create => match gw.create(&op.object, &step.manifest, false).await {
-            Ok(_) => {
+            Ok(obj) => {
+                written.record(&op.object, &obj);
                 sink.emit(Event::Applied {
                     object: op.object.clone(),
                     action: Action::Create,
@@ -248,7 +284,7 @@ async fn run(
                 Err(f) => fail(write_failure(&f)),
             }
         }
-        Op::Wait { rule } => wait(gw, &op.object, *rule, deadline, sink)
+        Op::Wait { rule } => wait(gw, &op.object, *rule, deadline, sink, written)
             .await
             .map(|()| Outcome::Other),
     }
@@ -262,7 +298,7 @@ async fn apply(
     step: &Step,
     resource_version: Option<String>,
     force: bool,
-) -> Result<(), String> {
+) -> Result<Value, String> {
     let mut rv = resource_version;
     // Bounded: a status that keeps changing under us gets three tries.
     for _ in 0..3 {
@@ -292,7 +328,7 @@ async fn apply(
             }
         }
         match result {
-            Ok(_) => return Ok(()),
+            Ok(obj) => return Ok(obj),
             Err(f) if f.is_stale_write() && rv.is_some() => {
                 let live = gw
                     .get(&step.object)
@@ -340,6 +376,7 @@ async fn wait(
     rule: WaitRule,
     deadline: Instant,
     sink: &dyn Sink,
+    written: &Written,
 ) -> Result<(), String> {
     let start = Instant::now();
     let mut events = gw.watch(id);
@@ -352,6 +389,26 @@ async fn wait(
             let status = match events.next().await {
                 Some(Ok(obj)) => {
                     current = obj;
+                    // Another writer changed the spec after our write: its result is not ours
+                    // to report as done.
+                    if let (Some(ours), Some(now)) = (
+                        written.get(id),
+                        current
+                            .as_ref()
+                            .and_then(|o| o.pointer("/metadata/generation"))
+                            .and_then(Value::as_i64),
+                    ) && now > ours
+                        && rule != WaitRule::Gone
+                    {
+                        return waits::WaitStatus {
+                            done: true,
+                            ok: false,
+                            message: format!(
+                                "changed by {} during apply (generation {ours} → {now}); its result is not this plan's: run plan again",
+                                last_writer(current.as_ref().unwrap_or(&Value::Null))
+                            ),
+                        };
+                    }
                     let mut status = waits::check(rule, current.as_ref());
                     if rule == WaitRule::ClaimResized
                         && status.message.starts_with(waits::FILE_SYSTEM_PENDING)

@@ -9,6 +9,7 @@ mod claim;
 mod config_map;
 mod daemonset;
 mod deployment;
+mod lease;
 mod namespace;
 mod service;
 mod statefulset;
@@ -43,6 +44,8 @@ pub enum Kind {
     DaemonSet,
     /// Not part of a stack's spec: the stack's inventory is kept in one.
     ConfigMap,
+    /// Not part of a stack's spec: one apply of a stack at a time holds it.
+    Lease,
 }
 
 /// The rollout phases, in order: every object of a phase is written and waited for before the
@@ -52,7 +55,7 @@ pub const ROLLOUT_ORDER: &[&[Kind]] = &[
     &[Kind::StorageClass],
     &[Kind::PersistentVolume],
     &[Kind::PersistentVolumeClaim],
-    &[Kind::Service, Kind::ConfigMap],
+    &[Kind::Service, Kind::ConfigMap, Kind::Lease],
     &[Kind::StatefulSet, Kind::Deployment, Kind::DaemonSet],
 ];
 
@@ -107,13 +110,14 @@ pub trait KindRules: Sync {
 
 impl Kind {
     /// Every kind, in rollout order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::StorageClass,
         Kind::PersistentVolume,
         Kind::PersistentVolumeClaim,
         Kind::Service,
         Kind::ConfigMap,
+        Kind::Lease,
         Kind::StatefulSet,
         Kind::Deployment,
         Kind::DaemonSet,
@@ -131,6 +135,7 @@ impl Kind {
             Kind::Deployment => &deployment::Rules,
             Kind::DaemonSet => &daemonset::Rules,
             Kind::ConfigMap => &config_map::Rules,
+            Kind::Lease => &lease::Rules,
         }
     }
 
@@ -158,6 +163,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Lease => "Lease",
         }
     }
 

@@ -228,7 +228,7 @@ pub fn decide(
             Kind::Service => {
                 step.reasons.push("its DNS name stops resolving".into());
             }
-            Kind::Namespace | Kind::ConfigMap => {
+            Kind::Namespace | Kind::ConfigMap | Kind::Lease => {
                 kept.push(keep("never deleted by the plugin".into()));
                 continue;
             }

@@ -6,6 +6,7 @@ mod ci;
 mod cli;
 mod config;
 mod examples;
+mod lock;
 mod ownership;
 mod prune;
 mod rbac;

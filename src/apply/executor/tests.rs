@@ -255,6 +255,7 @@ async fn replace_runs_its_recipe_in_order() {
             &options(),
             Instant::now() + Duration::from_secs(5),
             &sink,
+            &Written::default(),
         )
         .await;
         state_ok &= r.is_ok();
@@ -298,6 +299,7 @@ async fn a_delete_never_removes_an_object_with_another_uid() {
         &options(),
         Instant::now() + Duration::from_secs(1),
         &Collect::default(),
+        &Written::default(),
     )
     .await;
     assert!(r.is_err());
@@ -397,4 +399,35 @@ async fn adoption_and_conflicts_need_consent() {
         .await
         .unwrap();
     assert_eq!(fake.writes().len(), 2);
+}
+
+#[tokio::test]
+async fn a_spec_changed_by_another_writer_during_the_wait_fails_naming_it() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::StatefulSet, "ns", "db");
+    let s = step(
+        Kind::StatefulSet,
+        "db",
+        Action::Create,
+        json!({"metadata": {"name": "db", "generation": 1}, "spec": {"replicas": 1}}),
+    );
+    let p = plan(vec![s]);
+    let changer = fake.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        changer.update(&id, |o| {
+            o["metadata"]["generation"] = json!(2);
+            o["spec"]["replicas"] = json!(5);
+            o["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update", "time": "2026-11-25T12:00:00Z"}]);
+        });
+    });
+    let err = execute(&fake, &p, &options(), &Collect::default())
+        .await
+        .unwrap_err();
+    writer.await.unwrap();
+    assert!(
+        err.to_string()
+            .contains("changed by kubectl during apply (generation 1 → 2)"),
+        "{err}"
+    );
 }

@@ -1,0 +1,117 @@
+//! One apply at a time, and a spec changed under a running apply, on the real control plane.
+
+use crate::support::{TestCtx, assert_contains, cluster};
+use std::process::Command;
+use std::time::Duration;
+
+fn kubectl(ns: &str, args: &[&str]) {
+    let out = Command::new(cluster().kubectl_dir.join("kubectl"))
+        .args(args)
+        .args(["-n", ns])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A StatefulSet whose wait lasts a few seconds (minReadySeconds).
+const SLOW: &str =
+    "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 1\nmin_ready_seconds = 6\n";
+
+#[tokio::test]
+async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
+    let ctx = TestCtx::new("lock").await;
+    let spec = ctx.spec("l", SLOW);
+    let spec = spec.to_str().unwrap().to_string();
+    let first = {
+        let ns = ctx.ns.clone();
+        let spec = spec.clone();
+        std::thread::spawn(move || {
+            crate::support::run_plugin(
+                &["apply", "-f", &spec, "--yes", "--timeout", "1m", "-n", &ns].map(String::from),
+                None,
+            )
+        })
+    };
+    // Wait until the first apply holds the lease.
+    let leases = || {
+        Command::new(cluster().kubectl_dir.join("kubectl"))
+            .args([
+                "get",
+                "lease",
+                "kubectl-stateful-l",
+                "-n",
+                &ctx.ns,
+                "-o",
+                "name",
+            ])
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !leases() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first apply never took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = ctx.run(&["apply", "-f", &spec, "--yes"]);
+    second.expect_code(1);
+    assert_contains(&second.stderr, "stack l is being applied by ");
+    assert_contains(&second.stderr, "--lock-timeout");
+    // With --lock-timeout it waits for the first one and then runs.
+    let waiting = ctx.run(&[
+        "apply",
+        "-f",
+        &spec,
+        "--yes",
+        "--lock-timeout",
+        "1m",
+        "--timeout",
+        "1m",
+    ]);
+    waiting.expect_code(0);
+    first.join().unwrap().expect_code(0);
+    assert!(!leases(), "released at the end");
+}
+
+#[tokio::test]
+async fn a_spec_changed_by_another_writer_during_apply_is_reported_as_theirs() {
+    let ctx = TestCtx::new("underapply").await;
+    let spec = ctx.spec("u", SLOW);
+    let spec = spec.to_str().unwrap().to_string();
+    let apply = {
+        let ns = ctx.ns.clone();
+        std::thread::spawn(move || {
+            crate::support::run_plugin(
+                &["apply", "-f", &spec, "--yes", "--timeout", "1m", "-n", &ns].map(String::from),
+                None,
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(cluster().kubectl_dir.join("kubectl"))
+            .args(["get", "statefulset", "db", "-n", &ctx.ns, "-o", "name"])
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kubectl(&ctx.ns, &["scale", "statefulset/db", "--replicas=2"]);
+    let run = apply.join().unwrap();
+    run.expect_code(1);
+    assert_contains(&run.stdout, "changed by kubectl during apply");
+}
