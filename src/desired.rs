@@ -69,6 +69,9 @@ pub fn desired_objects(spec: &Spec, ctx: &Context) -> Vec<DesiredObject> {
     for (i, c) in spec.claims.iter().enumerate() {
         out.push(b.claim(spec, ctx, c.get_ref(), format!("claim[{i}]")));
     }
+    for (i, s) in spec.snapshots.iter().enumerate() {
+        out.push(b.snapshot(s.get_ref(), format!("snapshot[{i}]")));
+    }
     for (i, s) in spec.statefulsets.iter().enumerate() {
         out.push(b.service(s.get_ref(), format!("statefulset[{i}]")));
     }
@@ -81,7 +84,17 @@ pub fn desired_objects(spec: &Spec, ctx: &Context) -> Vec<DesiredObject> {
     for (i, d) in spec.daemonsets.iter().enumerate() {
         out.push(b.daemonset(d.get_ref(), format!("daemonset[{i}]")));
     }
-    out.sort_by_key(|o| o.id.kind.phase());
+    // Within the claims' phase: claims, then the snapshots of them, then the claims restored
+    // from snapshots (the scheduler adds the dependencies between them).
+    out.sort_by_key(|o| {
+        let restored = o.manifest.pointer("/spec/dataSourceRef").is_some();
+        let sub = match o.id.kind {
+            Kind::VolumeSnapshot => 1,
+            Kind::PersistentVolumeClaim if restored => 2,
+            _ => 0,
+        };
+        (o.id.kind.phase(), sub)
+    });
     out
 }
 
@@ -294,6 +307,12 @@ impl Builder<'_> {
         }
         if let Some(vol) = &c.volume {
             s.insert("volumeName".into(), json!(vol.get_ref()));
+        }
+        if let Some(snap) = &c.from_snapshot {
+            s.insert(
+                "dataSourceRef".into(),
+                json!({ "apiGroup": crate::kinds::SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snap.get_ref() }),
+            );
         }
         let body = Map::from_iter([("spec".to_string(), Value::Object(s))]);
         let mut obj = self.object(
@@ -528,6 +547,25 @@ impl Builder<'_> {
             .collect();
         obj
     }
+    fn snapshot(&self, s: &spec::SnapshotSpec, origin: String) -> DesiredObject {
+        let mut spec = json!({ "source": { "persistentVolumeClaimName": s.claim.get_ref() } });
+        if let Some(class) = &s.class {
+            spec["volumeSnapshotClassName"] = json!(class.get_ref());
+        }
+        let body = Map::from_iter([("spec".to_string(), spec)]);
+        let mut obj = self.object(
+            Kind::VolumeSnapshot,
+            s.name.get_ref(),
+            &origin,
+            &s.labels,
+            body,
+            s.patch.as_ref(),
+        );
+        obj.adopt = s.adopt;
+        obj.protect = s.protect;
+        obj
+    }
+
     fn deployment(&self, d: &spec::WorkloadSpec, origin: String) -> DesiredObject {
         let name = d.name.get_ref();
         let mut spec = json!({

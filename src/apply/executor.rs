@@ -160,17 +160,21 @@ pub async fn execute(
 /// The generation each object had right after this apply wrote it: a wait that sees a newer
 /// one knows another writer changed the object during the apply.
 #[derive(Default)]
-pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, i64>>);
+pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, (i64, Value)>>);
 
 impl Written {
-    fn record(&self, id: &ObjectRef, obj: &Value) {
+    /// Notes the generation `obj` has after our write of `manifest`.
+    fn record(&self, id: &ObjectRef, obj: &Value, manifest: &Value) {
         if let Some(g) = obj.pointer("/metadata/generation").and_then(Value::as_i64) {
-            self.0.lock().expect("written lock").insert(id.clone(), g);
+            self.0
+                .lock()
+                .expect("written lock")
+                .insert(id.clone(), (g, manifest.clone()));
         }
     }
 
-    fn get(&self, id: &ObjectRef) -> Option<i64> {
-        self.0.lock().expect("written lock").get(id).copied()
+    fn get(&self, id: &ObjectRef) -> Option<(i64, Value)> {
+        self.0.lock().expect("written lock").get(id).cloned()
     }
 }
 
@@ -223,7 +227,7 @@ async fn run(
         Op::Apply { resource_version } => {
             match apply(gw, step, resource_version.clone(), options.force_conflicts).await {
                 Ok(obj) => {
-                    written.record(&op.object, &obj);
+                    written.record(&op.object, &obj, &step.manifest);
                     sink.emit(Event::Applied {
                         object: op.object.clone(),
                         action: step.action,
@@ -241,7 +245,7 @@ async fn run(
             };
             match gw.apply(&op.object, manifest, options).await {
                 Ok(obj) => {
-                    written.record(&op.object, &obj);
+                    written.record(&op.object, &obj, manifest);
                     sink.emit(Event::Applied {
                         object: op.object.clone(),
                         action: Action::Update,
@@ -254,7 +258,7 @@ async fn run(
         }
         Op::Create => match gw.create(&op.object, &step.manifest, false).await {
             Ok(obj) => {
-                written.record(&op.object, &obj);
+                written.record(&op.object, &obj, &step.manifest);
                 sink.emit(Event::Applied {
                     object: op.object.clone(),
                     action: Action::Create,
@@ -389,16 +393,14 @@ async fn wait(
             let status = match events.next().await {
                 Some(Ok(obj)) => {
                     current = obj;
-                    // Another writer changed the spec after our write: its result is not ours
-                    // to report as done.
-                    if let (Some(ours), Some(now)) = (
-                        written.get(id),
-                        current
-                            .as_ref()
-                            .and_then(|o| o.pointer("/metadata/generation"))
-                            .and_then(Value::as_i64),
-                    ) && now > ours
+                    // Another writer changed what we set after our write: its result is not
+                    // ours to report as done. (Controllers that fill in defaults, such as a
+                    // snapshot's class, change the generation but none of our fields.)
+                    if let (Some((ours, manifest)), Some(live)) = (written.get(id), current.as_ref())
+                        && let Some(now) = live.pointer("/metadata/generation").and_then(Value::as_i64)
+                        && now > ours
                         && rule != WaitRule::Gone
+                        && !crate::plan::compute::changed_from(&manifest, live).is_empty()
                     {
                         return waits::WaitStatus {
                             done: true,

@@ -14,6 +14,7 @@ pub fn check(rule: WaitRule, obj: Option<&Value>) -> WaitStatus {
         WaitRule::DaemonSetReady => daemonset(obj),
         WaitRule::Gone => gone(obj),
         WaitRule::ClaimResized => claim_resized(obj),
+        WaitRule::SnapshotReady => snapshot(obj),
     }
 }
 
@@ -217,6 +218,29 @@ pub fn claim_resized(pvc: Option<&Value>) -> WaitStatus {
         return WaitStatus::waiting(format!("resizing the volume ({have} → {want})"));
     }
     WaitStatus::waiting(format!("waiting for the resizer ({have} → {want})"))
+}
+
+/// A VolumeSnapshot is ready when `status.readyToUse`; a snapshot error is a failure.
+pub fn snapshot(vs: Option<&Value>) -> WaitStatus {
+    let Some(vs) = vs else {
+        return WaitStatus::waiting("waiting for the snapshot to appear");
+    };
+    if vs.pointer("/status/readyToUse").and_then(Value::as_bool) == Some(true) {
+        return WaitStatus::ready(format!(
+            "ready to use, {} (content {})",
+            str_at(vs, "/status/restoreSize"),
+            str_at(vs, "/status/boundVolumeSnapshotContentName")
+        ));
+    }
+    let error = str_at(vs, "/status/error/message");
+    if !error.is_empty() {
+        return WaitStatus::failed(format!("snapshot failed: {error}"));
+    }
+    if str_at(vs, "/status/boundVolumeSnapshotContentName").is_empty() {
+        WaitStatus::waiting("waiting for the snapshot controller")
+    } else {
+        WaitStatus::waiting("taking the snapshot")
+    }
 }
 
 /// The start of the message of a claim whose file system grows only when a pod mounts it.

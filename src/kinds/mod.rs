@@ -15,6 +15,9 @@ mod service;
 mod statefulset;
 mod storage_class;
 mod volume;
+mod volume_snapshot;
+
+pub use volume_snapshot::{GROUP as SNAPSHOT_GROUP, VERSION as SNAPSHOT_VERSION};
 
 pub use claim::grows as claim_grows;
 pub use statefulset::template_claims;
@@ -46,6 +49,7 @@ pub enum Kind {
     ConfigMap,
     /// Not part of a stack's spec: one apply of a stack at a time holds it.
     Lease,
+    VolumeSnapshot,
 }
 
 /// The rollout phases, in order: every object of a phase is written and waited for before the
@@ -54,17 +58,18 @@ pub const ROLLOUT_ORDER: &[&[Kind]] = &[
     &[Kind::Namespace],
     &[Kind::StorageClass],
     &[Kind::PersistentVolume],
-    &[Kind::PersistentVolumeClaim],
+    &[Kind::PersistentVolumeClaim, Kind::VolumeSnapshot],
     &[Kind::Service, Kind::ConfigMap, Kind::Lease],
     &[Kind::StatefulSet, Kind::Deployment, Kind::DaemonSet],
 ];
 
 /// The kinds a stack's spec can hold, in rollout order.
-pub const STACK_KINDS: [Kind; 8] = [
+pub const STACK_KINDS: [Kind; 9] = [
     Kind::Namespace,
     Kind::StorageClass,
     Kind::PersistentVolume,
     Kind::PersistentVolumeClaim,
+    Kind::VolumeSnapshot,
     Kind::Service,
     Kind::StatefulSet,
     Kind::Deployment,
@@ -110,11 +115,12 @@ pub trait KindRules: Sync {
 
 impl Kind {
     /// Every kind, in rollout order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::StorageClass,
         Kind::PersistentVolume,
         Kind::PersistentVolumeClaim,
+        Kind::VolumeSnapshot,
         Kind::Service,
         Kind::ConfigMap,
         Kind::Lease,
@@ -136,6 +142,7 @@ impl Kind {
             Kind::DaemonSet => &daemonset::Rules,
             Kind::ConfigMap => &config_map::Rules,
             Kind::Lease => &lease::Rules,
+            Kind::VolumeSnapshot => &volume_snapshot::Rules,
         }
     }
 
@@ -164,6 +171,7 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::ConfigMap => "ConfigMap",
             Kind::Lease => "Lease",
+            Kind::VolumeSnapshot => "VolumeSnapshot",
         }
     }
 
@@ -241,6 +249,7 @@ pub fn phase_name(phase: usize) -> &'static str {
     match ROLLOUT_ORDER.get(phase) {
         Some([only]) => only.plural(),
         Some([Kind::Service, ..]) => "Services",
+        Some([Kind::PersistentVolumeClaim, ..]) => "PersistentVolumeClaims and VolumeSnapshots",
         _ => "Workloads",
     }
 }

@@ -553,6 +553,14 @@ fn locate(spec: &Spec, step: &Step, error: &str) -> Option<String> {
 /// or an admission plugin refused the change.
 async fn failed(gw: &dyn Gateway, d: &DesiredObject, verb: &str, mut f: ApiFailure) -> DryRun {
     let mut rbac_denied = false;
+    if d.id.kind == Kind::VolumeSnapshot && f.is_not_found() {
+        f.message = format!(
+            "this cluster has no {}/{} API: VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller (the server said: {})",
+            crate::kinds::SNAPSHOT_GROUP,
+            crate::kinds::SNAPSHOT_VERSION,
+            f.message
+        );
+    }
     if f.is_forbidden() {
         rbac_denied = gw.allowed(verb, &d.id).await == Some(false);
         if rbac_denied {

@@ -296,6 +296,23 @@ fn pointer_to_path(p: &str) -> String {
     p.trim_start_matches('/').replace('/', ".")
 }
 
+/// The paths of the fields `desired` sets (its `spec` and labels) whose live value differs:
+/// what another writer changed of ours. Server defaults and fields we do not set never count.
+pub fn changed_from(desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for root in ["/spec", "/metadata/labels"] {
+        if let Some(d) = desired.pointer(root) {
+            subset_diff(
+                d,
+                live.pointer(root).unwrap_or(&Value::Null),
+                &pointer_to_path(root),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 /// Paths where `desired` (a partial object) differs from `live`.
 fn subset_diff(desired: &Value, live: &Value, path: &str, out: &mut Vec<String>) {
     match (desired, live) {

@@ -28,6 +28,8 @@ pub enum WaitRule {
     DaemonSetReady,
     /// The object no longer exists.
     Gone,
+    /// A VolumeSnapshot is `readyToUse`.
+    SnapshotReady,
     /// A claim's `status.capacity` has reached its request (an expansion is done); a claim whose
     /// file system waits for a pod that no pod provides is reported as deferred.
     ClaimResized,
@@ -109,6 +111,9 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
     // Claims whose wait is deferred to their consumer: name → step index.
     let mut deferred: Vec<(String, usize)> = Vec::new();
     let mut consumed: Vec<String> = Vec::new();
+    // The last operation of each object's change, for dependencies inside a phase (a snapshot
+    // after its claim is Bound, a restored claim after its snapshot is ready).
+    let mut done_of: std::collections::HashMap<ObjectRef, usize> = Default::default();
     for phase in ROLLOUT_ORDER {
         let mut next_gate = Vec::new();
         for (i, step) in steps.iter().enumerate() {
@@ -118,6 +123,25 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 continue;
             }
             let rule = step.object.kind.rules().wait_rule();
+            let ns = step.object.namespace.clone().unwrap_or_default();
+            let source = match step.object.kind {
+                Kind::VolumeSnapshot => step
+                    .manifest
+                    .pointer("/spec/source/persistentVolumeClaimName")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c)),
+                Kind::PersistentVolumeClaim => step
+                    .manifest
+                    .pointer("/spec/dataSourceRef")
+                    .filter(|r| r["kind"] == "VolumeSnapshot")
+                    .and_then(|r| r["name"].as_str())
+                    .map(|s| ObjectRef::new(Kind::VolumeSnapshot, &ns, s)),
+                _ => None,
+            };
+            let mut gate = gate.clone();
+            if let Some(dep) = source.and_then(|s| done_of.get(&s)) {
+                gate.push(*dep);
+            }
             let written = match step.action {
                 Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
                 Action::Resize => resize_recipe(&mut b, i, step, gate.clone()),
@@ -156,6 +180,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     vec![written],
                 );
                 deferred.push((step.object.name.clone(), i));
+                done_of.insert(step.object.clone(), id);
                 next_gate.push(id);
                 continue;
             }
@@ -175,6 +200,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 (_, Action::Replace | Action::Resize | Action::Release) | (None, _) => written,
                 (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
             };
+            done_of.insert(step.object.clone(), done);
             next_gate.push(done);
             if step.object.kind.is_workload() {
                 let ns = step.object.namespace.clone().unwrap_or_default();

@@ -228,6 +228,18 @@ pub fn decide(
             Kind::Service => {
                 step.reasons.push("its DNS name stops resolving".into());
             }
+            Kind::VolumeSnapshot => {
+                if !options.data {
+                    kept.push(keep(format!(
+                        "a snapshot holds data: deleted only with {}",
+                        options.data_flag
+                    )));
+                    continue;
+                }
+                step.reasons.push(
+                    "with its class's deletionPolicy Delete, the snapshot's data goes too".into(),
+                );
+            }
             Kind::Namespace | Kind::ConfigMap | Kind::Lease => {
                 kept.push(keep("never deleted by the plugin".into()));
                 continue;

@@ -28,6 +28,8 @@ pub struct Spec {
     pub deployments: Vec<Spanned<WorkloadSpec>>,
     #[serde(default, rename = "daemonset")]
     pub daemonsets: Vec<Spanned<WorkloadSpec>>,
+    #[serde(default, rename = "snapshot")]
+    pub snapshots: Vec<Spanned<SnapshotSpec>>,
     #[serde(skip)]
     pub source_file: String,
     #[serde(skip)]
@@ -165,6 +167,8 @@ pub struct ClaimSpec {
     /// Binds to a volume with these labels.
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    /// Restores the claim from this VolumeSnapshot (`spec.dataSourceRef`).
+    pub from_snapshot: Option<Spanned<String>>,
     pub volume_mode: Option<VolumeMode>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -293,6 +297,24 @@ pub struct DeploymentStrategySpec {
 pub enum IntOrPercent {
     Int(i32),
     Percent(String),
+}
+
+/// `[[snapshot]]`: a VolumeSnapshot of a claim of the stack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+    pub name: Spanned<String>,
+    /// The claim to snapshot.
+    pub claim: Spanned<String>,
+    /// VolumeSnapshotClass; absent means the default class of the claim's driver.
+    pub class: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub adopt: bool,
+    #[serde(default)]
+    pub protect: bool,
+    pub patch: Option<toml::Table>,
 }
 
 /// A container port; `ports = [5432]` or `ports = [{ name = "pg", port = 5432 }]`.

@@ -134,6 +134,30 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             v.claim_fits(&key, claim, entry.span(), &fit);
         }
     }
+    let mut seen = HashMap::new();
+    for (i, entry) in spec.snapshots.iter().enumerate() {
+        let key = format!("snapshot[{i}]");
+        let snap = entry.get_ref();
+        v.subdomain(&format!("{key}.name"), &snap.name);
+        v.unique(&mut seen, "snapshot", &key, &snap.name);
+        v.subdomain(&format!("{key}.claim"), &snap.claim);
+        if let Some(class) = &snap.class {
+            v.subdomain(&format!("{key}.class"), class);
+        }
+    }
+    for (i, entry) in spec.claims.iter().enumerate() {
+        let claim = entry.get_ref();
+        if let Some(snap) = &claim.from_snapshot {
+            v.subdomain(&format!("claim[{i}].from_snapshot"), snap);
+            if claim.volume.is_some() {
+                v.push(SpecIssue::new(
+                    format!("claim[{i}].from_snapshot"),
+                    Some(snap.span()),
+                    "a claim restored from a snapshot gets a new volume: set either from_snapshot or volume",
+                ));
+            }
+        }
+    }
     let mut services = HashMap::new();
     for (table, kind, list) in [
         ("statefulset", WorkloadKind::StatefulSet, &spec.statefulsets),
@@ -381,6 +405,35 @@ pub fn check_references(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
                     ),
                 }
             }
+        }
+    }
+    // A snapshot's claim: standalone (spec or namespace), or made from a StatefulSet's template.
+    let from_template = |claim: &str| {
+        spec.statefulsets.iter().any(|s| {
+            let s = s.get_ref();
+            s.volume_claims.iter().any(|t| {
+                claim
+                    .strip_prefix(&format!(
+                        "{}-{}-",
+                        t.get_ref().name.get_ref(),
+                        s.name.get_ref()
+                    ))
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+        })
+    };
+    for (i, snap) in spec.snapshots.iter().enumerate() {
+        let claim = snap.get_ref().claim.get_ref().as_str();
+        if !spec_claims.contains(claim) && !cluster.claims.contains(claim) && !from_template(claim)
+        {
+            v.push(
+                SpecIssue::new(
+                    format!("snapshot[{i}].claim"),
+                    Some(snap.get_ref().claim.span()),
+                    format!("claim {claim:?} is neither in the spec, nor a claim of a StatefulSet's templates, nor in the namespace"),
+                )
+                .label("unknown claim"),
+            );
         }
     }
     for (table, list) in workloads(spec) {

@@ -1,0 +1,40 @@
+//! VolumeSnapshot (`snapshot.storage.k8s.io/v1`, a CRD of the external-snapshotter project, so
+//! k8s-openapi has no type for it: its resource is described here). Its spec is immutable;
+//! ready when `status.readyToUse`.
+
+use super::KindRules;
+use crate::plan::ops::WaitRule;
+use kube::api::{ApiResource, GroupVersionKind};
+
+pub struct Rules;
+
+/// The snapshot API's group and version.
+pub const GROUP: &str = "snapshot.storage.k8s.io";
+pub const VERSION: &str = "v1";
+
+impl KindRules for Rules {
+    fn api_resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(GROUP, VERSION, "VolumeSnapshot"),
+            "volumesnapshots",
+        )
+    }
+    fn namespaced(&self) -> bool {
+        true
+    }
+    fn short(&self) -> &'static str {
+        "volumesnapshot"
+    }
+    fn plural(&self) -> &'static str {
+        "VolumeSnapshots"
+    }
+    fn immutable_roots(&self) -> &'static [&'static str] {
+        &["/spec"]
+    }
+    fn wait_rule(&self) -> Option<WaitRule> {
+        Some(WaitRule::SnapshotReady)
+    }
+    fn replace_cost(&self) -> &'static str {
+        "replacing a snapshot deletes it (and, with deletionPolicy Delete, its content) and takes a new one"
+    }
+}
