@@ -67,6 +67,11 @@ pub enum Command {
     /// Remove the whole stack, in reverse rollout order; claims and volumes stay unless
     /// --delete-data.
     Destroy(DestroyArgs),
+    /// Take a snapshot of every claim of the stack (or of those named) and wait until each is
+    /// ready.
+    Snapshot(SnapshotArgs),
+    /// List the stack's snapshots with claim, readiness, size and age.
+    Snapshots(SnapshotsArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
     /// Print shell completions.
@@ -191,6 +196,35 @@ pub struct DestroyArgs {
     /// Wait this long for another apply of the same stack to finish (default: refuse at once).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub lock_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The stack spec (TOML).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only this claim (repeatable; standalone or made from a claim template).
+    #[arg(long = "claim", value_name = "NAME")]
+    pub claims: Vec<String>,
+    /// VolumeSnapshotClass (default: the default class of each claim's driver).
+    #[arg(long, value_name = "NAME")]
+    pub class: Option<String>,
+    /// Give up waiting for the snapshots after this long [default: 5m].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// The stack spec (TOML).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
 }
 
 #[derive(Debug, Args)]

@@ -15,5 +15,6 @@ pub mod lock;
 pub mod plan;
 pub mod render;
 pub mod run;
+pub mod snapshots;
 pub mod spec;
 pub mod ui;

@@ -66,6 +66,43 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
             apply_command(&cluster, args, style).await
         }
+        Command::Snapshot(args) => {
+            let timeout = args
+                .timeout
+                .or(config.timeout()?)
+                .unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+            let (cluster, spec, namespace) = prepare(&cli.cluster, &args.file).await?;
+            let taken = crate::snapshots::take(
+                cluster.gw(),
+                &spec,
+                &namespace,
+                &args.claims,
+                args.class.as_deref(),
+                timeout,
+            )
+            .await?;
+            for (claim, snapshot, message) in &taken {
+                match args.output {
+                    ApplyFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({ "claim": claim, "snapshot": snapshot, "message": message })
+                    ),
+                    ApplyFormat::Human => {
+                        println!("volumesnapshot/{snapshot} of pvc/{claim}: {message}")
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Snapshots(args) => {
+            let (cluster, spec, namespace) = prepare(&cli.cluster, &args.file).await?;
+            let rows = crate::snapshots::list(cluster.gw(), spec.stack_name(), &namespace).await?;
+            match args.output {
+                ApplyFormat::Json => println!("{}", serde_json::Value::Array(rows)),
+                ApplyFormat::Human => print!("{}", crate::snapshots::table(&rows)),
+            }
+            Ok(0)
+        }
         Command::Destroy(mut args) => {
             if args.timeout.is_none() {
                 args.timeout = config.timeout()?;

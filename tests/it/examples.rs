@@ -53,6 +53,11 @@ async fn example_manual_class_round_trips() {
 }
 
 #[tokio::test]
+async fn example_backup_restore_round_trips() {
+    round_trip("backup-restore").await;
+}
+
+#[tokio::test]
 async fn example_shared_files_round_trips() {
     round_trip("shared-files").await;
 }

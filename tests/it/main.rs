@@ -14,6 +14,7 @@ mod readme;
 mod replace;
 mod resize;
 mod rollout;
+mod snapshots;
 mod stale;
 mod terminal;
 mod usage;

@@ -1,0 +1,265 @@
+//! On-demand snapshots of a stack's claims (`kubectl stateful snapshot`) and their listing
+//! (`kubectl stateful snapshots`). Every claim of the stack — standalone ones from the spec and
+//! those made from its StatefulSets' templates, any ordinal — can be snapshotted; the snapshots
+//! carry the stack's labels, the claim's name and a timestamp, and are waited for until ready.
+
+use crate::apply::waits;
+use crate::gateway::{Gateway, ListQuery};
+use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
+use crate::spec::Spec;
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Label naming the claim an on-demand snapshot was taken of.
+pub const SNAPSHOT_OF: &str = "kubectl-stateful/snapshot-of";
+
+/// Why snapshots could not be taken or listed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SnapshotError {
+    #[error("this cluster has no snapshot.storage.k8s.io/v1 API")]
+    #[diagnostic(help(
+        "VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller, and a CSI driver that can snapshot"
+    ))]
+    NoApi,
+    #[error("{0} is not a claim of stack {1}")]
+    #[diagnostic(help("{2}"))]
+    NotInStack(String, String, String),
+    #[error("stack {0} has no claims in namespace {1}")]
+    NoClaims(String, String),
+    #[error("{what}: {message}")]
+    Api { what: String, message: String },
+    #[error("snapshots not ready: {}", .0.join("; "))]
+    NotReady(Vec<String>),
+}
+
+/// The stack's claims that exist in the namespace: the spec's standalone claims and the claims
+/// of its StatefulSets' templates.
+pub async fn stack_claims(
+    gw: &dyn Gateway,
+    spec: &Spec,
+    namespace: &str,
+) -> Result<Vec<String>, SnapshotError> {
+    let query = ListQuery::new(Kind::PersistentVolumeClaim.api_resource(), Some(namespace));
+    let claims = gw.list(&query).await.map_err(|f| SnapshotError::Api {
+        what: "listing claims".into(),
+        message: f.text(),
+    })?;
+    let standalone: Vec<&str> = spec
+        .claims
+        .iter()
+        .map(|c| c.get_ref().name.get_ref().as_str())
+        .collect();
+    let mut out = Vec::new();
+    for c in &claims {
+        let name = crate::live::name_of(c);
+        let from_template = spec.statefulsets.iter().any(|s| {
+            let s = s.get_ref();
+            s.volume_claims.iter().any(|t| {
+                name.strip_prefix(&format!(
+                    "{}-{}-",
+                    t.get_ref().name.get_ref(),
+                    s.name.get_ref()
+                ))
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+        });
+        if standalone.contains(&name.as_str()) || from_template {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Takes a snapshot of each claim (all of the stack's, or those named) and waits until each is
+/// ready. Returns `(claim, snapshot, message)` per claim.
+pub async fn take(
+    gw: &dyn Gateway,
+    spec: &Spec,
+    namespace: &str,
+    only: &[String],
+    class: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<(String, String, String)>, SnapshotError> {
+    let stack = spec.stack_name();
+    let claims = stack_claims(gw, spec, namespace).await?;
+    for name in only {
+        if !claims.contains(name) {
+            return Err(SnapshotError::NotInStack(
+                format!("pvc/{name}"),
+                stack.to_string(),
+                format!("the stack's claims: {}", claims.join(", ")),
+            ));
+        }
+    }
+    let chosen: Vec<String> = if only.is_empty() {
+        claims
+    } else {
+        only.to_vec()
+    };
+    if chosen.is_empty() {
+        return Err(SnapshotError::NoClaims(
+            stack.to_string(),
+            namespace.to_string(),
+        ));
+    }
+    let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
+    let mut taken = Vec::new();
+    for claim in &chosen {
+        let name = format!("{claim}-{stamp}");
+        let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
+        let mut spec = json!({ "source": { "persistentVolumeClaimName": claim } });
+        if let Some(class) = class {
+            spec["volumeSnapshotClassName"] = json!(class);
+        }
+        let manifest = json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": { MANAGED_BY.0: MANAGED_BY.1, STACK_LABEL: stack, SNAPSHOT_OF: claim },
+            },
+            "spec": spec,
+        });
+        match gw.create(&id, &manifest, false).await {
+            Ok(_) => taken.push((claim.clone(), id)),
+            Err(f) if f.is_not_found() => return Err(SnapshotError::NoApi),
+            Err(f) => {
+                return Err(SnapshotError::Api {
+                    what: format!("creating volumesnapshot/{name}"),
+                    message: f.text(),
+                });
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for (claim, id) in taken {
+        let mut events = gw.watch(&id);
+        let status = tokio::time::timeout_at(deadline, async {
+            let mut last = waits::snapshot(None);
+            // Bounded by the deadline above.
+            while let Some(item) = events.next().await {
+                last = match item {
+                    Ok(obj) => waits::snapshot(obj.as_ref()),
+                    Err(f) => {
+                        return waits::WaitStatus {
+                            done: true,
+                            ok: false,
+                            message: f.text(),
+                        };
+                    }
+                };
+                if last.done {
+                    break;
+                }
+            }
+            last
+        })
+        .await;
+        match status {
+            Ok(s) if s.ok => out.push((claim, id.name.clone(), s.message)),
+            Ok(s) => failures.push(format!("volumesnapshot/{}: {}", id.name, s.message)),
+            Err(_) => failures.push(format!(
+                "volumesnapshot/{}: not ready within {}s",
+                id.name,
+                timeout.as_secs()
+            )),
+        }
+    }
+    if failures.is_empty() {
+        Ok(out)
+    } else {
+        Err(SnapshotError::NotReady(failures))
+    }
+}
+
+/// The stack's snapshots (from the spec and on demand): name, claim, ready, size, age.
+pub async fn list(
+    gw: &dyn Gateway,
+    stack: &str,
+    namespace: &str,
+) -> Result<Vec<Value>, SnapshotError> {
+    let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
+    let query =
+        ListQuery::new(Kind::VolumeSnapshot.api_resource(), Some(namespace)).labels(&selector);
+    let items = gw.list(&query).await.map_err(|f| {
+        if f.is_not_found() {
+            SnapshotError::NoApi
+        } else {
+            SnapshotError::Api {
+                what: "listing snapshots".into(),
+                message: f.text(),
+            }
+        }
+    })?;
+    let now = Timestamp::now();
+    Ok(items
+        .iter()
+        .map(|s| {
+            let text = |p: &str| {
+                s.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let age = text("/metadata/creationTimestamp")
+                .parse::<Timestamp>()
+                .map(|t| age(now.as_second() - t.as_second()))
+                .unwrap_or_default();
+            json!({
+                "name": text("/metadata/name"),
+                "claim": text("/spec/source/persistentVolumeClaimName"),
+                "ready": s.pointer("/status/readyToUse").and_then(Value::as_bool).unwrap_or(false),
+                "size": text("/status/restoreSize"),
+                "age": age,
+            })
+        })
+        .collect())
+}
+
+/// `45s`, `12m`, `3h`, `2d`, like kubectl's AGE column.
+fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// The listing as a table.
+pub fn table(rows: &[Value]) -> String {
+    let mut out = format!(
+        "{:<40} {:<24} {:<6} {:<8} {}\n",
+        "NAME", "CLAIM", "READY", "SIZE", "AGE"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<40} {:<24} {:<6} {:<8} {}\n",
+            r["name"].as_str().unwrap_or_default(),
+            r["claim"].as_str().unwrap_or_default(),
+            r["ready"].as_bool().unwrap_or(false),
+            r["size"].as_str().unwrap_or_default(),
+            r["age"].as_str().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(age(45), "45s");
+        assert_eq!(age(600), "10m");
+        assert_eq!(age(3 * 3600), "3h");
+        assert_eq!(age(3 * 86_400), "3d");
+    }
+}

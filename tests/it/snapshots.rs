@@ -1,0 +1,81 @@
+//! Snapshots and restores with the simulated CSI driver: `[[snapshot]]` in the spec, claims
+//! restored from one, and on-demand snapshots of a StatefulSet's template claims.
+
+use crate::support::{TestCtx, assert_contains, client};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_snapshot_in_the_spec_and_a_claim_restored_from_it_bind_in_order() {
+    let ctx = TestCtx::new("restore").await;
+    let spec = ctx.example("backup-restore");
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(0);
+    let events: Vec<Value> = apply
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let at = |event: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["object"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
+    };
+    assert!(at("ready", "orders") < at("applied", "orders-before-migration"));
+    assert!(at("ready", "orders-before-migration") < at("applied", "orders-copy"));
+    assert_contains(
+        events[at("ready", "orders-before-migration")]["message"]
+            .as_str()
+            .unwrap(),
+        "ready to use, 1Gi",
+    );
+    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let copy = api.get("orders-copy").await.unwrap();
+    assert_eq!(copy.status.unwrap().phase.as_deref(), Some("Bound"));
+    assert_eq!(
+        copy.spec.unwrap().data_source_ref.unwrap().name,
+        "orders-before-migration"
+    );
+}
+
+#[tokio::test]
+async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
+    let ctx = TestCtx::new("ondemand").await;
+    let spec = ctx.spec(
+        "o",
+        "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 2\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"fast\"\nmount = \"/data\"\n",
+    );
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let take = ctx.run(&["snapshot", "-f", spec, "--timeout", "1m"]);
+    take.expect_code(0);
+    assert_contains(&take.stdout, "of pvc/data-db-0: ready to use, 1Gi");
+    assert_contains(&take.stdout, "of pvc/data-db-1: ready to use, 1Gi");
+    let list = ctx.run(&["snapshots", "-f", spec, "-o", "json"]);
+    list.expect_code(0);
+    let rows: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    let claims: Vec<&str> = rows.iter().map(|r| r["claim"].as_str().unwrap()).collect();
+    assert_eq!(claims.len(), 2, "{rows:?}");
+    assert!(claims.contains(&"data-db-0") && claims.contains(&"data-db-1"));
+    assert!(
+        rows.iter()
+            .all(|r| r["ready"] == true && r["size"] == "1Gi")
+    );
+    let one = ctx.run(&["snapshot", "-f", spec, "--claim", "data-db-1"]);
+    one.expect_code(0);
+    assert!(!one.stdout.contains("data-db-0"));
+    let wrong = ctx.run(&["snapshot", "-f", spec, "--claim", "other"]);
+    wrong.expect_code(1);
+    assert_contains(&wrong.stderr, "pvc/other is not a claim of stack o");
+}
