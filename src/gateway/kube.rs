@@ -230,7 +230,7 @@ impl Gateway for KubeGateway {
             delay: Duration::ZERO,
             done: false,
         };
-        futures::stream::unfold(state, |mut st| async move {
+        futures::stream::unfold(state, move |mut st| async move {
             if st.done {
                 return None;
             }
@@ -243,7 +243,10 @@ impl Gateway for KubeGateway {
                     None => {
                         st.done = true;
                         return Some((
-                            Err(ApiFailure::transport("the watch stream closed", false)),
+                            Err(ApiFailure::transport(
+                                format!("the watch of {} was closed", id.short()),
+                                false,
+                            )),
                             st,
                         ));
                     }
@@ -276,7 +279,13 @@ impl Gateway for KubeGateway {
             }
             st.done = true;
             Some((
-                Err(ApiFailure::transport("the watch made no progress", false)),
+                Err(ApiFailure::transport(
+                    format!(
+                        "the watch of {} kept failing without reporting the object",
+                        id.short()
+                    ),
+                    false,
+                )),
                 st,
             ))
         })

@@ -6,6 +6,7 @@ pub mod build;
 pub mod compute;
 pub mod normalize;
 pub mod ops;
+pub mod saved;
 
 use crate::gateway::FieldConflict;
 use crate::kinds::ObjectRef;

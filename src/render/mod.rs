@@ -60,10 +60,10 @@ fn headline(step: &Step) -> String {
 pub fn human(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Stack {} in namespace {} ({} objects)\n\n",
+        "Stack {} in namespace {} ({})\n\n",
         plan.stack,
         plan.namespace,
-        plan.steps.len()
+        crate::spec::plural(plan.steps.len(), "object")
     ));
     for step in &plan.steps {
         if step.action == Action::NoOp && step.reasons.is_empty() {

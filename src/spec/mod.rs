@@ -8,12 +8,18 @@
 pub mod locate;
 mod model;
 pub mod quantity;
+mod source;
 mod validate;
 
-pub use model::*;
-pub use validate::{ClusterNames, ClusterVolume, check_references};
+pub use source::SpecSource;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+pub use model::*;
+pub use validate::{
+    ClusterNames, ClusterVolume, check_label, check_label_key, check_label_value, check_references,
+    check_subdomain,
+};
+
+use miette::{Diagnostic, SourceSpan};
 use std::path::Path;
 
 /// One problem in the spec, with the place it was found.
@@ -32,6 +38,8 @@ pub struct SpecIssue {
     /// How to fix it, when we know.
     #[help]
     pub help: Option<String>,
+    /// Without a span, point at the key of `key` rather than at its value.
+    pub at_key: bool,
 }
 
 impl SpecIssue {
@@ -47,7 +55,14 @@ impl SpecIssue {
             span: span.map(|r| SourceSpan::new(r.start.into(), r.end.saturating_sub(r.start))),
             message,
             help: None,
+            at_key: false,
         }
+    }
+
+    /// Points at the key itself (when the span is found from the key path).
+    pub(crate) fn at_key(mut self) -> Self {
+        self.at_key = true;
+        self
     }
 
     pub(crate) fn help(mut self, help: impl Into<String>) -> Self {
@@ -62,7 +77,10 @@ impl SpecIssue {
 
     /// 1-based line and column of the issue in `source`.
     pub fn line_col(&self, source: &str) -> Option<(usize, usize)> {
-        let offset = self.span?.offset().min(source.len());
+        let mut offset = self.span?.offset().min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &source[..offset];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -71,25 +89,52 @@ impl SpecIssue {
 }
 
 /// Every problem found in one spec file, rendered by miette with the file's text.
+///
+/// The issues' spans are in the coordinates of the displayed source, in which very long lines
+/// are clipped around the place they point at; positions ([`SpecErrors::entries`]) are always
+/// those of the original file.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{file}: {} in the spec", plural(issues.len(), "error"))]
 pub struct SpecErrors {
     /// The file name as given by the user.
     pub file: String,
     #[source_code]
-    pub source_code: NamedSource<String>,
+    pub source_code: SpecSource,
     #[related]
     pub issues: Vec<SpecIssue>,
+    /// 1-based line and column of each issue in the original text.
+    positions: Vec<Option<(usize, usize)>>,
 }
 
 impl SpecErrors {
+    /// The issues found in `text` (spans are byte ranges of `text`), ready to render.
+    pub fn new(file: &str, text: &str, mut issues: Vec<SpecIssue>) -> SpecErrors {
+        let positions = issues.iter().map(|i| i.line_col(text)).collect();
+        let starts: Vec<usize> = issues
+            .iter()
+            .filter_map(|i| i.span.map(|s| s.offset()))
+            .collect();
+        let source_code = SpecSource::new(file, text, &starts);
+        for issue in &mut issues {
+            if let Some(span) = issue.span {
+                issue.span = Some(source_code.display_span(span));
+            }
+        }
+        SpecErrors {
+            file: file.to_string(),
+            source_code,
+            issues,
+            positions,
+        }
+    }
+
     /// Every issue with its position, for machine-readable output.
     pub fn entries(&self) -> Vec<IssueEntry> {
-        let text = self.source_code.inner();
         self.issues
             .iter()
-            .map(|i| {
-                let (line, column) = i.line_col(text).unzip();
+            .zip(&self.positions)
+            .map(|(i, pos)| {
+                let (line, column) = pos.unzip();
                 IssueEntry {
                     file: self.file.clone(),
                     line,
@@ -130,56 +175,99 @@ impl std::fmt::Display for IssueEntry {
     }
 }
 
-pub(crate) fn plural(n: usize, word: &str) -> String {
+/// `1 object`, `2 objects`, `3 StorageClasses`.
+pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
+    } else if word.ends_with('s') {
+        format!("{n} {word}es")
     } else {
         format!("{n} {word}s")
     }
 }
 
+/// Spec files larger than this are refused before they are parsed.
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+
 /// Reads and validates a spec file. `Err` holds every problem found.
 pub fn load_file(path: &Path) -> Result<Spec, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
+    let shown = path.display().to_string();
+    let bytes = read_limited(path).map_err(|error| LoadError::Read {
+        path: shown.clone(),
+        error,
     })?;
     let default_name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "stack".into());
-    load(&path.display().to_string(), &text, &default_name).map_err(LoadError::Invalid)
+    let text = utf8(&shown, bytes).map_err(LoadError::Invalid)?;
+    load(&shown, &text, &default_name).map_err(LoadError::Invalid)
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`]; a directory or a bigger file is an error that
+/// says so (instead of the OS's "Is a directory" or running out of memory).
+pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if path.is_dir() {
+        return Err(std::io::Error::other(
+            "it is a directory; name a file (e.g. stack.toml)",
+        ));
+    }
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MB, the limit for a spec",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The file's text, or an error at the first byte that is not UTF-8.
+pub fn utf8(file: &str, bytes: Vec<u8>) -> Result<String, Box<SpecErrors>> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bad = e.as_bytes()[at];
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let key = key_at(&text, at);
+            let key = if key.contains('\u{FFFD}') || key.is_empty() {
+                "(top level)".to_string()
+            } else {
+                key
+            };
+            let issue = SpecIssue::new(
+                key,
+                Some(at..at + 1),
+                format!(
+                    "the file is not UTF-8 text: byte 0x{bad:02X} cannot start a character here"
+                ),
+            )
+            .label("not UTF-8")
+            .help("save the file as UTF-8 (TOML files are UTF-8)");
+            Err(Box::new(SpecErrors::new(file, &text, vec![issue])))
+        }
+    }
 }
 
 /// Parses and validates spec text; `file` names it in messages, `default_name` is the stack name
 /// when the spec sets none.
 pub fn load(file: &str, text: &str, default_name: &str) -> Result<Spec, Box<SpecErrors>> {
-    let errors = |issues| {
-        Box::new(SpecErrors {
-            file: file.to_string(),
-            source_code: NamedSource::new(file, text.to_string()),
-            issues,
-        })
-    };
+    let errors = |issues| Box::new(SpecErrors::new(file, text, issues));
     let mut spec: Spec = match toml::from_str(text) {
         Ok(spec) => spec,
-        Err(e) => {
-            let mut issue = SpecIssue::new("", e.span(), e.message().trim().to_string());
-            if let Some(span) = e.span() {
-                issue.key = key_at(text, span.start);
-            }
-            if issue.message.starts_with("unknown field") {
-                issue = issue.label("unknown key");
-            }
-            return Err(errors(vec![issue]));
-        }
+        Err(e) => return Err(errors(vec![syntax_issue(text, &e)])),
     };
     spec.source_file = file.to_string();
     spec.source_text = text.to_string();
     if spec.name.is_none() {
         spec.default_name = default_name.to_string();
     }
-    let issues = validate::validate(&spec);
+    let mut issues = validate::validate(&spec);
+    locate::fill_spans(text, &mut issues);
     if issues.is_empty() {
         Ok(spec)
     } else {
@@ -187,9 +275,67 @@ pub fn load(file: &str, text: &str, default_name: &str) -> Result<Spec, Box<Spec
     }
 }
 
+/// The issue for a TOML or type error, always with a position: errors the parser reports without
+/// one (a dotted key of more than 80 parts) point at the line it gave up on.
+fn syntax_issue(text: &str, e: &toml::de::Error) -> SpecIssue {
+    let message = e.message().trim();
+    let span = e.span().or_else(|| {
+        let at = if message.contains("recursion") {
+            deep_key(text).unwrap_or(0)
+        } else {
+            0
+        };
+        Some(at..at)
+    });
+    let mut issue = SpecIssue::new("", span.clone(), message.to_string());
+    if let Some(span) = span {
+        issue.key = key_at(text, span.start);
+    }
+    if message.contains("recursion") {
+        issue.message =
+            "nested too deeply: TOML keys and values may be nested at most 80 levels".into();
+        issue = issue.help(
+            "a spec never needs that many levels; check the file was not generated by mistake",
+        );
+    }
+    if issue.message.starts_with("unknown field") {
+        issue = issue.label("unknown key");
+    }
+    if issue.key.is_empty() {
+        issue.key = "(top level)".into();
+    }
+    issue
+}
+
+/// Offset of the first line whose key has 80 or more dotted parts.
+fn deep_key(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let key = line.split('=').next().unwrap_or("");
+        let mut dots = 0;
+        let mut quote: Option<char> = None;
+        for c in key.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '.') => dots += 1,
+                _ => {}
+            }
+        }
+        if dots + 1 >= 80 {
+            return Some(offset + (line.len() - line.trim_start().len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Best-effort dotted key path of the TOML key at byte `offset`, for syntax-level errors.
 fn key_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let mut table = String::new();
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
     for line in text[..offset].lines() {
@@ -204,39 +350,64 @@ fn key_at(text: &str, offset: usize) -> String {
         }
     }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = &text[line_start..];
+    let line = text[line_start..].lines().next().unwrap_or("");
     let key = line.split('=').next().unwrap_or("").trim();
     let is_key = line.contains('=') && !key.starts_with('[') && !key.is_empty();
+    let key = if key.len() > 80 {
+        format!("{}…", &key[..floor_char(key, 80)])
+    } else {
+        key.to_string()
+    };
+    let table = if table.len() > 80 {
+        format!("{}…", &table[..floor_char(&table, 80)])
+    } else {
+        table
+    };
     match (table.is_empty(), is_key) {
-        (true, true) => key.to_string(),
+        (true, true) => key,
         (false, true) => format!("{table}.{key}"),
         _ => table,
     }
 }
 
-/// Wraps issues found after loading (e.g. by [`check_references`]) with the spec's text.
-pub fn errors_for(spec: &Spec, issues: Vec<SpecIssue>) -> SpecErrors {
-    SpecErrors {
-        file: spec.source_file.clone(),
-        source_code: NamedSource::new(&spec.source_file, spec.source_text.clone()),
-        issues,
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
     }
+    i
+}
+
+/// Wraps issues found after loading (e.g. by [`check_references`]) with the spec's text.
+pub fn errors_for(spec: &Spec, mut issues: Vec<SpecIssue>) -> SpecErrors {
+    locate::fill_spans(&spec.source_text, &mut issues);
+    SpecErrors::new(&spec.source_file, &spec.source_text, issues)
 }
 
 /// Why a spec could not be loaded.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {}", io_text(.error))]
+    Read { path: String, error: std::io::Error },
     /// The file was read but is not a valid spec.
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(Box<SpecErrors>),
+}
+
+/// An I/O error in words, without the OS's error number.
+pub fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn examples_load() {
 
 #[test]
 fn stack_name_defaults_to_file_stem() {
-    let spec = load("db.toml", "", "db").unwrap();
+    let spec = load("db.toml", "[[claim]]\nname = \"a\"\nsize = \"1Gi\"\n", "db").unwrap();
     assert_eq!(spec.stack_name(), "db");
 }
 
