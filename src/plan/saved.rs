@@ -46,8 +46,8 @@ impl SavedPlanError {
     }
 
     fn at(mut self, line: usize, column: usize) -> Self {
-        self.line = Some(line);
-        self.column = Some(column);
+        self.line = Some(line.max(1));
+        self.column = Some(column.max(1));
         self
     }
 

@@ -179,7 +179,7 @@ pub fn locate_failure(spec: &Spec, origin: &str, kind: Kind, f: &ApiFailure) -> 
             )
         })
         .collect();
-    if let Some(field) = unknown_field(&f.message) {
+    if let Some(field) = field_in_message(&f.message) {
         fields.insert(0, (field, f.message.clone()));
     }
     let message = f.text();
@@ -531,18 +531,25 @@ fn spec_key(
     Some(out)
 }
 
-/// The field named by an API server message about an unknown field: strict decoding
-/// (`unknown field "spec.x"`) or server-side apply (`.spec.x: field not declared in schema`).
-pub fn unknown_field(message: &str) -> Option<String> {
+/// The field named by an API server message that has no causes: strict decoding
+/// (`unknown field "spec.x"`), a typed server-side apply (`…): .spec.x: field not declared in
+/// schema`, `…): .spec.x: expected numeric (int or float), got string`) or JSON decoding
+/// (`cannot unmarshal string into Go struct field PodSpec.spec.x of type int64`).
+pub fn field_in_message(message: &str) -> Option<String> {
     if let Some(rest) = message.split("unknown field \"").nth(1) {
         return rest.split('"').next().map(str::to_string);
     }
-    let before = message.split(": field not declared in schema").next()?;
-    if before.len() == message.len() {
-        return None;
+    if let Some(rest) = message.split("Go struct field ").nth(1) {
+        let path = rest.split(" of type").next()?;
+        // `PodSpec.spec.template.spec.x`: the Go type first, then the path.
+        let field = path.split_once('.').map_or(path, |(_, f)| f);
+        return (!field.is_empty()).then(|| field.to_string());
     }
-    let field = before.rsplit(' ').next()?.trim_start_matches('.');
-    (!field.is_empty()).then(|| field.to_string())
+    if let Some(rest) = message.split("): .").nth(1) {
+        let field = rest.split(": ").next()?;
+        return (!field.is_empty() && !field.contains(' ')).then(|| field.to_string());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -578,16 +585,24 @@ mod tests {
     }
 
     #[test]
-    fn finds_unknown_fields_in_both_server_messages() {
+    fn finds_the_field_in_server_messages() {
         assert_eq!(
-            unknown_field("StatefulSet in version \"v1\" cannot be handled as a StatefulSet: strict decoding error: unknown field \"spec.template.spec.terminationGracePeriod\"").as_deref(),
+            field_in_message("StatefulSet in version \"v1\" cannot be handled as a StatefulSet: strict decoding error: unknown field \"spec.template.spec.terminationGracePeriod\"").as_deref(),
             Some("spec.template.spec.terminationGracePeriod")
         );
         assert_eq!(
-            unknown_field("failed to create typed patch object (t1/db; apps/v1, Kind=StatefulSet): .spec.template.spec.x: field not declared in schema").as_deref(),
+            field_in_message("failed to create typed patch object (t1/db; apps/v1, Kind=StatefulSet): .spec.template.spec.x: field not declared in schema").as_deref(),
             Some("spec.template.spec.x")
         );
-        assert_eq!(unknown_field("something else"), None);
+        assert_eq!(
+            field_in_message("failed to create typed patch object (t1/db; apps/v1, Kind=StatefulSet): .spec.template.spec.terminationGracePeriodSeconds: expected numeric (int or float), got string").as_deref(),
+            Some("spec.template.spec.terminationGracePeriodSeconds")
+        );
+        assert_eq!(
+            field_in_message("StatefulSet in version \"v1\" cannot be handled as a StatefulSet: json: cannot unmarshal string into Go struct field PodSpec.spec.template.spec.terminationGracePeriodSeconds of type int64").as_deref(),
+            Some("spec.template.spec.terminationGracePeriodSeconds")
+        );
+        assert_eq!(field_in_message("something else"), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl SpecIssue {
         span: Option<std::ops::Range<usize>>,
         message: impl Into<String>,
     ) -> Self {
-        let message = message.into();
+        let message = clip_quoted(&message.into());
         SpecIssue {
             key: key.into(),
             label: "here".into(),
@@ -88,28 +88,98 @@ impl SpecIssue {
     }
 }
 
+/// Shortens every `"…"`-quoted value of a message longer than 80 characters, so that a
+/// huge value in the file is never echoed whole.
+pub fn clip_quoted(message: &str) -> String {
+    const MAX: usize = 80;
+    if message.len() <= 2 * MAX {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len().min(4096));
+    let mut inside = false;
+    let mut run = 0usize;
+    let mut clipped = false;
+    let mut escaped = false;
+    for c in message.chars() {
+        if inside && !escaped && c == '"' {
+            inside = false;
+            clipped = false;
+            out.push(c);
+            continue;
+        }
+        if !inside && c == '"' {
+            inside = true;
+            run = 0;
+            out.push(c);
+            continue;
+        }
+        escaped = inside && !escaped && c == '\\';
+        if inside {
+            run += 1;
+            if run > MAX {
+                if !clipped {
+                    out.push('…');
+                    clipped = true;
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Every problem found in one spec file, rendered by miette with the file's text.
 ///
 /// The issues' spans are in the coordinates of the displayed source, in which very long lines
 /// are clipped around the place they point at; positions ([`SpecErrors::entries`]) are always
 /// those of the original file.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{file}: {} in the spec", plural(issues.len(), "error"))]
+#[error("{file}: {} in the spec", plural(self.entries.len(), "error"))]
 pub struct SpecErrors {
     /// The file name as given by the user.
     pub file: String,
     #[source_code]
     pub source_code: SpecSource,
+    /// The issues shown (the first [`MAX_SHOWN`], then one that counts the others).
     #[related]
     pub issues: Vec<SpecIssue>,
-    /// 1-based line and column of each issue in the original text.
-    positions: Vec<Option<(usize, usize)>>,
+    /// Every issue, positioned.
+    entries: Vec<IssueEntry>,
 }
+
+/// At most this many issues are shown with a snippet; the rest are counted (all of them are in
+/// the JSON document).
+pub const MAX_SHOWN: usize = 10;
 
 impl SpecErrors {
     /// The issues found in `text` (spans are byte ranges of `text`), ready to render.
     pub fn new(file: &str, text: &str, mut issues: Vec<SpecIssue>) -> SpecErrors {
-        let positions = issues.iter().map(|i| i.line_col(text)).collect();
+        let entries: Vec<IssueEntry> = issues
+            .iter()
+            .map(|i| {
+                let (line, column) = i.line_col(text).unzip();
+                IssueEntry {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    key: i.key.clone(),
+                    message: i.message.clone(),
+                }
+            })
+            .collect();
+        if issues.len() > MAX_SHOWN {
+            let more = issues.len() - MAX_SHOWN;
+            issues.truncate(MAX_SHOWN);
+            issues.push(SpecIssue::new(
+                "(more)",
+                None,
+                format!(
+                    "{} not shown: fix the ones above, or see them all with plan -o json",
+                    plural(more, "more error")
+                ),
+            ));
+        }
         let starts: Vec<usize> = issues
             .iter()
             .filter_map(|i| i.span.map(|s| s.offset()))
@@ -124,31 +194,18 @@ impl SpecErrors {
             file: file.to_string(),
             source_code,
             issues,
-            positions,
+            entries,
         }
     }
 
     /// Every issue with its position, for machine-readable output.
     pub fn entries(&self) -> Vec<IssueEntry> {
-        self.issues
-            .iter()
-            .zip(&self.positions)
-            .map(|(i, pos)| {
-                let (line, column) = pos.unzip();
-                IssueEntry {
-                    file: self.file.clone(),
-                    line,
-                    column,
-                    key: i.key.clone(),
-                    message: i.message.clone(),
-                }
-            })
-            .collect()
+        self.entries.clone()
     }
 
     /// One line per issue, `file:line:col: key: message`, for logs.
     pub fn lines(&self) -> Vec<String> {
-        self.entries().iter().map(IssueEntry::to_string).collect()
+        self.entries.iter().map(IssueEntry::to_string).collect()
     }
 }
 
@@ -226,7 +283,12 @@ pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// The file's text, or an error at the first byte that is not UTF-8.
-pub fn utf8(file: &str, bytes: Vec<u8>) -> Result<String, Box<SpecErrors>> {
+pub fn utf8(file: &str, mut bytes: Vec<u8>) -> Result<String, Box<SpecErrors>> {
+    // A UTF-8 byte order mark (some editors write one) carries no text.
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]);
     match String::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(e) => {
@@ -239,15 +301,17 @@ pub fn utf8(file: &str, bytes: Vec<u8>) -> Result<String, Box<SpecErrors>> {
             } else {
                 key
             };
-            let issue = SpecIssue::new(
-                key,
-                Some(at..at + 1),
+            let message = if utf16 && at == 0 {
+                "the file is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8"
+                    .to_string()
+            } else {
                 format!(
                     "the file is not UTF-8 text: byte 0x{bad:02X} cannot start a character here"
-                ),
-            )
-            .label("not UTF-8")
-            .help("save the file as UTF-8 (TOML files are UTF-8)");
+                )
+            };
+            let issue = SpecIssue::new(key, Some(at..at + 1), message)
+                .label("not UTF-8")
+                .help("save the file as UTF-8 (TOML files are UTF-8)");
             Err(Box::new(SpecErrors::new(file, &text, vec![issue])))
         }
     }
@@ -257,6 +321,27 @@ pub fn utf8(file: &str, bytes: Vec<u8>) -> Result<String, Box<SpecErrors>> {
 /// when the spec sets none.
 pub fn load(file: &str, text: &str, default_name: &str) -> Result<Spec, Box<SpecErrors>> {
     let errors = |issues| Box::new(SpecErrors::new(file, text, issues));
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        let name = if c == '\0' { " (NUL)" } else { "" };
+        let issue = SpecIssue::new(
+            key_at(text, at),
+            Some(at..at + c.len_utf8()),
+            format!(
+                "control character U+{:04X}{name} is not allowed in a TOML file",
+                c as u32
+            ),
+        )
+        .label("control character")
+        .help("remove it; write \\u0000-style escapes inside strings if the character is really meant");
+        let mut issue = issue;
+        if issue.key.is_empty() {
+            issue.key = "(top level)".into();
+        }
+        return Err(errors(vec![issue]));
+    }
     let mut spec: Spec = match toml::from_str(text) {
         Ok(spec) => spec,
         Err(e) => return Err(errors(vec![syntax_issue(text, &e)])),
@@ -301,10 +386,37 @@ fn syntax_issue(text: &str, e: &toml::de::Error) -> SpecIssue {
     if issue.message.starts_with("unknown field") {
         issue = issue.label("unknown key");
     }
+    if let Some(format) = foreign_format(text) {
+        issue = issue.help(format!(
+            "this looks like {format}; a stack spec is TOML, e.g. [[statefulset]] then name = \"db\" (see README, \"The spec\")"
+        ));
+    }
     if issue.key.is_empty() {
         issue.key = "(top level)".into();
     }
     issue
+}
+
+/// `YAML`/`JSON` when the text looks like one of them rather than TOML.
+fn foreign_format(text: &str) -> Option<&'static str> {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    if first.starts_with('{') || first.starts_with("[{") || first == "[" {
+        return Some("JSON");
+    }
+    if first == "---" || first.starts_with("- ") {
+        return Some("YAML");
+    }
+    let key = first.split(':').next()?;
+    let yaml_key = first.contains(':')
+        && !first.contains('=')
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"'".contains(c));
+    yaml_key.then_some("YAML")
 }
 
 /// Offset of the first line whose key has 80 or more dotted parts.
@@ -330,27 +442,60 @@ fn deep_key(text: &str) -> Option<usize> {
     None
 }
 
-/// Best-effort dotted key path of the TOML key at byte `offset`, for syntax-level errors.
+/// Best-effort dotted key path of the TOML key at byte `offset`, for syntax-level errors:
+/// `statefulset[1].volume_claim[0].size`.
 fn key_at(text: &str, offset: usize) -> String {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let mut table = String::new();
+    // Arrays of tables are counted per parent item: `[[statefulset.volume_claim]]` belongs to
+    // the last `[[statefulset]]`.
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut table = String::new();
+    let indexed = |name: &str, counts: &std::collections::HashMap<String, usize>| -> String {
+        let mut path = String::new();
+        let mut plain = String::new();
+        for part in name.split('.').map(str::trim) {
+            if !plain.is_empty() {
+                plain.push('.');
+            }
+            plain.push_str(part);
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+            if let Some(n) = counts.get(&plain) {
+                path.push_str(&format!("[{}]", n.saturating_sub(1)));
+            }
+        }
+        path
+    };
     for line in text[..offset].lines() {
         let t = line.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = name.trim().to_string();
-            let n = counts.entry(name.clone()).or_insert(0);
-            table = format!("{name}[{n}]");
-            *n += 1;
+            *counts.entry(name.clone()).or_insert(0) += 1;
+            // A new parent item restarts the counts of its nested arrays.
+            let nested = format!("{name}.");
+            counts.retain(|k, _| !k.starts_with(&nested));
+            table = indexed(&name, &counts);
         } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
+            table = indexed(name.trim(), &counts);
         }
     }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
+    // The error is on a table header: the key is that table.
+    let t = line.trim();
+    if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+        let name = name.trim().to_string();
+        *counts.entry(name.clone()).or_insert(0) += 1;
+        return indexed(&name, &counts);
+    }
+    if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+        return indexed(name.trim(), &counts);
+    }
     let key = line.split('=').next().unwrap_or("").trim();
     let is_key = line.contains('=') && !key.starts_with('[') && !key.is_empty();
     let key = if key.len() > 80 {

@@ -38,7 +38,31 @@ impl SpecSource {
             display: None,
             kept: Vec::new(),
         };
+        // Control characters (a NUL byte, an escape sequence) are shown as `?`: same length,
+        // so every offset stays put.
+        let sanitize = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
+        let has_control = text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'));
         if !text.split('\n').any(|l| l.len() > MAX_LINE) {
+            if has_control {
+                source.display = Some(sanitize(text));
+                source.kept = vec![Kept {
+                    display: 0,
+                    original: 0,
+                    len: text.len(),
+                }];
+            }
             return source;
         }
         let mut display = String::with_capacity(text.len().min(1 << 20));
@@ -84,7 +108,11 @@ impl SpecSource {
             }
             start = end + 1;
         }
-        source.display = Some(display);
+        source.display = Some(if has_control {
+            sanitize(&display)
+        } else {
+            display
+        });
         source.kept = kept;
         source
     }

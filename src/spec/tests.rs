@@ -176,7 +176,7 @@ path = "/var/lib"
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("statefulset[0].mount[0]: duplicate volume name \"data\"")),
+            .any(|l| l.contains("statefulset[0].mount[0]: duplicate pod volume name \"data\"")),
         "{lines:?}"
     );
 }

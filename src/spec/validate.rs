@@ -49,7 +49,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
     for (i, sc) in spec.storage_classes.iter().enumerate() {
         let key = format!("storage_class[{i}]");
         v.subdomain(&format!("{key}.name"), &sc.get_ref().name);
-        v.unique(&mut seen, "StorageClass", &key, &sc.get_ref().name);
+        v.unique(&mut seen, "StorageClass name", &key, &sc.get_ref().name);
         v.labels(&format!("{key}.labels"), &sc.get_ref().labels);
         v.patch(&key, sc.get_ref().patch.as_ref());
     }
@@ -58,7 +58,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
         let key = format!("volume[{i}]");
         let vol = entry.get_ref();
         v.subdomain(&format!("{key}.name"), &vol.name);
-        v.unique(&mut seen, "volume", &key, &vol.name);
+        v.unique(&mut seen, "volume name", &key, &vol.name);
         v.size(&format!("{key}.capacity"), &vol.capacity);
         v.labels(&format!("{key}.labels"), &vol.labels);
         v.patch(&key, vol.patch.as_ref());
@@ -117,7 +117,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
         let key = format!("claim[{i}]");
         let claim = entry.get_ref();
         v.subdomain(&format!("{key}.name"), &claim.name);
-        v.unique(&mut seen, "claim", &key, &claim.name);
+        v.unique(&mut seen, "claim name", &key, &claim.name);
         v.size(&format!("{key}.size"), &claim.size);
         v.labels(&format!("{key}.labels"), &claim.labels);
         v.selector(&format!("{key}.selector"), &claim.selector);
@@ -175,7 +175,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
                     .help("the controller adds a controller-revision-hash label of <name>-<hash>, which must stay within 63 characters"),
             );
         }
-        v.unique(&mut seen, "statefulset", &key, &sts.name);
+        v.unique(&mut seen, "statefulset name", &key, &sts.name);
         // The governing Service: generated per StatefulSet, so two may not share a name.
         let (service_key, service) = match &sts.service {
             Some(s) => (format!("{key}.service"), s),
@@ -294,7 +294,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             let tkey = format!("{key}.volume_claim[{j}]");
             let t = tpl.get_ref();
             v.dns_label(&format!("{tkey}.name"), &t.name);
-            v.unique(&mut names, "volume", &tkey, &t.name);
+            v.unique(&mut names, "pod volume name", &tkey, &t.name);
             v.size(&format!("{tkey}.size"), &t.size);
             v.access_modes(&format!("{tkey}.access_modes"), &t.access_modes, tpl.span());
             v.class_name(&format!("{tkey}.class"), &t.class);
@@ -328,7 +328,7 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
             let mkey = format!("{key}.mount[{j}]");
             let m = m.get_ref();
             v.dns_label(&format!("{mkey}.claim"), &m.claim);
-            v.unique(&mut names, "volume", &mkey, &m.claim);
+            v.unique(&mut names, "pod volume name", &mkey, &m.claim);
             v.mount_path(&format!("{mkey}.path"), &m.path, &mut paths);
             if let Some(sub) = &m.sub_path
                 && (sub.starts_with('/') || sub.split('/').any(|p| p == ".."))
@@ -521,7 +521,7 @@ impl Validator {
                     key,
                     Some(name.span()),
                     format!(
-                        "duplicate {what} name {:?} (first defined at {first})",
+                        "duplicate {what} {:?} (first defined at {first})",
                         name.get_ref()
                     ),
                 )
@@ -570,7 +570,11 @@ impl Validator {
                     format!("{:?} is not a whole number of bytes", value.get_ref()),
                 )
                 .label("a fraction of a byte")
-                .help("the suffix m means milli (1/1000): write 500Mi or 500M for megabytes"),
+                .help(if value.get_ref().ends_with('m') {
+                    "the suffix m means milli (1/1000): write 500Mi or 500M for megabytes"
+                } else {
+                    "sizes are whole bytes: write e.g. 1536Mi rather than 1.5"
+                }),
             );
         }
     }
@@ -675,12 +679,20 @@ impl Validator {
         match patch.get("metadata") {
             None => {}
             Some(toml::Value::Table(meta)) => {
-                for field in ["name", "namespace", "generateName"] {
+                for (field, from) in [
+                    ("name", "the table's `name` key"),
+                    ("generateName", "the table's `name` key"),
+                    ("namespace", "the spec's `namespace` (or -n)"),
+                ] {
                     if meta.contains_key(field) {
                         self.push(
-                            SpecIssue::new(at(&format!("metadata.{field}")), None, format!("patch cannot change metadata.{field}: it comes from the spec's name (and namespace, or -n)"))
-                                .at_key()
-                                .help("set the name in the table's `name` key instead"),
+                            SpecIssue::new(
+                                at(&format!("metadata.{field}")),
+                                None,
+                                format!("patch cannot change metadata.{field}: it comes from {from}"),
+                            )
+                            .at_key()
+                            .help(format!("set it with {from} instead")),
                         );
                     }
                 }
