@@ -237,39 +237,61 @@ pub struct VersionArgs {
 /// The rollout timeout when neither the flag nor the user config sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Parses `90s`, `10m`, `1h`, `1h30m` or plain seconds.
+/// The longest duration accepted (a year): longer values are almost certainly typos, and
+/// would overflow the clock arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` or plain seconds; positive, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if s.is_empty() {
+        return Err("empty duration: write e.g. 90s, 10m or 1h".into());
     }
+    let too_long = || format!("invalid duration {s:?}: longer than a year (8784h)");
     let mut total = 0u64;
     let mut num = String::new();
+    let digits_only = s.bytes().all(|b| b.is_ascii_digit());
     for c in s.chars() {
         if c.is_ascii_digit() {
             num.push(c);
             continue;
         }
-        let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        if num.is_empty() {
+            return Err(format!(
+                "invalid duration {s:?}: use a number and a unit (s, m or h), e.g. 90s or 10m"
+            ));
+        }
+        let n: u64 = num.parse().map_err(|_| too_long())?;
         num.clear();
-        total += match c {
-            'h' => n * 3600,
-            'm' => n * 60,
-            's' => n,
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
             _ => {
                 return Err(format!(
                     "invalid duration {s:?}: use s, m or h, e.g. 90s or 10m"
                 ));
             }
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(too_long)?;
     }
-    if !num.is_empty() {
+    if digits_only {
+        // Plain seconds.
+        total = num.parse().map_err(|_| too_long())?;
+    } else if !num.is_empty() {
         return Err(format!("invalid duration {s:?}: missing unit after {num}"));
     }
     if total == 0 {
         return Err(format!("invalid duration {s:?}: must be positive"));
     }
-    Ok(Duration::from_secs(total))
+    let d = Duration::from_secs(total);
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -290,5 +312,23 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0").is_err(), "0 is refused like 0s");
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(
+            parse_duration("99999999999999999h")
+                .unwrap_err()
+                .contains("longer than a year")
+        );
+        assert!(
+            parse_duration("99999999999999999999999")
+                .unwrap_err()
+                .contains("longer than a year")
+        );
+        assert!(parse_duration("9000h").is_err());
+        assert_eq!(
+            parse_duration("8000h"),
+            Ok(Duration::from_secs(8000 * 3600))
+        );
     }
 }

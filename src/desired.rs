@@ -132,8 +132,7 @@ impl Builder<'_> {
         manifest.append(&mut body);
         let mut manifest = Value::Object(manifest);
         if let Some(patch) = patch {
-            let patch = serde_json::to_value(patch).expect("TOML tables are JSON");
-            json_patch::merge(&mut manifest, &patch);
+            json_patch::merge(&mut manifest, &patch_json(patch));
         }
         DesiredObject {
             id: ObjectRef {
@@ -184,10 +183,7 @@ impl Builder<'_> {
                 json!({ "storageclass.kubernetes.io/is-default-class": "true" });
         }
         if let Some(patch) = &sc.patch {
-            json_patch::merge(
-                &mut obj.manifest,
-                &serde_json::to_value(patch).expect("TOML tables are JSON"),
-            );
+            json_patch::merge(&mut obj.manifest, &patch_json(patch));
         }
         obj
     }
@@ -655,6 +651,28 @@ fn env_var(name: &str, value: &spec::EnvValue) -> Value {
     }
 }
 
+/// A `patch` table as JSON. TOML has datetimes, JSON does not: a datetime becomes its RFC 3339
+/// text (which is what every Kubernetes time field holds). Floats JSON cannot carry (nan, inf)
+/// are refused by validation; here they would become null.
+pub fn patch_json(patch: &toml::Table) -> Value {
+    fn convert(v: &toml::Value) -> Value {
+        match v {
+            toml::Value::String(s) => json!(s),
+            toml::Value::Integer(i) => json!(i),
+            toml::Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
+            toml::Value::Boolean(b) => json!(b),
+            toml::Value::Datetime(d) => json!(d.to_string()),
+            toml::Value::Array(a) => Value::Array(a.iter().map(convert).collect()),
+            toml::Value::Table(t) => {
+                Value::Object(t.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+            }
+        }
+    }
+    Value::Object(patch.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+}
+
 fn modes(m: &[AccessMode]) -> Value {
     json!(m.iter().map(|m| m.as_str()).collect::<Vec<_>>())
 }
@@ -810,6 +828,18 @@ mod tests {
         assert_eq!(
             objs[1].manifest["spec"]["template"]["spec"]["containers"][0]["image"],
             "postgres:17"
+        );
+    }
+
+    #[test]
+    fn datetimes_in_a_patch_become_rfc3339_text() {
+        let patch: toml::Table = toml::from_str(
+            "[metadata.annotations]\nat = 2024-05-01T10:00:00Z\nday = 2024-05-01\nn = 1.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            patch_json(&patch),
+            json!({"metadata": {"annotations": {"at": "2024-05-01T10:00:00Z", "day": "2024-05-01", "n": 1.5}}})
         );
     }
 

@@ -38,6 +38,8 @@ pub struct Cluster {
     pub context_namespace: String,
     /// The API server URL.
     pub server: String,
+    /// The kubeconfig context in use.
+    pub context: String,
     /// Objects handled at once within a phase.
     pub concurrency: usize,
 }
@@ -81,14 +83,19 @@ impl Cluster {
             context: target.context.clone(),
             ..Default::default()
         };
-        let mut config = match &target.kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(ClusterError::Kubeconfig)?;
-                Config::from_custom_kubeconfig(kc, &options).await
-            }
-            None => Config::from_kubeconfig(&options).await,
+        let kc = match &target.kubeconfig {
+            Some(path) => Kubeconfig::read_from(path),
+            None => Kubeconfig::read(),
         }
         .map_err(ClusterError::Kubeconfig)?;
+        let context = target
+            .context
+            .clone()
+            .or_else(|| kc.current_context.clone())
+            .unwrap_or_default();
+        let mut config = Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(ClusterError::Kubeconfig)?;
         let request_timeout = target.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         // The gateway bounds each request (and says so clearly); the connection attempt is
         // bounded here too, a little later, as a backstop.
@@ -110,6 +117,7 @@ impl Cluster {
             gateway: Arc::new(gateway),
             context_namespace,
             server,
+            context,
             concurrency: target.concurrency.max(1),
         })
     }

@@ -1,16 +1,17 @@
 //! `kubectl-stateful`: thin entry point. Parse, run, map the outcome to an exit code.
 
-use clap::Parser;
+use clap::Parser as _;
 use kubectl_stateful::{cli::Cli, run};
 
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version print to stdout and succeed; every usage error is an error
-            // like any other (exit 1: the README's exit codes keep 2 for "changes present").
+            // --help and --version succeed; every usage error exits 1 like any other error
+            // (2 means "changes present" for plan --detailed-exitcode).
+            let code = if e.use_stderr() { run::EXIT_ERROR } else { 0 };
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { run::EXIT_ERROR } else { 0 });
+            std::process::exit(code);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -21,7 +22,8 @@ fn main() {
     let code = match runtime.block_on(run::run(cli)) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{report:?}");
             run::EXIT_ERROR
         }
     };

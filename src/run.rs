@@ -16,102 +16,135 @@ pub const EXIT_ERROR: i32 = 1;
 /// Exit code of `plan --detailed-exitcode` when there are changes.
 pub const EXIT_CHANGES: i32 = 2;
 
+/// Writes to standard output. A reader that went away (`plan … | head`) is not an error of
+/// the command: the rest of the output is dropped and the command finishes with its own exit
+/// code, without a panic or a message.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// Writes a diagnostic to standard error (which may be closed, too).
+fn err_out(report: &miette::Report) {
+    let _ = writeln!(std::io::stderr().lock(), "{report:?}");
+}
+
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> miette::Result<i32> {
-    let config = crate::config::load()?;
-    let colors = ColorInputs::from_env(&cli.cluster, &config);
-    let style = Style {
-        color: colors.color(std::io::stdout().is_terminal()),
-    };
-    // Diagnostics: graphical with carets always; colors and line wrapping only on a terminal, so
-    // CI logs keep each message on one line.
-    let terminal = std::io::stderr().is_terminal();
-    let diagnostics_color = colors.color(terminal);
-    let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(diagnostics_color)
-                .wrap_lines(terminal)
-                .build(),
-        )
-    }));
     match cli.command {
         Command::Version(args) => {
             let version = env!("CARGO_PKG_VERSION");
             match args.output {
-                ApplyFormat::Json => println!(
-                    "{}",
+                ApplyFormat::Json => out(&format!(
+                    "{}\n",
                     serde_json::json!({ "name": "kubectl-stateful", "version": version })
-                ),
-                ApplyFormat::Human => println!("kubectl-stateful {version}"),
+                )),
+                ApplyFormat::Human => out(&format!("kubectl-stateful {version}\n")),
             }
             Ok(0)
         }
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kubectl-stateful", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kubectl-stateful", &mut script);
+            out(&String::from_utf8_lossy(&script));
             Ok(0)
         }
-        Command::Plan(args) => {
+        command => {
+            // Only the commands that talk to a cluster read the user config: a broken one never
+            // blocks `version` or `completion`.
+            let config = crate::config::load();
+            let colors =
+                ColorInputs::from_env(&cli.cluster, config.as_ref().ok().and_then(|c| c.color));
+            let style = Style {
+                color: colors.color(std::io::stdout().is_terminal()),
+            };
+            // Diagnostics: graphical with carets always; colors and line wrapping only on a
+            // terminal, so CI logs keep each message on one line.
+            let terminal = std::io::stderr().is_terminal();
+            let diagnostics_color = colors.color(terminal);
+            let _ = miette::set_hook(Box::new(move |_| {
+                Box::new(
+                    miette::MietteHandlerOpts::new()
+                        .color(diagnostics_color)
+                        .wrap_lines(terminal)
+                        .build(),
+                )
+            }));
+            let config = config?;
             let mut cluster = cli.cluster.clone();
             cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
-            let deadline = config.timeout()?.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
-            plan_command(&cluster, args, deadline, style).await
-        }
-        Command::Apply(mut args) => {
-            if args.timeout.is_none() {
-                args.timeout = config.timeout()?;
-            }
-            let mut cluster = cli.cluster.clone();
-            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
-            apply_command(&cluster, args, style).await
-        }
-        Command::Snapshot(args) => {
-            let timeout = args
-                .timeout
-                .or(config.timeout()?)
-                .unwrap_or(crate::cli::DEFAULT_TIMEOUT);
-            let (cluster, spec, namespace) = prepare(&cli.cluster, &args.file).await?;
-            let taken = crate::snapshots::take(
-                cluster.gw(),
-                &spec,
-                &namespace,
-                &args.claims,
-                args.class.as_deref(),
-                timeout,
-            )
-            .await?;
-            for (claim, snapshot, message) in &taken {
-                match args.output {
-                    ApplyFormat::Json => println!(
-                        "{}",
-                        serde_json::json!({ "claim": claim, "snapshot": snapshot, "message": message })
-                    ),
-                    ApplyFormat::Human => {
-                        println!("volumesnapshot/{snapshot} of pvc/{claim}: {message}")
-                    }
+            let default_timeout = config.timeout()?;
+            match command {
+                Command::Plan(args) => {
+                    let deadline = default_timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+                    plan_command(&cluster, args, deadline, style).await
                 }
+                Command::Apply(mut args) => {
+                    if args.timeout.is_none() {
+                        args.timeout = default_timeout;
+                    }
+                    apply_command(&cluster, args, style).await
+                }
+                Command::Destroy(mut args) => {
+                    if args.timeout.is_none() {
+                        args.timeout = default_timeout;
+                    }
+                    destroy_command(&cluster, args, style).await
+                }
+                Command::Snapshot(args) => {
+                    let timeout = args
+                        .timeout
+                        .or(default_timeout)
+                        .unwrap_or(crate::cli::DEFAULT_TIMEOUT);
+                    snapshot_command(&cluster, args, timeout).await
+                }
+                Command::Snapshots(args) => {
+                    let (cluster, spec, namespace) = prepare(&cluster, &args.file).await?;
+                    let rows =
+                        crate::snapshots::list(cluster.gw(), spec.stack_name(), &namespace).await?;
+                    match args.output {
+                        ApplyFormat::Json => out(&format!("{}\n", serde_json::Value::Array(rows))),
+                        ApplyFormat::Human => out(&crate::snapshots::table(&rows)),
+                    }
+                    Ok(0)
+                }
+                Command::Version(_) | Command::Completion { .. } => Ok(0),
             }
-            Ok(0)
-        }
-        Command::Snapshots(args) => {
-            let (cluster, spec, namespace) = prepare(&cli.cluster, &args.file).await?;
-            let rows = crate::snapshots::list(cluster.gw(), spec.stack_name(), &namespace).await?;
-            match args.output {
-                ApplyFormat::Json => println!("{}", serde_json::Value::Array(rows)),
-                ApplyFormat::Human => print!("{}", crate::snapshots::table(&rows)),
-            }
-            Ok(0)
-        }
-        Command::Destroy(mut args) => {
-            if args.timeout.is_none() {
-                args.timeout = config.timeout()?;
-            }
-            let mut cluster = cli.cluster.clone();
-            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
-            destroy_command(&cluster, args, style).await
         }
     }
+}
+
+/// Takes on-demand snapshots of the stack's claims and prints them.
+async fn snapshot_command(
+    args: &ClusterArgs,
+    s: crate::cli::SnapshotArgs,
+    timeout: std::time::Duration,
+) -> miette::Result<i32> {
+    let (cluster, spec, namespace) = prepare(args, &s.file).await?;
+    let taken = crate::snapshots::take(
+        cluster.gw(),
+        &spec,
+        &namespace,
+        &s.claims,
+        s.class.as_deref(),
+        timeout,
+    )
+    .await?;
+    for (claim, snapshot, message) in &taken {
+        match s.output {
+            ApplyFormat::Json => out(&format!(
+                "{}\n",
+                serde_json::json!({ "claim": claim, "snapshot": snapshot, "message": message })
+            )),
+            ApplyFormat::Human => out(&format!(
+                "volumesnapshot/{snapshot} of pvc/{claim}: {message}\n"
+            )),
+        }
+    }
+    Ok(0)
 }
 
 /// Everything that decides whether output is colored, read once from the flags, the user config
@@ -129,10 +162,10 @@ pub struct ColorInputs {
 }
 
 impl ColorInputs {
-    pub fn from_env(args: &ClusterArgs, config: &crate::config::UserConfig) -> Self {
+    pub fn from_env(args: &ClusterArgs, config_color: Option<bool>) -> Self {
         ColorInputs {
             no_color_flag: args.no_color,
-            config_color: config.color,
+            config_color,
             no_color_env: std::env::var_os("NO_COLOR"),
             term: std::env::var("TERM").ok(),
         }
@@ -196,6 +229,17 @@ async fn make_plan(
     make_plan_with(cluster.gw(), cluster.concurrency, spec, namespace, options)
         .await
         .map_err(|e| match e {
+            PlanError::Cluster(crate::live::ClusterError::Api { failure, .. })
+                if failure.code == 401 =>
+            {
+                // Names the context whose credentials were refused, never the credentials.
+                miette::miette!(
+                    help = "log in again or renew the credentials of that context (kubectl config view --minify shows which user it uses)",
+                    "the API server at {} rejected the credentials of context {:?} (401 Unauthorized): they are invalid or expired",
+                    cluster.server,
+                    context_name(args)
+                )
+            }
             PlanError::Cluster(c) => miette::Report::new(c).wrap_err(format!(
                 "cannot plan against context {:?} ({})",
                 context_name(args),
@@ -243,14 +287,14 @@ async fn plan_command(
         Err(report) => {
             // Machine-readable views still get a document on stdout; the diagnostics go to stderr.
             match p.output {
-                PlanFormat::Json => print!(
-                    "{}",
-                    render::json_failure(&error_chain(&report), &spec_entries(&report))
-                ),
-                PlanFormat::Markdown => print!(
-                    "{}",
-                    render::markdown_failure(&error_chain(&report), &spec_entries(&report))
-                ),
+                PlanFormat::Json => out(&render::json_failure(
+                    &error_chain(&report),
+                    &spec_entries(&report),
+                )),
+                PlanFormat::Markdown => out(&render::markdown_failure(
+                    &error_chain(&report),
+                    &spec_entries(&report),
+                )),
                 PlanFormat::Human => {}
             }
             return Err(report);
@@ -261,15 +305,15 @@ async fn plan_command(
         PlanFormat::Json => render::json(&plan),
         PlanFormat::Markdown => render::markdown(&plan),
     };
-    print!("{text}");
-    if let Some(out) = &p.out {
-        save_plan(&plan, out)?;
+    out(&text);
+    if let Some(file) = &p.out {
+        save_plan(&plan, file)?;
         if p.output == PlanFormat::Human {
-            println!(
-                "Saved the plan to {}; apply it with: kubectl stateful apply {}",
-                out.display(),
-                out.display()
-            );
+            out(&format!(
+                "Saved the plan to {}; apply it with: kubectl stateful apply {}\n",
+                file.display(),
+                file.display()
+            ));
         }
     }
     Ok(if plan.summary.error > 0 {
@@ -301,6 +345,15 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
     if let Some(PlanError::Spec(e)) = report.downcast_ref::<PlanError>() {
         return e.entries();
     }
+    if let Some(e) = report.downcast_ref::<crate::plan::saved::SavedPlanError>() {
+        return vec![spec::IssueEntry {
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            key: e.key.clone().unwrap_or_default(),
+            message: e.message.clone(),
+        }];
+    }
     Vec::new()
 }
 
@@ -322,26 +375,41 @@ fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
 }
 
 fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| miette::miette!("cannot read {}: {e}", path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-        miette::miette!(
-            "{} is not a plan saved by `kubectl stateful plan --out`: {e}",
-            path.display()
-        )
-    })?;
-    if plan.format_version != crate::plan::FORMAT_VERSION {
-        return Err(miette::miette!(
-            "{} has plan format {}, this version reads format {}",
-            path.display(),
-            plan.format_version,
-            crate::plan::FORMAT_VERSION
-        ));
-    }
-    Ok(plan)
+    let file = path.display().to_string();
+    let bytes = spec::read_limited(path)
+        .map_err(|e| miette::miette!("cannot read the saved plan {file}: {}", spec::io_text(&e)))?;
+    crate::plan::saved::parse(&file, &bytes).map_err(|e| miette::Report::new(*e))
 }
 
 async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::Result<i32> {
+    let json = a.output == ApplyFormat::Json;
+    match apply_inner(args, a, style).await {
+        Err(report) => {
+            if json {
+                // JSON lines end with a machine-readable account of the failure.
+                out(&format!(
+                    "{}\n",
+                    serde_json::json!({
+                        "event": "error",
+                        "message": error_chain(&report),
+                        "spec_errors": spec_entries(&report),
+                    })
+                ));
+            }
+            if let Some(apply::ApplyError::Interrupted { signal, .. }) =
+                report.downcast_ref::<apply::ApplyError>()
+            {
+                let code = signal.exit_code();
+                err_out(&report);
+                return Ok(code);
+            }
+            Err(report)
+        }
+        ok => ok,
+    }
+}
+
+async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::Result<i32> {
     let json = a.output == ApplyFormat::Json;
     let timeout = a.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
     let options = ApplyOptions {
@@ -351,14 +419,27 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
         adopt: a.adopt,
         replace: a.replace.clone(),
         delete_data: a.delete_data,
+        interrupt: None,
     };
+    let saved = a.plan.as_ref().map(|p| p.display().to_string());
     let (cluster, plan) = match (&a.plan, &a.file) {
         (Some(path), _) => {
+            let file = path.display().to_string();
             let plan = load_plan(path)?;
+            if let Some(ns) = &args.namespace
+                && ns != &plan.namespace
+            {
+                return Err(miette::miette!(
+                    help = "drop --namespace (a saved plan keeps its namespace), or make a plan for that namespace",
+                    "--namespace {ns} contradicts the namespace {} of the saved plan {file}",
+                    plan.namespace
+                ));
+            }
             let cluster = Cluster::connect(&target(args)).await?;
             if !plan.server.is_empty() && plan.server != cluster.server {
                 return Err(miette::miette!(
-                    "the plan was made against {} but the current context points at {}",
+                    help = "select the context of that cluster (--context), or make a new plan against this one",
+                    "the saved plan {file} was made against {} but the current context points at {}",
                     plan.server,
                     cluster.server
                 ));
@@ -366,7 +447,9 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
             cluster
                 .gateway
                 .set_deadline(Some(tokio::time::Instant::now() + timeout));
-            apply::check_fresh(cluster.gw(), &plan, cluster.concurrency).await?;
+            apply::check_fresh(cluster.gw(), &plan, cluster.concurrency)
+                .await
+                .map_err(|e| saved_plan_error(&file, e))?;
             (cluster, plan)
         }
         (None, Some(file)) => {
@@ -382,18 +465,19 @@ async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette
             let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
         }
-        (None, None) => unreachable!("clap requires a plan file or -f"),
+        (None, None) => {
+            return Err(miette::miette!(
+                "apply needs a spec (-f FILE) or a saved plan (PLANFILE)"
+            ));
+        }
     };
-    rollout(
-        &cluster,
-        &plan,
-        &options,
+    let how = Rollout {
         json,
-        a.yes,
-        a.lock_timeout,
-        style,
-    )
-    .await
+        yes: a.yes,
+        lock_timeout: a.lock_timeout,
+        saved: saved.as_deref(),
+    };
+    rollout(&cluster, &plan, &options, how, style).await
 }
 
 /// Removes the whole stack: plans the removal, shows it, confirms and runs it.
@@ -413,16 +497,9 @@ async fn destroy_command(
         destroy: true,
         data: d.delete_data,
     };
-    let plan = make_plan_with(
-        cluster.gw(),
-        cluster.concurrency,
-        &spec,
-        &namespace,
-        plan_options,
-    )
-    .await?;
+    let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
     if d.detailed_exitcode {
-        print!("{}", render::human(&plan, style));
+        out(&render::human(&plan, style));
         return Ok(if plan.summary.error > 0 {
             EXIT_ERROR
         } else if plan.summary.has_changes() {
@@ -438,50 +515,80 @@ async fn destroy_command(
         adopt: false,
         replace: Vec::new(),
         delete_data: d.delete_data,
+        interrupt: None,
     };
-    rollout(
-        &cluster,
-        &plan,
-        &options,
+    let how = Rollout {
         json,
-        d.yes,
-        d.lock_timeout,
-        style,
-    )
-    .await
+        yes: d.yes,
+        lock_timeout: d.lock_timeout,
+        saved: None,
+    };
+    rollout(&cluster, &plan, &options, how, style).await
 }
 
 /// Shows the plan, refuses what cannot be done, confirms, runs it and records the inventory.
+/// How a rollout is shown and consented to.
+struct Rollout<'a> {
+    json: bool,
+    yes: bool,
+    lock_timeout: Option<std::time::Duration>,
+    /// The saved plan file being applied, for messages.
+    saved: Option<&'a str>,
+}
+
 async fn rollout(
     cluster: &Cluster,
     plan: &Plan,
     options: &ApplyOptions,
-    json: bool,
-    yes: bool,
-    lock_timeout: Option<std::time::Duration>,
+    how: Rollout<'_>,
     style: Style,
 ) -> miette::Result<i32> {
+    let Rollout {
+        json,
+        yes,
+        lock_timeout,
+        saved,
+    } = how;
     let timeout = options.timeout;
-    let a_yes = yes;
+    let mut options = options.clone();
     if json {
         let shown = crate::plan::mask::masked(plan);
-        println!("{}", serde_json::json!({ "event": "plan", "plan": shown }));
+        out(&format!(
+            "{}\n",
+            serde_json::json!({ "event": "plan", "plan": shown })
+        ));
     } else {
-        print!("{}", render::human(plan, style));
+        out(&render::human(plan, style));
     }
-    apply::check_executable(plan, options)?;
-    if plan.summary.has_changes() && !a_yes {
+    apply::check_executable(plan, &options)?;
+    if plan.summary.has_changes() && !yes {
         confirm()?;
         // The prompt may have waited for long: check again that nothing changed meanwhile.
-        apply::check_fresh(cluster.gw(), plan, cluster.concurrency).await?;
+        apply::check_fresh(cluster.gw(), plan, cluster.concurrency)
+            .await
+            .map_err(|e| match saved {
+                Some(file) => saved_plan_error(file, e),
+                None => miette::Report::new(e),
+            })?;
     }
-    let sink: Box<dyn Sink> = if json {
-        Box::new(ui::JsonSink::new(Box::new(std::io::stdout())))
+    let sink: std::sync::Arc<dyn Sink> = if json {
+        std::sync::Arc::new(ui::JsonSink::new(Box::new(std::io::stdout())))
     } else if std::io::stdout().is_terminal() {
-        Box::new(ui::ProgressSink::new())
+        std::sync::Arc::new(ui::ProgressSink::new())
     } else {
-        Box::new(ui::PlainSink::new(Box::new(std::io::stdout())))
+        std::sync::Arc::new(ui::PlainSink::new(Box::new(std::io::stdout())))
     };
+    let reporter = sink.clone();
+    cluster
+        .gateway
+        .set_reporter(Some(std::sync::Arc::new(move |message| {
+            reporter.emit(apply::Event::Retrying { message })
+        })));
+    // From here on a signal stops the rollout cleanly: writes in flight finish, waits are
+    // abandoned, the summary says what was not done, and the exit code is 130 or 143.
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    options.interrupt = Some(rx);
+    let listener = tokio::spawn(listen_for_signals(tx));
     // The rollout's own deadline starts now; requests are bounded by it too.
     cluster
         .gateway
@@ -506,7 +613,9 @@ async fn rollout(
     let previous = crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack)
         .await
         .unwrap_or_default();
-    let result = apply::execute(cluster.gw(), plan, options, sink.as_ref()).await;
+    cluster.gateway.set_persistent(true);
+    let result = apply::execute(cluster.gw(), plan, &options, sink.as_ref()).await;
+    listener.abort();
     // Record what the stack owns now, whether the rollout finished or not.
     if plan.summary.has_changes() || previous.objects.is_empty() {
         let inventory = crate::inventory::after_apply(cluster.gw(), plan, &previous).await;
@@ -529,6 +638,42 @@ async fn rollout(
     Ok(0)
 }
 
+/// Sends the first SIGINT or SIGTERM to the rollout; a second one ends the process at once.
+async fn listen_for_signals(tx: tokio::sync::watch::Sender<Option<apply::Interrupt>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let mut received = false;
+    loop {
+        let sig = tokio::select! {
+            _ = int.recv() => apply::Interrupt::Int,
+            _ = term.recv() => apply::Interrupt::Term,
+        };
+        if received {
+            std::process::exit(sig.exit_code());
+        }
+        received = true;
+        let _ = tx.send(Some(sig));
+    }
+}
+
+/// A refusal of a saved plan names its file.
+fn saved_plan_error(file: &str, e: apply::ApplyError) -> miette::Report {
+    match e {
+        apply::ApplyError::Stale { problems, .. } => {
+            miette::Report::new(apply::ApplyError::Stale {
+                plan: Some(file.to_string()),
+                problems,
+            })
+        }
+        other => miette::Report::new(other),
+    }
+}
+
 /// Asks on the terminal; refuses without one.
 fn confirm() -> miette::Result<()> {
     if !std::io::stdin().is_terminal() {
@@ -537,7 +682,10 @@ fn confirm() -> miette::Result<()> {
             "refusing to apply without confirmation: standard input is not a terminal"
         ));
     }
-    eprint!("\nDo you want to apply these changes? Only 'yes' will be accepted: ");
+    let _ = write!(
+        std::io::stderr(),
+        "\nDo you want to apply these changes? Only 'yes' will be accepted: "
+    );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()

@@ -30,6 +30,7 @@ pub fn plain_line(event: &Event) -> String {
             format!("{}: deleted ({seconds:.1}s)", object.short())
         }
         Event::Waiting { object, message } => format!("{}: {message}", object.short()),
+        Event::Retrying { message } => format!("retrying: {message}"),
         Event::Deferred { object, message } => format!("{}: {message}", object.short()),
         Event::Ready {
             object,
@@ -46,6 +47,24 @@ pub fn plain_line(event: &Event) -> String {
                 s.push_str(&format!("\n    {d}"));
             }
             s
+        }
+        Event::Interrupted { signal, not_done } => {
+            let what = if not_done.is_empty() {
+                "nothing left to do".to_string()
+            } else {
+                format!(
+                    "not done: {}",
+                    not_done
+                        .iter()
+                        .map(ObjectRef::short)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            format!(
+                "Interrupted by {}: writes in flight were finished, nothing else was started; {what}. Run apply again to continue.",
+                signal.name()
+            )
         }
         Event::Finished {
             ok,
@@ -116,9 +135,11 @@ pub struct ProgressSink {
 }
 
 impl ProgressSink {
+    /// Progress on standard output (where the plan was shown), so that it is seen even when
+    /// standard error goes to a file.
     pub fn new() -> Self {
         ProgressSink {
-            multi: MultiProgress::new(),
+            multi: MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout()),
             bars: Mutex::new(HashMap::new()),
         }
     }

@@ -31,6 +31,8 @@ enum Outcome {
     Written,
     Unchanged,
     Other,
+    /// A wait given up because of an interrupt: not done, not failed.
+    Abandoned,
 }
 
 /// A claim expanded on the controller side whose file system waits for a pod no one runs.
@@ -58,9 +60,18 @@ pub async fn execute(
     let (mut applied, mut unchanged) = (0, 0);
     let mut failures: Vec<String> = Vec::new();
     let concurrency = options.concurrency.max(1);
+    let mut interrupt = options.interrupt.clone();
+    let mut interrupted: Option<super::Interrupt> = None;
+    let mut abandoned: Vec<usize> = Vec::new();
     loop {
+        if interrupted.is_none()
+            && let Some(rx) = &interrupt
+        {
+            interrupted = *rx.borrow();
+        }
         // Dependencies always have lower ids, so one pass in id order settles every state.
-        for op in ops {
+        // Once interrupted, nothing new starts.
+        for op in ops.iter().filter(|_| interrupted.is_none()) {
             if state[op.id] != State::Pending {
                 continue;
             }
@@ -111,7 +122,22 @@ pub async fn execute(
                 .map(move |r| (id, r)),
             );
         }
-        let Some((id, result)) = running.next().await else {
+        let next = match interrupt.as_mut() {
+            Some(rx) if interrupted.is_none() => {
+                tokio::select! {
+                    next = running.next() => next,
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            // The sender is gone: no interrupt can come any more.
+                            interrupt = None;
+                        }
+                        continue;
+                    }
+                }
+            }
+            _ => running.next().await,
+        };
+        let Some((id, result)) = next else {
             break;
         };
         let op = &ops[id];
@@ -134,6 +160,10 @@ pub async fn execute(
                     Outcome::Written => applied += 1,
                     Outcome::Unchanged => unchanged += 1,
                     Outcome::Other => {}
+                    Outcome::Abandoned => {
+                        state[id] = State::Skipped;
+                        abandoned.push(id);
+                    }
                 }
             }
             Err(e) => {
@@ -141,6 +171,34 @@ pub async fn execute(
                 failures.push(e);
             }
         }
+    }
+    if let Some(signal) = interrupted {
+        // Objects with an operation that did not succeed, in plan order.
+        let mut not_done: Vec<ObjectRef> = Vec::new();
+        for op in ops {
+            if (state[op.id] != State::Done || abandoned.contains(&op.id))
+                && !not_done.contains(&op.object)
+            {
+                not_done.push(op.object.clone());
+            }
+        }
+        sink.emit(Event::Interrupted {
+            signal,
+            not_done: not_done.clone(),
+        });
+        sink.emit(Event::Finished {
+            ok: false,
+            applied,
+            unchanged,
+            failed: failures.len(),
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        return Err(ApplyError::Interrupted {
+            signal,
+            applied,
+            unchanged,
+            not_done: not_done.iter().map(ObjectRef::short).collect(),
+        });
     }
     let ok = failures.is_empty();
     sink.emit(Event::Finished {
@@ -288,9 +346,17 @@ async fn run(
                 Err(f) => fail(write_failure(&f)),
             }
         }
-        Op::Wait { rule } => wait(gw, &op.object, *rule, deadline, sink, written)
-            .await
-            .map(|()| Outcome::Other),
+        Op::Wait { rule } => {
+            let waiting = wait(gw, &op.object, *rule, deadline, sink, written);
+            match options.interrupt.clone() {
+                // A wait writes nothing: an interrupt abandons it at once.
+                Some(mut rx) => tokio::select! {
+                    r = waiting => r.map(|()| Outcome::Other),
+                    _ = rx.wait_for(Option::is_some) => Ok(Outcome::Abandoned),
+                },
+                None => waiting.await.map(|()| Outcome::Other),
+            }
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub enum Event {
     Deleted { object: ObjectRef, seconds: f64 },
     /// Progress of a wait.
     Waiting { object: ObjectRef, message: String },
+    /// A request failed in a way worth retrying (throttling, a server error, a lost
+    /// connection) and is sent again after a backoff.
+    Retrying { message: String },
     /// A wait is postponed (claims that bind on first consumer).
     Deferred { object: ObjectRef, message: String },
     /// A wait finished successfully.
@@ -56,6 +59,12 @@ pub enum Event {
         message: String,
         details: Vec<String>,
     },
+    /// The rollout was interrupted by a signal: what was not done (in-flight writes finished,
+    /// waits were abandoned, nothing else was started).
+    Interrupted {
+        signal: Interrupt,
+        not_done: Vec<ObjectRef>,
+    },
     /// The rollout ended.
     Finished {
         ok: bool,
@@ -69,6 +78,32 @@ pub enum Event {
 /// Consumes events (terminal progress, plain lines, JSON lines, or a test's collector).
 pub trait Sink: Send + Sync {
     fn emit(&self, event: Event);
+}
+
+/// A signal that asks the rollout to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Interrupt {
+    #[serde(rename = "SIGINT")]
+    Int,
+    #[serde(rename = "SIGTERM")]
+    Term,
+}
+
+impl Interrupt {
+    /// The shell's convention: 128 + the signal number.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::Int => 130,
+            Interrupt::Term => 143,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Int => "SIGINT",
+            Interrupt::Term => "SIGTERM",
+        }
+    }
 }
 
 /// What the user allowed and how the rollout runs.
@@ -86,6 +121,8 @@ pub struct ApplyOptions {
     pub replace: Vec<String>,
     /// Changes that delete claims with their data may run (`--delete-data`).
     pub delete_data: bool,
+    /// Set once a signal asks the rollout to stop.
+    pub interrupt: Option<tokio::sync::watch::Receiver<Option<Interrupt>>>,
 }
 
 impl Default for ApplyOptions {
@@ -97,6 +134,7 @@ impl Default for ApplyOptions {
             adopt: false,
             replace: Vec::new(),
             delete_data: false,
+            interrupt: None,
         }
     }
 }
@@ -126,12 +164,26 @@ pub enum ApplyError {
         "pass --force-conflicts to take those fields over (the other writer may set them back), or leave them out of the spec"
     ))]
     Conflicts(Vec<String>),
-    #[error("the saved plan is stale: {}", .0.join("; "))]
+    #[error("the {} is stale: {}", .plan.as_ref().map(|p| format!("saved plan {p}")).unwrap_or_else(|| "plan".into()), .problems.join("; "))]
     #[diagnostic(help("run `kubectl stateful plan` again and apply the new plan"))]
-    Stale(Vec<String>),
+    Stale {
+        /// The saved plan's file, when it was one.
+        plan: Option<String>,
+        problems: Vec<String>,
+    },
     #[error("rollout failed: {}", .0.join("; "))]
     #[diagnostic(help("fix the cause and run apply again: it continues from where it stopped"))]
     Failed(Vec<String>),
+    #[error("interrupted by {}: {applied} applied, {unchanged} unchanged; not done: {}", .signal.name(), if .not_done.is_empty() { "nothing".to_string() } else { .not_done.join(", ") })]
+    #[diagnostic(help(
+        "writes in flight were finished and nothing else was started; run apply again: it continues from where it stopped"
+    ))]
+    Interrupted {
+        signal: Interrupt,
+        applied: usize,
+        unchanged: usize,
+        not_done: Vec<String>,
+    },
 }
 
 fn replace_help(steps: &[Step]) -> String {
@@ -179,8 +231,13 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
         .iter()
         .filter(|s| s.action == Action::Error)
         .map(|s| {
+            let at = s
+                .location
+                .as_ref()
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
             format!(
-                "{}: {}",
+                "{}: {}{at}",
                 s.object.short(),
                 s.error.as_deref().unwrap_or("unknown error")
             )
@@ -281,7 +338,10 @@ pub async fn check_fresh(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApplyError::Stale(problems))
+        Err(ApplyError::Stale {
+            plan: None,
+            problems,
+        })
     }
 }
 

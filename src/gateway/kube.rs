@@ -253,7 +253,7 @@ impl Gateway for KubeGateway {
             delay: Duration::ZERO,
             done: false,
         };
-        futures::stream::unfold(state, |mut st| async move {
+        futures::stream::unfold(state, move |mut st| async move {
             if st.done {
                 return None;
             }
@@ -266,7 +266,10 @@ impl Gateway for KubeGateway {
                     None => {
                         st.done = true;
                         return Some((
-                            Err(ApiFailure::transport("the watch stream closed", false)),
+                            Err(ApiFailure::transport(
+                                format!("the watch of {} was closed", id.short()),
+                                false,
+                            )),
                             st,
                         ));
                     }
@@ -299,7 +302,13 @@ impl Gateway for KubeGateway {
             }
             st.done = true;
             Some((
-                Err(ApiFailure::transport("the watch made no progress", false)),
+                Err(ApiFailure::transport(
+                    format!(
+                        "the watch of {} kept failing without reporting the object",
+                        id.short()
+                    ),
+                    false,
+                )),
                 st,
             ))
         })

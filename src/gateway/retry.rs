@@ -39,11 +39,18 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Told about every retry: what failed and when it is tried again.
+pub type RetryReporter = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
 /// A gateway with timeouts, retries and an overall deadline.
 pub struct Retrying<G> {
     inner: G,
     policy: RetryPolicy,
     deadline: Mutex<Option<Instant>>,
+    /// Retry until the deadline instead of `max_attempts` (during a rollout, an API server
+    /// that restarts must not end it half done).
+    persistent: std::sync::atomic::AtomicBool,
+    reporter: Mutex<Option<RetryReporter>>,
 }
 
 /// Whether a failed request may be sent again.
@@ -61,6 +68,27 @@ impl<G: Gateway> Retrying<G> {
             inner,
             policy,
             deadline: Mutex::new(None),
+            persistent: std::sync::atomic::AtomicBool::new(false),
+            reporter: Mutex::new(None),
+        }
+    }
+
+    /// With a deadline set, retries retryable failures until the deadline rather than giving
+    /// up after `max_attempts`.
+    pub fn set_persistent(&self, persistent: bool) {
+        self.persistent
+            .store(persistent, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reports each retry (the rollout shows them as events).
+    pub fn set_reporter(&self, reporter: Option<RetryReporter>) {
+        *self.reporter.lock().expect("reporter lock") = reporter;
+    }
+
+    fn report(&self, text: String) {
+        let reporter = self.reporter.lock().expect("reporter lock").clone();
+        if let Some(r) = reporter {
+            r(text);
         }
     }
 
@@ -119,13 +147,21 @@ impl<G: Gateway> Retrying<G> {
             };
             let sleep = jitter(backoff);
             let in_time = self.deadline().is_none_or(|d| Instant::now() + sleep < d);
-            if !retry_allowed || attempt >= self.policy.max_attempts || !in_time {
+            let persistent = self.deadline().is_some()
+                && self.persistent.load(std::sync::atomic::Ordering::Relaxed);
+            let attempts_left = persistent || attempt < self.policy.max_attempts;
+            if !retry_allowed || !attempts_left || !in_time {
                 let mut failure = failure;
                 if failure.is_retryable() && attempt > 1 {
                     failure.message = format!("{} (after {attempt} attempts)", failure.message);
                 }
                 return Err(failure);
             }
+            self.report(format!(
+                "{what}: {} (attempt {attempt}); trying again in {}",
+                failure.text(),
+                human(sleep)
+            ));
             tokio::time::sleep(sleep).await;
             backoff = (backoff * 2).min(self.policy.max_backoff);
         }
@@ -138,7 +174,7 @@ fn jitter(d: Duration) -> Duration {
 }
 
 fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
         format!("{}s", d.as_secs())
     } else {
         format!("{:.1}s", d.as_secs_f64())

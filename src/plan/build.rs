@@ -142,6 +142,14 @@ pub async fn make_plan_with(
             steps.extend(removal);
         }
     }
+    if ctx.create_namespace
+        && objects.iter().any(|d| d.id.kind.namespaced())
+        && let Some(ns_step) = steps.iter_mut().find(|s| s.object.kind == Kind::Namespace)
+    {
+        ns_step.reasons.push(format!(
+            "the API server runs no dry run in a namespace that does not exist: the stack's namespaced objects were validated by dry-run creates in namespace {VALIDATION_NAMESPACE}"
+        ));
+    }
     let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
@@ -290,6 +298,17 @@ async fn stack_objects(
     Ok(found)
 }
 
+/// The namespace in which the objects of a namespace that does not exist yet are validated.
+///
+/// The API server refuses even a dry run in a namespace that does not exist, and apply must not
+/// write anything (the Namespace included) before every object has been validated. So each
+/// namespaced object is validated by a dry-run create of the very same object in `default`,
+/// which always exists: the same schema, defaulting, strict field validation and admission. An
+/// `AlreadyExists` answer counts as valid: the server checks existence only after validating.
+/// What this cannot see are policies specific to the new namespace (it has none before it is
+/// created) — and it sees quotas or webhooks of `default` that may not apply there.
+pub const VALIDATION_NAMESPACE: &str = "default";
+
 async fn plan_one(
     gw: &dyn Gateway,
     spec: &Spec,
@@ -306,20 +325,31 @@ async fn plan_one(
         stack: spec.stack_name(),
         conflicts,
     };
+    let located = |mut step: Step, failure: Option<&ApiFailure>| {
+        if step.error.is_some()
+            && let Some(f) = failure
+        {
+            step.location = locate(spec, &step, f);
+        }
+        step
+    };
+    if d.id.kind.namespaced() && ctx.create_namespace {
+        let dry_run = validate_elsewhere(gw, d, &ctx.namespace).await;
+        let failure = failure_of(&dry_run);
+        return located(
+            compute_step(input(None, dry_run, Vec::new())),
+            failure.as_ref(),
+        );
+    }
     let live = match gw.get(&d.id).await {
         Ok(live) => live,
         Err(f) => {
-            let dry_run = failed(gw, d, "get", f).await;
+            let dry_run = failed(gw, &d.id, "get", f).await;
             return compute_step(input(None, dry_run, Vec::new()));
         }
     };
     let mut conflicts = Vec::new();
-    let dry_run = if d.id.kind.namespaced() && ctx.create_namespace {
-        DryRun::Skipped(format!(
-            "namespace {} does not exist yet; the server validates this object when apply creates it",
-            ctx.namespace
-        ))
-    } else if d.only_if_absent
+    let dry_run = if d.only_if_absent
         && live
             .as_ref()
             .is_some_and(|l| !crate::plan::compute::is_managed(l))
@@ -329,7 +359,7 @@ async fn plan_one(
         // What apply will do: a real create.
         match gw.create(&d.id, &d.manifest, true).await {
             Ok(v) => DryRun::Ok(v),
-            Err(f) => failed(gw, d, "create", f).await,
+            Err(f) => failed(gw, &d.id, "create", f).await,
         }
     } else {
         let dry = |force| ApplyOptions {
@@ -349,20 +379,48 @@ async fn plan_one(
                     .collect();
                 match gw.apply(&d.id, &d.manifest, dry(true)).await {
                     Ok(v) => DryRun::Ok(v),
-                    Err(f) => failed(gw, d, "patch", f).await,
+                    Err(f) => failed(gw, &d.id, "patch", f).await,
                 }
             }
-            Err(f) => failed(gw, d, "patch", f).await,
+            Err(f) => failed(gw, &d.id, "patch", f).await,
         }
     };
-    let mut step = compute_step(input(live.as_ref(), dry_run, conflicts));
-    if let Some(error) = &step.error {
-        step.location = locate(spec, &step, error);
-    }
+    let failure = failure_of(&dry_run);
+    let mut step = located(
+        compute_step(input(live.as_ref(), dry_run, conflicts)),
+        failure.as_ref(),
+    );
     if let Some(live) = &live {
         explain_storage(&mut step, live, facts);
     }
     step
+}
+
+fn failure_of(dry_run: &DryRun) -> Option<ApiFailure> {
+    match dry_run {
+        DryRun::Failed { failure, .. } => Some(failure.clone()),
+        _ => None,
+    }
+}
+
+/// Validates an object of a namespace that does not exist yet (see [`VALIDATION_NAMESPACE`]).
+async fn validate_elsewhere(gw: &dyn Gateway, d: &DesiredObject, namespace: &str) -> DryRun {
+    let mut manifest = d.manifest.clone();
+    manifest["metadata"]["namespace"] = Value::from(VALIDATION_NAMESPACE);
+    let id = ObjectRef::new(d.id.kind, VALIDATION_NAMESPACE, &d.id.name);
+    match gw.create(&id, &manifest, true).await {
+        Ok(_) => DryRun::Ok(d.manifest.clone()),
+        Err(f) if f.is_already_exists() => DryRun::Ok(d.manifest.clone()),
+        Err(mut f) => {
+            if f.is_forbidden() || f.code == 0 || f.is_retryable() {
+                f.message = format!(
+                    "{}; namespace {namespace} does not exist yet, so this object was to be validated by a dry-run create in namespace {VALIDATION_NAMESPACE}, which failed: create the namespace first (kubectl create namespace {namespace}) and plan again",
+                    f.message
+                );
+            }
+            failed(gw, &id, "create", f).await
+        }
+    }
 }
 
 /// Storage changes in the user's words: a claim's expansion (or recovery from a failed one), a
@@ -539,9 +597,8 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
 }
 
 /// Where in the spec the field the server refused comes from.
-fn locate(spec: &Spec, step: &Step, error: &str) -> Option<String> {
-    let field = spec::locate::unknown_field(error)?;
-    let issue = spec::locate::locate_field(spec, &step.origin, &field, error)?;
+fn locate(spec: &Spec, step: &Step, failure: &ApiFailure) -> Option<String> {
+    let issue = spec::locate::locate_failure(spec, &step.origin, step.object.kind, failure)?;
     let entry = spec::errors_for(spec, vec![issue]).entries().pop()?;
     Some(match (entry.line, entry.column) {
         (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", entry.file, entry.key),
@@ -551,9 +608,9 @@ fn locate(spec: &Spec, step: &Step, error: &str) -> Option<String> {
 
 /// Classifies a refusal: for a 403, asks the server whether the account lacks the verb (RBAC)
 /// or an admission plugin refused the change.
-async fn failed(gw: &dyn Gateway, d: &DesiredObject, verb: &str, mut f: ApiFailure) -> DryRun {
+async fn failed(gw: &dyn Gateway, id: &ObjectRef, verb: &str, mut f: ApiFailure) -> DryRun {
     let mut rbac_denied = false;
-    if d.id.kind == Kind::VolumeSnapshot && f.is_not_found() {
+    if id.kind == Kind::VolumeSnapshot && f.is_not_found() {
         f.message = format!(
             "this cluster has no {}/{} API: VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller (the server said: {})",
             crate::kinds::SNAPSHOT_GROUP,
@@ -562,20 +619,25 @@ async fn failed(gw: &dyn Gateway, d: &DesiredObject, verb: &str, mut f: ApiFailu
         );
     }
     if f.is_forbidden() {
-        rbac_denied = gw.allowed(verb, &d.id).await == Some(false);
+        rbac_denied = gw.allowed(verb, id).await == Some(false);
         if rbac_denied {
-            let plural = d.id.kind.api_resource().plural;
+            let plural = id.kind.api_resource().plural;
+            let scope = id
+                .namespace
+                .as_ref()
+                .map(|ns| format!(" in namespace {ns}"))
+                .unwrap_or_default();
             f.message = match verb {
                 "get" => format!(
-                    "{}: planning reads each object and needs the get verb on {plural}; see examples/rbac.yaml",
+                    "{}: planning reads each object and needs the get verb on {plural}{scope}; see examples/rbac.yaml",
                     f.message
                 ),
                 "create" => format!(
-                    "{}: planning asks the API server to validate the create with a dry run, which needs the create verb on {plural}; see examples/rbac.yaml",
+                    "{}: planning asks the API server to validate the create with a dry run, which needs the create verb on {plural}{scope}; see examples/rbac.yaml",
                     f.message
                 ),
                 _ => format!(
-                    "{}: planning asks the API server for a server-side dry-run apply, which is a PATCH and needs the patch verb on {plural}; see examples/rbac.yaml",
+                    "{}: planning asks the API server for a server-side dry-run apply, which is a PATCH and needs the patch verb on {plural}{scope}; see examples/rbac.yaml",
                     f.message
                 ),
             };

@@ -8,6 +8,7 @@ pub mod mask;
 pub mod normalize;
 pub mod ops;
 pub mod prune;
+pub mod saved;
 
 use crate::gateway::FieldConflict;
 use crate::kinds::ObjectRef;

@@ -74,10 +74,10 @@ pub fn human(plan: &Plan, style: Style) -> String {
     let plan = &crate::plan::mask::masked(plan);
     let mut out = String::new();
     out.push_str(&format!(
-        "Stack {} in namespace {} ({} objects)\n\n",
+        "Stack {} in namespace {} ({})\n\n",
         plan.stack,
         plan.namespace,
-        plan.steps.len()
+        crate::spec::plural(plan.steps.len(), "object")
     ));
     for w in &plan.warnings {
         let line = format!("Warning: {w}");

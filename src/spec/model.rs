@@ -254,7 +254,7 @@ impl WorkloadSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a string, or a table { secret = \"NAME\", key = \"KEY\" } or { config_map = \"NAME\", key = \"KEY\" }"
+    expecting = "an env value is a string (quote numbers: \"5432\"), { secret = \"NAME\", key = \"KEY\" } or { config_map = \"NAME\", key = \"KEY\" }"
 )]
 pub enum EnvValue {
     Plain(String),
@@ -318,11 +318,39 @@ pub struct SnapshotSpec {
 }
 
 /// A container port; `ports = [5432]` or `ports = [{ name = "pg", port = 5432 }]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum PortSpec {
     Number(i32),
     Full(FullPortSpec),
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Port;
+        impl<'de> serde::de::Visitor<'de> for Port {
+            type Value = PortSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a port number (5432) or a table like { name = \"pg\", port = 5432, protocol = \"TCP\" }",
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortSpec, E> {
+                i32::try_from(v)
+                    .map(PortSpec::Number)
+                    .map_err(|_| E::custom(format!("port {v} is not between 1 and 65535")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortSpec, E> {
+                i32::try_from(v)
+                    .map(PortSpec::Number)
+                    .map_err(|_| E::custom(format!("port {v} is not between 1 and 65535")))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PortSpec, A::Error> {
+                FullPortSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(PortSpec::Full)
+            }
+        }
+        d.deserialize_any(Port)
+    }
 }
 
 /// The long form of [`PortSpec`].

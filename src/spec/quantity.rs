@@ -103,6 +103,25 @@ impl Quantity {
         self.negative
     }
 
+    /// True when the value is a whole number (of bytes, for sizes): `1Gi`, `1.5Ki` and `2e3` are,
+    /// `500m` (half a byte) and `1.5` are not.
+    pub fn is_whole(&self) -> bool {
+        if self.exp10 >= 0 || self.mantissa == 0 {
+            return true;
+        }
+        // mantissa * 2^exp2 must be divisible by 10^k = 2^k * 5^k.
+        let k = self.exp10.unsigned_abs();
+        let mut m = self.mantissa;
+        for _ in 0..k {
+            if !m.is_multiple_of(5) {
+                return false;
+            }
+            m /= 5;
+        }
+        let twos = self.mantissa.trailing_zeros() + self.exp2;
+        twos >= k
+    }
+
     /// The value as a float, for messages and rough arithmetic only.
     pub fn as_f64(&self) -> f64 {
         let v = self.mantissa as f64 * 10f64.powi(self.exp10) * 2f64.powi(self.exp2 as i32);
@@ -185,6 +204,18 @@ mod tests {
             "10GB-x", "10GB", "", "Gi", "1..2", "1.2.3Gi", "1e", "1e+-3", "abc", "10 Gi", "1gi",
         ] {
             assert!(Quantity::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn whole_numbers() {
+        for s in [
+            "1", "1Gi", "1.5Ki", "2e3", "0.5Gi", "500M", "1000m", "0.001k", "0",
+        ] {
+            assert!(q(s).is_whole(), "{s}");
+        }
+        for s in ["500m", "1.5", "1n", "0.1", "1e-1", "0.0001Ki"] {
+            assert!(!q(s).is_whole(), "{s}");
         }
     }
 

@@ -40,10 +40,14 @@ fn stack_name_defaults_to_file_stem() {
     assert_eq!(spec.stack_name(), "orders-db");
     // Only the last extension is dropped.
     let dotted = nested.join("orders.v2.toml");
-    std::fs::write(&dotted, "").unwrap();
+    std::fs::write(&dotted, "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n").unwrap();
     assert_eq!(load_file(&dotted).unwrap().stack_name(), "orders.v2");
     // `name` wins over the file's stem.
-    std::fs::write(&path, "name = \"orders\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "name = \"orders\"\n[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n",
+    )
+    .unwrap();
     assert_eq!(load_file(&path).unwrap().stack_name(), "orders");
 }
 
@@ -188,7 +192,7 @@ path = "/var/lib"
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("statefulset[0].mount[0]: duplicate volume name \"data\"")),
+            .any(|l| l.contains("statefulset[0].mount[0]: duplicate pod volume name \"data\"")),
         "{lines:?}"
     );
 }

@@ -2,6 +2,7 @@
 
 use super::quantity::Quantity;
 use super::{AccessMode, Spec, SpecIssue};
+use crate::kinds::{MANAGED_BY, STACK_LABEL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use toml::Spanned;
@@ -32,19 +33,47 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
     if let Some(ns) = &spec.namespace {
         v.dns_label("namespace", ns);
     }
+    v.labels("labels", &spec.labels);
+    if spec.storage_classes.is_empty()
+        && spec.volumes.is_empty()
+        && spec.claims.is_empty()
+        && spec.snapshots.is_empty()
+        && spec.statefulsets.is_empty()
+        && spec.deployments.is_empty()
+        && spec.daemonsets.is_empty()
+    {
+        v.push(
+            SpecIssue::new("(top level)", Some(0..0), "the spec defines no objects")
+                .label("nothing to plan")
+                .help("add at least one [[storage_class]], [[volume]], [[claim]], [[snapshot]], [[statefulset]], [[deployment]] or [[daemonset]] table; to remove a whole stack, use `kubectl stateful destroy`"),
+        );
+    }
     let mut seen = HashMap::new();
     for (i, sc) in spec.storage_classes.iter().enumerate() {
         let key = format!("storage_class[{i}]");
         v.subdomain(&format!("{key}.name"), &sc.get_ref().name);
-        v.unique(&mut seen, "StorageClass", &key, &sc.get_ref().name);
+        v.unique(&mut seen, "StorageClass name", &key, &sc.get_ref().name);
+        v.labels(&format!("{key}.labels"), &sc.get_ref().labels);
+        v.patch(&key, sc.get_ref().patch.as_ref());
     }
     let mut seen = HashMap::new();
     for (i, entry) in spec.volumes.iter().enumerate() {
         let key = format!("volume[{i}]");
         let vol = entry.get_ref();
         v.subdomain(&format!("{key}.name"), &vol.name);
-        v.unique(&mut seen, "volume", &key, &vol.name);
-        v.quantity(&format!("{key}.capacity"), &vol.capacity, true);
+        v.unique(&mut seen, "volume name", &key, &vol.name);
+        v.size(&format!("{key}.capacity"), &vol.capacity);
+        v.labels(&format!("{key}.labels"), &vol.labels);
+        v.patch(&key, vol.patch.as_ref());
+        if let Some(l) = &vol.local {
+            v.absolute(&format!("{key}.local.path"), &l.path);
+        }
+        if let Some(h) = &vol.host_path {
+            v.absolute(&format!("{key}.host_path.path"), &h.path);
+        }
+        if let Some(n) = &vol.nfs {
+            v.absolute(&format!("{key}.nfs.path"), &n.path);
+        }
         v.access_modes(
             &format!("{key}.access_modes"),
             &vol.access_modes,
@@ -91,8 +120,11 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
         let key = format!("claim[{i}]");
         let claim = entry.get_ref();
         v.subdomain(&format!("{key}.name"), &claim.name);
-        v.unique(&mut seen, "claim", &key, &claim.name);
-        v.quantity(&format!("{key}.size"), &claim.size, true);
+        v.unique(&mut seen, "claim name", &key, &claim.name);
+        v.size(&format!("{key}.size"), &claim.size);
+        v.labels(&format!("{key}.labels"), &claim.labels);
+        v.selector(&format!("{key}.selector"), &claim.selector);
+        v.patch(&key, claim.patch.as_ref());
         v.access_modes(
             &format!("{key}.access_modes"),
             &claim.access_modes,
@@ -167,8 +199,13 @@ pub(super) fn validate(spec: &Spec) -> Vec<SpecIssue> {
         let mut seen = HashMap::new();
         for (i, entry) in list.iter().enumerate() {
             let key = format!("{table}[{i}]");
-            v.unique(&mut seen, table, &key, &entry.get_ref().name);
-            v.workload(kind, &key, entry, &mut services);
+            v.unique(
+                &mut seen,
+                &format!("{table} name"),
+                &key,
+                &entry.get_ref().name,
+            );
+            v.workload(kind, &key, entry, &mut services, &spec.claims);
         }
     }
     v.issues
@@ -200,6 +237,7 @@ impl Validator {
         key: &str,
         entry: &Spanned<super::WorkloadSpec>,
         services: &mut HashMap<String, String>,
+        claims: &[Spanned<super::ClaimSpec>],
     ) {
         let w = entry.get_ref();
         let v = self;
@@ -213,7 +251,7 @@ impl Validator {
         let not_for = |v: &mut Validator, field: &str, span: Option<std::ops::Range<usize>>| {
             v.push(SpecIssue::new(
                 format!("{key}.{field}"),
-                Some(span.unwrap_or_else(|| w.name.span())),
+                span,
                 format!("{field} does not apply to {}", kind.name()),
             ));
         };
@@ -247,7 +285,7 @@ impl Validator {
             v.push(
                 SpecIssue::new(
                     format!("{key}.update_strategy"),
-                    Some(w.name.span()),
+                    None,
                     "update_strategy does not apply to a Deployment",
                 )
                 .help("a Deployment takes strategy = { type = \"RollingUpdate\" } or { type = \"Recreate\" }"),
@@ -271,9 +309,37 @@ impl Validator {
             );
         }
         if kind == WorkloadKind::StatefulSet {
-            let service = w.service.clone().unwrap_or_else(|| w.name.clone());
-            v.dns_label(&format!("{key}.service"), &service);
-            v.unique(services, "service", &format!("{key}.service"), &service);
+            // The governing Service: generated per StatefulSet, so two may not share a name.
+            let (service_key, service) = match &w.service {
+                Some(s) => (format!("{key}.service"), s),
+                None => (format!("{key}.name"), &w.name),
+            };
+            if w.service.is_some() {
+                v.dns_label(&service_key, service);
+            }
+            if service.get_ref().starts_with(|c: char| c.is_ascii_digit()) {
+                v.push(
+                    SpecIssue::new(&service_key, Some(service.span()), format!("{:?} cannot name the governing Service: Service names must start with a letter", service.get_ref()))
+                        .help(if w.service.is_some() { "choose another service name" } else { "set service = \"<name starting with a letter>\", or rename the StatefulSet" }),
+                );
+            }
+            match services.get(service.get_ref()) {
+                Some(first) => v.push(
+                    SpecIssue::new(
+                        &service_key,
+                        Some(service.span()),
+                        format!(
+                            "the governing Service {:?} is already generated for {first}; two StatefulSets cannot share one generated Service",
+                            service.get_ref()
+                        ),
+                    )
+                    .label("Service name taken")
+                    .help("give this StatefulSet its own service = \"…\""),
+                ),
+                None => {
+                    services.insert(service.get_ref().clone(), key.to_string());
+                }
+            }
         }
         if let Some(r) = &w.replicas
             && *r.get_ref() < 0
@@ -287,7 +353,7 @@ impl Validator {
         if w.image.trim().is_empty() {
             v.push(SpecIssue::new(
                 format!("{key}.image"),
-                Some(w.name.span()),
+                None,
                 "image must not be empty",
             ));
         }
@@ -312,16 +378,44 @@ impl Validator {
                 ));
             }
         }
+        v.labels(&format!("{key}.labels"), &w.labels);
+        v.patch(key, w.patch.as_ref());
+        let mut numbers = HashMap::new();
         for (j, port) in w.ports.iter().enumerate() {
-            let n = match port {
-                super::PortSpec::Number(n) => *n,
-                super::PortSpec::Full(p) => p.port,
+            let pkey = format!("{key}.ports[{j}]");
+            let (n, name, protocol) = match port {
+                super::PortSpec::Number(n) => (*n, None, None),
+                super::PortSpec::Full(p) => (p.port, p.name.as_deref(), p.protocol.as_deref()),
             };
             if !(1..=65535).contains(&n) {
                 v.push(SpecIssue::new(
-                    format!("{key}.ports[{j}]"),
-                    Some(w.name.span()),
+                    &pkey,
+                    None,
                     format!("port {n} is not between 1 and 65535"),
+                ));
+            }
+            let proto = protocol.unwrap_or("TCP");
+            if !["TCP", "UDP", "SCTP"].contains(&proto) {
+                v.push(SpecIssue::new(
+                    format!("{pkey}.protocol"),
+                    None,
+                    format!("protocol {proto:?} is not TCP, UDP or SCTP"),
+                ));
+            }
+            if let Some(name) = name
+                && let Err(why) = check_port_name(name)
+            {
+                v.push(SpecIssue::new(
+                    format!("{pkey}.name"),
+                    None,
+                    format!("{name:?} is not a valid port name: {why}"),
+                ));
+            }
+            if let Some(first) = numbers.insert((n, proto.to_string()), j) {
+                v.push(SpecIssue::new(
+                    &pkey,
+                    None,
+                    format!("port {n}/{proto} is listed twice (first at ports[{first}])"),
                 ));
             }
         }
@@ -330,7 +424,15 @@ impl Validator {
             ("limits", &w.resources.limits),
         ] {
             for (res, q) in map {
-                v.quantity(&format!("{key}.resources.{section}.{res}"), q, true);
+                let rkey = format!(
+                    "{key}.resources.{section}.{}",
+                    super::locate::quote_key(res)
+                );
+                if res.ends_with("storage") {
+                    v.size(&rkey, q);
+                } else {
+                    v.quantity(&rkey, q, true);
+                }
             }
         }
         if let Some(us) = &w.update_strategy
@@ -339,7 +441,7 @@ impl Validator {
         {
             v.push(SpecIssue::new(
                 format!("{key}.update_strategy"),
-                Some(w.name.span()),
+                None,
                 "partition and max_unavailable apply only to RollingUpdate",
             ));
         }
@@ -355,18 +457,51 @@ impl Validator {
             let tkey = format!("{key}.volume_claim[{j}]");
             let t = tpl.get_ref();
             v.dns_label(&format!("{tkey}.name"), &t.name);
-            v.unique(&mut names, "volume", &tkey, &t.name);
-            v.quantity(&format!("{tkey}.size"), &t.size, true);
+            v.unique(&mut names, "pod volume name", &tkey, &t.name);
+            v.size(&format!("{tkey}.size"), &t.size);
             v.access_modes(&format!("{tkey}.access_modes"), &t.access_modes, tpl.span());
             v.class_name(&format!("{tkey}.class"), &t.class);
             v.mount_path(&format!("{tkey}.mount"), &t.mount, &mut paths);
+            v.labels(&format!("{tkey}.labels"), &t.labels);
+            v.selector(&format!("{tkey}.selector"), &t.selector);
+            // A standalone claim named like one this template creates would be taken by a pod.
+            let prefix = format!("{}-{}-", t.name.get_ref(), w.name.get_ref());
+            for (c, claim) in claims.iter().enumerate() {
+                let name = claim.get_ref().name.get_ref();
+                if let Some(ordinal) = name.strip_prefix(&prefix)
+                    && !ordinal.is_empty()
+                    && ordinal.bytes().all(|b| b.is_ascii_digit())
+                {
+                    v.push(
+                        SpecIssue::new(
+                            format!("claim[{c}].name"),
+                            Some(claim.get_ref().name.span()),
+                            format!(
+                                "claim {name:?} has the name of the claim {tkey} creates for pod {ordinal} of StatefulSet {:?}; that pod would silently use this claim instead",
+                                w.name.get_ref()
+                            ),
+                        )
+                        .label("taken by a claim template")
+                        .help("rename the claim, or drop it and let the template create it"),
+                    );
+                }
+            }
         }
         for (j, m) in w.mounts.iter().enumerate() {
             let mkey = format!("{key}.mount[{j}]");
             let m = m.get_ref();
             v.dns_label(&format!("{mkey}.claim"), &m.claim);
-            v.unique(&mut names, "volume", &mkey, &m.claim);
+            v.unique(&mut names, "pod volume name", &mkey, &m.claim);
             v.mount_path(&format!("{mkey}.path"), &m.path, &mut paths);
+            if let Some(sub) = &m.sub_path
+                && (sub.starts_with('/') || sub.split('/').any(|p| p == ".."))
+            {
+                v.push(SpecIssue::new(
+                    format!("{mkey}.sub_path"),
+                    None,
+                    format!("sub_path {sub:?} must be a relative path inside the claim (no leading '/', no '..')"),
+                ));
+            }
         }
     }
 }
@@ -658,7 +793,7 @@ impl Validator {
                     key,
                     Some(name.span()),
                     format!(
-                        "duplicate {what} name {:?} (first defined at {first})",
+                        "duplicate {what} {:?} (first defined at {first})",
                         name.get_ref()
                     ),
                 )
@@ -692,6 +827,181 @@ impl Validator {
                 );
                 None
             }
+        }
+    }
+
+    /// A storage size: a quantity of whole bytes, greater than zero.
+    fn size(&mut self, key: &str, value: &Spanned<String>) {
+        if let Some(q) = self.quantity(key, value, true)
+            && !q.is_whole()
+        {
+            self.push(
+                SpecIssue::new(
+                    key,
+                    Some(value.span()),
+                    format!("{:?} is not a whole number of bytes", value.get_ref()),
+                )
+                .label("a fraction of a byte")
+                .help(if value.get_ref().ends_with('m') {
+                    "the suffix m means milli (1/1000): write 500Mi or 500M for megabytes"
+                } else {
+                    "sizes are whole bytes: write e.g. 1536Mi rather than 1.5"
+                }),
+            );
+        }
+    }
+
+    /// An absolute path on a node or server.
+    fn absolute(&mut self, key: &str, path: &str) {
+        if !path.starts_with('/') {
+            self.push(
+                SpecIssue::new(key, None, format!("path {path:?} must be absolute"))
+                    .help("write the full path, e.g. /mnt/disks/ssd1"),
+            );
+        }
+    }
+
+    /// A labels table: valid keys and values, and never the stack's own labels.
+    fn labels(&mut self, key: &str, labels: &BTreeMap<String, String>) {
+        for (k, value) in labels {
+            let lkey = format!("{key}.{}", super::locate::quote_key(k));
+            if k == MANAGED_BY.0 || k == STACK_LABEL {
+                self.push(
+                    SpecIssue::new(
+                        &lkey,
+                        None,
+                        format!("label {k:?} is set by kubectl-stateful on every object of the stack and cannot be overridden"),
+                    )
+                    .at_key()
+                    .label("reserved label")
+                    .help("remove it; the stack name comes from `name` (or the file name)"),
+                );
+                continue;
+            }
+            if let Err(why) = check_label_key(k) {
+                self.push(
+                    SpecIssue::new(
+                        &lkey,
+                        None,
+                        format!("{k:?} is not a valid label key: {why}"),
+                    )
+                    .at_key(),
+                );
+            }
+            if let Err(why) = check_label_value(value) {
+                self.push(SpecIssue::new(
+                    &lkey,
+                    None,
+                    format!("{value:?} is not a valid label value: {why}"),
+                ));
+            }
+        }
+    }
+
+    /// A label selector (`matchLabels`): valid keys and values.
+    fn selector(&mut self, key: &str, selector: &BTreeMap<String, String>) {
+        for (k, value) in selector {
+            let lkey = format!("{key}.{}", super::locate::quote_key(k));
+            if let Err(why) = check_label_key(k) {
+                self.push(
+                    SpecIssue::new(
+                        &lkey,
+                        None,
+                        format!("{k:?} is not a valid label key: {why}"),
+                    )
+                    .at_key(),
+                );
+            }
+            if let Err(why) = check_label_value(value) {
+                self.push(SpecIssue::new(
+                    &lkey,
+                    None,
+                    format!("{value:?} is not a valid label value: {why}"),
+                ));
+            }
+        }
+    }
+
+    /// A `patch` may add fields, never change what makes the object the stack's: its kind, name,
+    /// namespace or ownership labels. JSON has no NaN or infinity.
+    fn patch(&mut self, key: &str, patch: Option<&toml::Table>) {
+        let Some(patch) = patch else {
+            return;
+        };
+        let at = |path: &str| format!("{key}.patch.{path}");
+        for field in ["apiVersion", "kind"] {
+            if patch.contains_key(field) {
+                self.push(
+                    SpecIssue::new(at(field), None, format!("patch cannot change {field}: the object would no longer be the one this table describes"))
+                        .at_key()
+                        .help("remove it from the patch"),
+                );
+            }
+        }
+        if patch.contains_key("status") {
+            self.push(
+                SpecIssue::new(
+                    at("status"),
+                    None,
+                    "patch cannot set status: the API server ignores it on writes",
+                )
+                .at_key(),
+            );
+        }
+        match patch.get("metadata") {
+            None => {}
+            Some(toml::Value::Table(meta)) => {
+                for (field, from) in [
+                    ("name", "the table's `name` key"),
+                    ("generateName", "the table's `name` key"),
+                    ("namespace", "the spec's `namespace` (or -n)"),
+                ] {
+                    if meta.contains_key(field) {
+                        self.push(
+                            SpecIssue::new(
+                                at(&format!("metadata.{field}")),
+                                None,
+                                format!("patch cannot change metadata.{field}: it comes from {from}"),
+                            )
+                            .at_key()
+                            .help(format!("set it with {from} instead")),
+                        );
+                    }
+                }
+                match meta.get("labels") {
+                    None => {}
+                    Some(toml::Value::Table(labels)) => {
+                        for k in [MANAGED_BY.0, STACK_LABEL] {
+                            if labels.contains_key(k) {
+                                self.push(
+                                    SpecIssue::new(at(&format!("metadata.labels.{}", super::locate::quote_key(k))), None, format!("label {k:?} is set by kubectl-stateful on every object of the stack and cannot be overridden"))
+                                        .at_key()
+                                        .label("reserved label"),
+                                );
+                            }
+                        }
+                    }
+                    Some(_) => self.push(SpecIssue::new(
+                        at("metadata.labels"),
+                        None,
+                        "patch.metadata.labels must be a table: anything else would remove the stack's labels",
+                    )),
+                }
+            }
+            Some(_) => self.push(SpecIssue::new(
+                at("metadata"),
+                None,
+                "patch.metadata must be a table: anything else would remove the object's name and labels",
+            )),
+        }
+        let mut bad = Vec::new();
+        non_json_floats(&toml::Value::Table(patch.clone()), &at(""), &mut bad);
+        for path in bad {
+            self.push(SpecIssue::new(
+                path.trim_end_matches('.'),
+                None,
+                "nan and inf cannot be sent to the API server (JSON has no such numbers)",
+            ));
         }
     }
 
@@ -803,6 +1113,93 @@ impl Validator {
             );
         }
     }
+}
+
+/// Paths (below `path`) of floats JSON cannot carry.
+fn non_json_floats(value: &toml::Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => out.push(path.to_string()),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let sep = if path.ends_with('.') { "" } else { "." };
+                non_json_floats(
+                    v,
+                    &format!("{path}{sep}{}", super::locate::quote_key(k)),
+                    out,
+                );
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                non_json_floats(v, &format!("{}[{i}]", path.trim_end_matches('.')), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks a label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        check_subdomain(p)
+            .map_err(|why| format!("its prefix {p:?} is not a DNS subdomain: {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("the name part is empty".into());
+    }
+    check_label_value(name)
+}
+
+/// Checks a label value: empty, or at most 63 letters, digits, `-`, `_` and `.`, starting and
+/// ending with a letter or digit.
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.len() > 63 {
+        return Err(format!(
+            "it has {} characters, at most 63 are allowed",
+            value.len()
+        ));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        return Err(format!("{c:?} is not allowed"));
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !value.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err("it must start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Checks a port name (IANA service name): at most 15 lower case letters, digits and `-`, with
+/// at least one letter, no leading, trailing or double `-`.
+pub fn check_port_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err("it must have 1 to 15 characters".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("{c:?} is not allowed"));
+    }
+    if !name.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err("it must contain a letter".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return Err("'-' may not start or end it, nor appear twice in a row".into());
+    }
+    Ok(())
 }
 
 /// Checks a DNS-1123 subdomain (names of most objects).

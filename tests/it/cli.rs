@@ -56,7 +56,10 @@ async fn unknown_volume_is_a_spec_error_with_position() {
 #[tokio::test]
 async fn namespace_flag_contradicting_the_spec_is_an_error() {
     let ctx = TestCtx::new("nsflag").await;
-    let spec = ctx.spec("s", "namespace = \"elsewhere\"\n");
+    let spec = ctx.spec(
+        "s",
+        "namespace = \"elsewhere\"\n[[claim]]\nname = \"c\"\nsize = \"1Gi\"\n",
+    );
     let run = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
     run.expect_code(1);
     assert_contains(
@@ -170,7 +173,9 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     stale.expect_code(1);
     assert_contains(
         &stale.stderr,
-        "the saved plan is stale: statefulset/postgres changed since the plan was made",
+        &format!(
+            "the saved plan {plan_file} is stale: statefulset/postgres changed since the plan was made"
+        ),
     );
     assert_contains(&stale.stderr, "plan` again");
     assert_eq!(

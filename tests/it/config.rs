@@ -60,7 +60,7 @@ async fn config_file_timeout_applies_and_the_flag_wins() {
     bad.expect_code(1);
     assert_contains(
         &bad.stderr,
-        &format!("{config}: timeout: invalid duration \"soon\""),
+        &format!("{config}:1:11: timeout: invalid duration \"soon\""),
     );
     std::fs::write(config, "colour = false\n").unwrap();
     let unknown = apply(&[]);
@@ -138,7 +138,7 @@ async fn kubeconfig_flag_then_env_then_home() {
         a.extend(args(extra));
         run_plugin_env(&a, env, None)
     };
-    let planned = format!("Stack c in namespace {} (1 objects)", ctx.ns);
+    let planned = format!("Stack c in namespace {} (1 object)", ctx.ns);
 
     // The flag wins over KUBECONFIG and the home directory.
     let run = plan(
@@ -231,10 +231,10 @@ async fn namespace_flag_then_spec_then_context_then_default() {
     );
     assert_contains(
         &plan(&plain, &[]),
-        &format!("Stack plain in namespace {ns} (1 objects)"),
+        &format!("Stack plain in namespace {ns} (1 object)"),
     );
     assert_contains(
         &plan(&plain, &["--context", "without-ns"]),
-        "Stack plain in namespace default (1 objects)",
+        "Stack plain in namespace default (1 object)",
     );
 }

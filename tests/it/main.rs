@@ -2,6 +2,7 @@
 
 mod support;
 
+mod bad_inputs;
 mod ci;
 mod cli;
 mod config;

@@ -162,7 +162,8 @@ async fn a_claim_in_use_by_a_pod_outside_the_stack_names_the_pod() {
         "spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
                  "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "shared"}}]}}"#;
     kubectl(&ctx.ns, &["create", "-f", "-"], Some(pod));
-    ctx.spec("u", "");
+    // Everything else leaves the spec (an empty spec is an error: destroy removes a stack).
+    ctx.spec("u", "[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n");
     let apply = ctx.run(&[
         "apply",
         "-f",
@@ -204,7 +205,8 @@ async fn an_adopted_class_is_released_never_deleted_and_a_shared_class_is_kept()
     );
     kubectl(&ctx.ns, &["create", "-f", "-"], Some(&pv));
 
-    ctx.spec("r", "");
+    // Everything else leaves the spec (an empty spec is an error: destroy removes a stack).
+    ctx.spec("r", "[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n");
     let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
     plan.expect_code(0);
     assert_contains(
@@ -273,7 +275,8 @@ image = "x"
         "spec": {"containers": [{"name": "c", "image": "y"}]}}}}"#;
     kubectl(&ctx.ns, &["create", "-f", "-"], Some(again));
 
-    ctx.spec("k", "");
+    // Everything else leaves the spec (an empty spec is an error: destroy removes a stack).
+    ctx.spec("k", "[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n");
     let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
     plan.expect_code(1);
     assert_contains(

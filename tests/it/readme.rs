@@ -173,7 +173,8 @@ path = "/data"
     ]);
     second.expect_code(1);
     // And with everything pruned away: deletions.
-    ctx.spec("events", "");
+    // Everything else leaves the spec (an empty spec is an error: destroy removes a stack).
+    ctx.spec("events", "[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n");
     let third = ctx.run(&[
         "apply",
         "-f",
@@ -216,6 +217,8 @@ path = "/data"
             "plan" => vec!["plan"],
             "phase" => vec!["kind", "name", "objects"],
             "deleted" => vec!["object", "seconds"],
+            "error" => vec!["message", "spec_errors"],
+            "retrying" => vec!["message"],
             "applied" => vec!["object", "action", "seconds"],
             "unchanged" => vec!["object"],
             "waiting" | "deferred" => vec!["object", "message"],
@@ -248,9 +251,12 @@ path = "/data"
     assert!(ready["seconds"].is_f64(), "{ready}");
     let failed = all.iter().find(|e| e["event"] == "failed").unwrap();
     assert_eq!(failed["object"]["name"], "orphan");
-    let last = json_lines(&second.stdout).pop().unwrap();
+    // A failed rollout: `finished` with ok false, then the `error` document.
+    let lines = json_lines(&second.stdout);
+    let finished = &lines[lines.len() - 2];
     assert_eq!(
-        (last["event"].as_str(), last["ok"].as_bool()),
+        (finished["event"].as_str(), finished["ok"].as_bool()),
         (Some("finished"), Some(false))
     );
+    assert_eq!(lines.last().unwrap()["event"], "error");
 }

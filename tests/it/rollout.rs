@@ -251,13 +251,56 @@ async fn missing_namespace_is_planned_and_created_first() {
     assert_contains(&plan.stdout, &format!("+ namespace/{ns} will be created"));
     assert_contains(
         &plan.stdout,
-        "does not exist yet; the server validates this object when apply creates it",
+        "validated by dry-run creates in namespace default",
     );
     assert_contains(&plan.stdout, "Plan: 3 to create");
     let apply = crate::support::run_plugin(&args(&["apply", "--yes", "--timeout", "2m"]), None);
     apply.expect_code(0);
     assert_contains(&apply.stdout, &format!("namespace/{ns}: created"));
     crate::support::run_plugin(&args(&["plan", "--detailed-exitcode"]), None).expect_code(0);
+}
+
+/// The partial-write defect: when the namespace does not exist yet, every object is still
+/// validated by the server before anything is written, so a StatefulSet the server rejects
+/// leaves no Namespace, claim or Service behind.
+#[tokio::test]
+async fn a_rejected_object_in_a_new_namespace_writes_nothing_at_all() {
+    let ctx = TestCtx::new("newnsreject").await;
+    let ns = format!("{}-new", ctx.ns);
+    let text = format!(
+        "namespace = \"{ns}\"\n\n[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n\n[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nmin_ready_seconds = -1\n"
+    );
+    let path = ctx.dir.path().join("rejected.toml");
+    std::fs::write(&path, &text).unwrap();
+    let spec = path.to_str().unwrap().to_string();
+    let plan = crate::support::run_plugin(&["plan".into(), "-f".into(), spec.clone()], None);
+    plan.expect_code(1);
+    assert_contains(&plan.stdout, "! statefulset/db could not be planned");
+    assert_contains(&plan.stdout, "spec.minReadySeconds: Invalid value: -1");
+    assert_contains(
+        &plan.stdout,
+        &format!("at {spec}:10:1: statefulset[0].min_ready_seconds"),
+    );
+    assert_eq!(plan.stderr, "", "plan reports server errors on stdout only");
+    let apply = crate::support::run_plugin(
+        &["apply".into(), "-f".into(), spec.clone(), "--yes".into()],
+        None,
+    );
+    apply.expect_code(1);
+    assert_contains(&apply.stderr, "statefulset[0].min_ready_seconds");
+    let c = crate::support::client().await;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.clone());
+    assert!(
+        namespaces.get_opt(&ns).await.unwrap().is_none(),
+        "the namespace was written"
+    );
+    // Nothing landed in the namespace used for validation either.
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(c.clone(), "default");
+    assert!(services.get_opt("db").await.unwrap().is_none());
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(c, "default");
+    assert!(claims.get_opt("data").await.unwrap().is_none());
 }
 
 #[tokio::test]

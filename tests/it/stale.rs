@@ -122,7 +122,7 @@ async fn objects_created_deleted_or_recreated_since_the_plan_are_refused() {
     stale.expect_code(1);
     assert_contains(
         &stale.stderr,
-        "the saved plan is stale: pvc/late was created since the plan was made",
+        "is stale: pvc/late was created since the plan was made",
     );
 
     // Deleted since, then re-created with the same name (another uid).
@@ -140,7 +140,7 @@ async fn objects_created_deleted_or_recreated_since_the_plan_are_refused() {
     stale.expect_code(1);
     assert_contains(
         &stale.stderr,
-        "the saved plan is stale: pvc/keep was deleted since the plan was made",
+        "is stale: pvc/keep was deleted since the plan was made",
     );
     claims
         .create(&PostParams::default(), &new_claim("keep"))
@@ -187,7 +187,7 @@ async fn plan_for_another_server_or_format_is_refused() {
     run.expect_code(1);
     assert_contains(
         &run.stderr,
-        &format!("the plan was made against {server} but the current context points at {other}"),
+        &format!("was made against {server} but the current context points at {other}"),
     );
 
     // A plan of another format version.
@@ -200,7 +200,7 @@ async fn plan_for_another_server_or_format_is_refused() {
     assert_contains(
         &run.stderr,
         &format!(
-            "{} has plan format 3, this version reads format 2",
+            "{}: format_version: the plan has format 3, this version reads format 2",
             path.display()
         ),
     );
@@ -208,10 +208,7 @@ async fn plan_for_another_server_or_format_is_refused() {
     std::fs::write(&path, "{\"steps\": 3}").unwrap();
     let run = ctx.run(&["apply", path.to_str().unwrap(), "--yes"]);
     run.expect_code(1);
-    assert_contains(
-        &run.stderr,
-        "is not a plan saved by `kubectl stateful plan --out`",
-    );
+    assert_contains(&run.stderr, "not a saved plan: it has no format_version");
 
     let labels = claims.get("keep").await.unwrap().metadata.labels;
     assert!(!labels.unwrap_or_default().contains_key("tier"));

@@ -115,7 +115,7 @@ async fn spec_checks_the_readme_lists() {
              [[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nmount = \"/data\"\n\
              [[statefulset.mount]]\nclaim = \"shared\"\npath = \"/data\"\n",
             "mounts.toml:14:8",
-            "statefulset[0].mount[0].path: duplicate mount path name \"/data\" (first defined at statefulset[0].volume_claim[0].mount)",
+            "statefulset[0].mount[0].path: duplicate mount path \"/data\" (first defined at statefulset[0].volume_claim[0].mount)",
         ),
         (
             "volsel",

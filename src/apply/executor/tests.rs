@@ -128,7 +128,7 @@ async fn writes_follow_the_rollout_order_and_wait_for_each_phase() {
         .unwrap();
     let claim_phase = lines
         .iter()
-        .position(|l| l == "==> PersistentVolumeClaims")
+        .position(|l| l == "==> PersistentVolumeClaims and VolumeSnapshots")
         .unwrap();
     assert!(ready_pvs < claim_phase, "{lines:#?}");
     assert_eq!(lines.last().unwrap(), "finished ok=true");

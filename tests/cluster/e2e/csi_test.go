@@ -435,11 +435,18 @@ func TestCSIExpandUnmountedClaimWaitsForPod(t *testing.T) {
 	if pv := getPV(t, pvc.Spec.VolumeName); quantity(pv.Spec.Capacity[corev1.ResourceStorage]) != "2Gi" {
 		t.Fatalf("PV capacity %v, want 2Gi", pv.Spec.Capacity)
 	}
-	time.Sleep(2 * time.Second)
-	pvc = getClaim(t, ns, "data")
-	if claimCapacity(pvc) != "1Gi" || resizeStatus(pvc) != corev1.PersistentVolumeClaimNodeResizePending {
-		t.Fatalf("unmounted claim: capacity %s status %q, want 1Gi and NodeResizePending", claimCapacity(pvc), resizeStatus(pvc))
-	}
+	consistently(t, 2*time.Second, "unmounted claim stays at NodeResizePending", func(ctx context.Context) error {
+		c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if claimCapacity(c) != "1Gi" || resizeStatus(c) != corev1.PersistentVolumeClaimNodeResizePending ||
+			!hasConditionType(c, corev1.PersistentVolumeClaimFileSystemResizePending) {
+			return fmt.Errorf("capacity %s status %q conditions %v, want 1Gi, NodeResizePending, FileSystemResizePending",
+				claimCapacity(c), resizeStatus(c), conditionTypes(c))
+		}
+		return nil
+	})
 	runPod(t, ns, consumer("app", "data", ""))
 	checkExpanded(t, waitCapacity(t, ns, "data", "2Gi", 60*time.Second), "2Gi")
 }
@@ -456,10 +463,16 @@ func TestCSIExpandOfflineNeedsPodRestart(t *testing.T) {
 	waitClaimBound(t, ns, "data", 60*time.Second)
 	resizeClaim(t, ns, "data", "2Gi")
 	waitNodeResizePending(t, ns, "data", 60*time.Second)
-	time.Sleep(2 * time.Second)
-	if pvc := getClaim(t, ns, "data"); claimCapacity(pvc) != "1Gi" {
-		t.Fatalf("offline expansion finished with the old pod still running (capacity %s)", claimCapacity(pvc))
-	}
+	consistently(t, 2*time.Second, "offline expansion waits while the old pod runs", func(ctx context.Context) error {
+		c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if claimCapacity(c) != "1Gi" || resizeStatus(c) != corev1.PersistentVolumeClaimNodeResizePending {
+			return fmt.Errorf("capacity %s status %q, want 1Gi and NodeResizePending", claimCapacity(c), resizeStatus(c))
+		}
+		return nil
+	})
 	deletePod(t, ns, "app")
 	runPod(t, ns, consumer("app", "data", ""))
 	checkExpanded(t, waitCapacity(t, ns, "data", "2Gi", 60*time.Second), "2Gi")

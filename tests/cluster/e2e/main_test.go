@@ -2,7 +2,8 @@
 // starts one cluster with `kcluster up --exit-on-stdin-eof` for the whole package
 // (or uses the one named by STATEFUL_TEST_KUBECONFIG) and checks that the storage,
 // StatefulSet, scheduling, validation and authentication behaviour the
-// kubectl-stateful tests rely on is the real thing.
+// kubectl-stateful tests rely on is the real thing, and that the simulated CSI
+// driver writes what the real sidecars write (csi_test.go).
 package e2e
 
 import (

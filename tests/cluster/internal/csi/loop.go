@@ -20,6 +20,8 @@ const (
 	// resync makes the informers replay their caches now and then, so that a
 	// missed trigger is repaired in bounded time.
 	resync = time.Minute
+	// syncTimeout bounds one sync, API calls included.
+	syncTimeout = 30 * time.Second
 )
 
 // loop is one controller: a rate-limited work queue of string keys and a sync
@@ -59,7 +61,9 @@ func (l *loop) worker(ctx context.Context) {
 		if quit {
 			return
 		}
-		after, err := l.sync(ctx, key)
+		syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
+		after, err := l.sync(syncCtx, key)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			l.queue.Forget(key)

@@ -1,0 +1,277 @@
+//! Saved plans (`plan --out plan.json`, read back by `apply plan.json`): reading one is parsing
+//! input from outside, so every way it can be wrong — not UTF-8, not JSON, not a plan, another
+//! format, edited by hand so that its parts contradict each other — is an error that names the
+//! file and the line and column or the key, and never a panic later in the executor.
+
+use super::{FORMAT_VERSION, Plan};
+use serde_json::Value;
+
+/// Why a saved plan cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("{file}{}: {message}", position(.line, .column, .key))]
+#[diagnostic(help("{help}"))]
+pub struct SavedPlanError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key path inside the document, when the problem is one part of it (`steps[2].manifest`).
+    pub key: Option<String>,
+    pub message: String,
+    pub help: String,
+}
+
+fn position(line: &Option<usize>, column: &Option<usize>, key: &Option<String>) -> String {
+    let mut out = String::new();
+    if let (Some(l), Some(c)) = (line, column) {
+        out.push_str(&format!(":{l}:{c}"));
+    }
+    if let Some(k) = key {
+        out.push_str(&format!(": {k}"));
+    }
+    out
+}
+
+const NOT_A_PLAN: &str = "a saved plan is the file written by `kubectl stateful plan -f SPEC --out PLANFILE`; make a new one";
+
+impl SavedPlanError {
+    fn new(file: &str, message: impl Into<String>) -> Self {
+        SavedPlanError {
+            file: file.to_string(),
+            line: None,
+            column: None,
+            key: None,
+            message: message.into(),
+            help: NOT_A_PLAN.into(),
+        }
+    }
+
+    fn at(mut self, line: usize, column: usize) -> Self {
+        self.line = Some(line.max(1));
+        self.column = Some(column.max(1));
+        self
+    }
+
+    fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// Reads a saved plan from `bytes` (the content of `file`) and checks that it is whole.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.valid_up_to();
+            let before = &bytes[..at];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
+            return Err(Box::new(
+                SavedPlanError::new(
+                    file,
+                    format!(
+                        "not a saved plan: byte 0x{:02X} is not UTF-8 text",
+                        bytes[at]
+                    ),
+                )
+                .at(line, column),
+            ));
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(Box::new(
+            SavedPlanError::new(file, "not a saved plan: the file is empty").at(1, 1),
+        ));
+    }
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        Box::new(
+            SavedPlanError::new(
+                file,
+                format!("not a saved plan: it is not JSON: {}", json_message(&e)),
+            )
+            .at(e.line(), e.column()),
+        )
+    })?;
+    let Some(object) = doc.as_object() else {
+        return Err(Box::new(
+            SavedPlanError::new(
+                file,
+                format!(
+                    "not a saved plan: it is a JSON {}, a plan is an object",
+                    kind_of(&doc)
+                ),
+            )
+            .at(1, 1),
+        ));
+    };
+    if object.contains_key("error") && !object.contains_key("steps") {
+        return Err(Box::new(
+            SavedPlanError::new(
+                file,
+                "this is the report of a plan that failed, not a plan: there is nothing to apply",
+            )
+            .key("error"),
+        ));
+    }
+    match object.get("format_version") {
+        None => {
+            return Err(Box::new(SavedPlanError::new(
+                file,
+                "not a saved plan: it has no format_version (is it a plan from another tool, or `kubectl get -o json` output?)",
+            )));
+        }
+        Some(v) if v.as_u64() != Some(u64::from(FORMAT_VERSION)) => {
+            return Err(Box::new(SavedPlanError {
+                help: "plans are read only by the version of kubectl-stateful that wrote them (same format); make a new plan".into(),
+                ..SavedPlanError::new(
+                    file,
+                    format!("the plan has format {v}, this version reads format {FORMAT_VERSION}"),
+                )
+                .key("format_version")
+            }));
+        }
+        Some(_) => {}
+    }
+    let plan: Plan = serde_json::from_str(text).map_err(|e| {
+        SavedPlanError::new(
+            file,
+            format!("not a valid saved plan: {}", json_message(&e)),
+        )
+        .at(e.line(), e.column())
+    })?;
+    check(file, &plan)?;
+    Ok(plan)
+}
+
+/// serde_json's message without its own ` at line L column C` suffix.
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The parts of a plan must agree: every manifest is the object its step names, in the plan's
+/// namespace; the summary counts the steps; the operations are exactly what the steps schedule.
+/// A plan edited by hand (or cut short) is refused here rather than half applied.
+fn check(file: &str, plan: &Plan) -> Result<(), Box<SavedPlanError>> {
+    let edited = |key: String, message: String| {
+        Err(Box::new(SavedPlanError {
+            help: "the plan was changed after it was saved; make a new one with `kubectl stateful plan --out`".into(),
+            ..SavedPlanError::new(file, message).key(key)
+        }))
+    };
+    if crate::spec::check_label(&plan.namespace).is_err() {
+        return edited(
+            "namespace".into(),
+            format!("{:?} is not a namespace name", plan.namespace),
+        );
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let id = &step.object;
+        let m = &step.manifest;
+        let expected_ns = id.kind.namespaced().then_some(plan.namespace.as_str());
+        if id.namespace.as_deref() != expected_ns {
+            return edited(
+                format!("steps[{i}].object.namespace"),
+                format!(
+                    "{} is not in the plan's namespace {}",
+                    id.short(),
+                    plan.namespace
+                ),
+            );
+        }
+        if m["kind"].as_str() != Some(id.kind.as_str())
+            || m["apiVersion"].as_str() != Some(id.kind.api_version().as_str())
+            || m.pointer("/metadata/name").and_then(Value::as_str) != Some(id.name.as_str())
+            || m.pointer("/metadata/namespace").and_then(Value::as_str) != expected_ns
+        {
+            return edited(
+                format!("steps[{i}].manifest"),
+                format!(
+                    "the manifest is not the object the step names ({})",
+                    id.short()
+                ),
+            );
+        }
+    }
+    let fresh = Plan::new(
+        plan.stack.clone(),
+        plan.namespace.clone(),
+        plan.server.clone(),
+        plan.steps.clone(),
+    );
+    if fresh.summary != plan.summary {
+        return edited(
+            "summary".into(),
+            "the summary does not count the plan's steps".into(),
+        );
+    }
+    if fresh.operations != plan.operations {
+        let at = fresh
+            .operations
+            .iter()
+            .zip(&plan.operations)
+            .position(|(a, b)| a != b)
+            .unwrap_or(fresh.operations.len().min(plan.operations.len()));
+        return edited(
+            format!("operations[{at}]"),
+            "the operations are not the ones the steps call for".into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse("plan.json", text.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_way_to_be_wrong_names_the_file_and_where() {
+        assert_eq!(
+            err("{\"format_version\": 2,\n  \"steps\": [}"),
+            "plan.json:2:13: not a saved plan: it is not JSON: expected value"
+        );
+        assert_eq!(
+            err("[1]"),
+            "plan.json:1:1: not a saved plan: it is a JSON array, a plan is an object"
+        );
+        assert!(err("{\"apiVersion\": \"v1\"}").contains("it has no format_version"));
+        assert_eq!(
+            err("{\"format_version\": 1}"),
+            "plan.json: format_version: the plan has format 1, this version reads format 2"
+        );
+        assert!(
+            err("{\"format_version\": 2}")
+                .starts_with("plan.json:1:21: not a valid saved plan: missing field")
+        );
+        let bytes = b"{\"a\": \"\xff\"}";
+        assert_eq!(
+            parse("plan.json", bytes).unwrap_err().to_string(),
+            "plan.json:1:8: not a saved plan: byte 0xFF is not UTF-8 text"
+        );
+    }
+}
