@@ -117,6 +117,12 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
     }
 }
 
+/// How long planning inside apply or destroy may take: `--timeout` bounds the rollout, and a
+/// short one must not starve the reads and dry runs before it.
+fn planning_deadline(timeout: std::time::Duration) -> std::time::Duration {
+    timeout.max(std::time::Duration::from_secs(60))
+}
+
 /// Takes on-demand snapshots of the stack's claims and prints them.
 async fn snapshot_command(
     args: &ClusterArgs,
@@ -444,9 +450,9 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                     cluster.server
                 ));
             }
-            cluster
-                .gateway
-                .set_deadline(Some(tokio::time::Instant::now() + timeout));
+            cluster.gateway.set_deadline(Some(
+                tokio::time::Instant::now() + planning_deadline(timeout),
+            ));
             apply::check_fresh(cluster.gw(), &plan, cluster.concurrency)
                 .await
                 .map_err(|e| saved_plan_error(&file, e))?;
@@ -454,9 +460,9 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
         }
         (None, Some(file)) => {
             let (cluster, spec, namespace) = prepare(args, file).await?;
-            cluster
-                .gateway
-                .set_deadline(Some(tokio::time::Instant::now() + timeout));
+            cluster.gateway.set_deadline(Some(
+                tokio::time::Instant::now() + planning_deadline(timeout),
+            ));
             let plan_options = PlanOptions {
                 prune: a.prune.prune,
                 destroy: false,
@@ -489,9 +495,9 @@ async fn destroy_command(
     let json = d.output == ApplyFormat::Json;
     let timeout = d.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
     let (cluster, spec, namespace) = prepare(args, &d.file).await?;
-    cluster
-        .gateway
-        .set_deadline(Some(tokio::time::Instant::now() + timeout));
+    cluster.gateway.set_deadline(Some(
+        tokio::time::Instant::now() + planning_deadline(timeout),
+    ));
     let plan_options = PlanOptions {
         prune: true,
         destroy: true,

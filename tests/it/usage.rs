@@ -126,7 +126,7 @@ async fn spec_checks_the_readme_lists() {
         (
             "ondelete",
             "[[statefulset]]\nname = \"db\"\nimage = \"x\"\nupdate_strategy = { type = \"OnDelete\", partition = 1 }\n",
-            "ondelete.toml:2:8",
+            "ondelete.toml:4:19",
             "statefulset[0].update_strategy: partition and max_unavailable apply only to RollingUpdate",
         ),
     ];
