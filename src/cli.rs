@@ -63,6 +63,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Roll out the spec (or a saved plan) in order, waiting for each phase.
     Apply(ApplyArgs),
+    /// Write the spec of objects that already run (kubectl apply, Helm…), to adopt them.
+    Import(ImportArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
     /// Print shell completions.
@@ -130,6 +132,39 @@ pub struct ApplyArgs {
     /// each in the spec).
     #[arg(long)]
     pub adopt: bool,
+}
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  # Everything of namespace demo, as stack demo
+  kubectl stateful import -n demo -o stack.toml
+
+  # One StatefulSet (with its claims' volumes), as stack db
+  kubectl stateful import -n demo statefulset/db --name db
+
+  # Then: no changes but adoptions, and apply takes the objects over without restarting pods
+  kubectl stateful plan -f stack.toml --detailed-exitcode
+  kubectl stateful apply -f stack.toml --yes";
+
+#[derive(Debug, Args)]
+#[command(after_help = IMPORT_EXAMPLES)]
+pub struct ImportArgs {
+    /// Objects to import, as kubectl names them: statefulset/db, deploy/web, ds/agent, pvc/data,
+    /// pv/disk-1, storageclass/local [default: the workloads and claims of the namespace].
+    #[arg(value_name = "TYPE/NAME")]
+    pub objects: Vec<String>,
+    /// Only objects with these labels (a kubectl label selector, e.g. app=db,tier!=cache).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The stack's name [default: the namespace].
+    #[arg(long, value_name = "STACK")]
+    pub name: Option<String>,
+    /// Write the spec to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

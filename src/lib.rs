@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod gateway;
+pub mod import;
 pub mod kinds;
 pub mod live;
 pub mod plan;

@@ -58,6 +58,11 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             let deadline = config.timeout()?.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
             plan_command(&cluster, args, deadline, style).await
         }
+        Command::Import(args) => {
+            let mut cluster = cli.cluster.clone();
+            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
+            crate::import::run(&target(&cluster), cluster.namespace.as_deref(), args).await
+        }
         Command::Apply(mut args) => {
             if args.timeout.is_none() {
                 args.timeout = config.timeout()?;
@@ -161,7 +166,7 @@ async fn plan_command(
     }
     Ok(if plan.summary.error > 0 {
         EXIT_ERROR
-    } else if p.detailed_exitcode && plan.summary.has_changes() {
+    } else if p.detailed_exitcode && plan.has_content_changes() {
         EXIT_CHANGES
     } else {
         0

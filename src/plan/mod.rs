@@ -7,6 +7,7 @@ pub mod compute;
 pub mod mask;
 pub mod normalize;
 pub mod ops;
+pub mod ownership;
 
 use crate::gateway::FieldConflict;
 use crate::kinds::ObjectRef;
