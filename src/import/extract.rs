@@ -734,3 +734,85 @@ fn claim_mounts(pod: &Value, mounts: &[Value]) -> Vec<toml::Value> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_like_the_spec_generates_it_needs_only_keys_and_its_pod_labels() {
+        let live = json!({"metadata": {"name": "web", "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful", "team": "x"}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                "template": {"metadata": {"labels": {"app.kubernetes.io/name": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx:1",
+                        "env": [{"name": "A", "value": "1"}, {"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+                        "ports": [{"name": "port-80", "containerPort": 80, "protocol": "TCP"}]}]}}}});
+        let x = workload(Kind::Deployment, &live);
+        let text = toml::to_string(&x.table).unwrap();
+        assert_eq!(
+            text,
+            "name = \"web\"\nimage = \"nginx:1\"\nreplicas = 3\nports = [80]\n\n[env]\nA = \"1\"\n\n[env.P]\nsecret = \"s\"\nkey = \"k\"\n\n[labels]\nteam = \"x\"\n"
+        );
+        assert_eq!(
+            x.patch,
+            json!({"spec": {"template": {"metadata": {"labels": {"app.kubernetes.io/name": "web"}}}}})
+        );
+        assert!(x.notes.is_empty());
+    }
+
+    #[test]
+    fn what_keys_cannot_say_is_left_to_the_patch() {
+        // An env from the downward API, a port without a name: no env and no ports keys.
+        let c = json!({"name": "w", "image": "i", "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            "ports": [{"containerPort": 80}]});
+        let live = json!({"metadata": {"name": "w"}, "spec": {"selector": {"matchLabels": {"app": "w"}},
+            "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [c]}}}});
+        let x = workload(Kind::DaemonSet, &live);
+        assert!(x.table.get("env").is_none() && x.table.get("ports").is_none());
+        assert_eq!(
+            x.patch["spec"]["selector"],
+            json!({"matchLabels": {"app": "w"}})
+        );
+    }
+
+    #[test]
+    fn volumes_with_plain_or_complex_node_affinity() {
+        let affinity = |exprs: Value| json!({"required": {"nodeSelectorTerms": [{"matchExpressions": exprs}]}});
+        let pv = |aff: Value| {
+            json!({"metadata": {"name": "d"}, "spec": {"capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": "/mnt"}, "nodeAffinity": aff}})
+        };
+        let plain = affinity(
+            json!([{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-1"]}]),
+        );
+        let x = volume(&pv(plain)).unwrap();
+        assert_eq!(x.table["node"].as_str(), Some("node-1"));
+        assert!(
+            x.table.get("reclaim_policy").is_none(),
+            "Retain is the default"
+        );
+        assert!(x.patch.as_object().unwrap().is_empty());
+        let zone = affinity(json!([{"key": "zone", "operator": "In", "values": ["a"]}]));
+        let x = volume(&pv(zone.clone())).unwrap();
+        assert!(x.table.get("node").is_none());
+        assert_eq!(x.patch["spec"]["nodeAffinity"], zone);
+        let iscsi = json!({"metadata": {"name": "d"}, "spec": {"capacity": {"storage": "1Gi"}, "iscsi": {}}});
+        assert!(volume(&iscsi).unwrap_err().0.contains("iscsi"));
+    }
+
+    #[test]
+    fn claims_name_their_static_volume_and_leave_the_default_class_out() {
+        let live = json!({"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "standard", "volumeMode": "Filesystem"}});
+        let x = claim(&live, None, Some("standard"));
+        assert_eq!(
+            toml::to_string(&x.table).unwrap(),
+            "name = \"c\"\nsize = \"1Gi\"\n"
+        );
+        let x = claim(&live, Some(("pv-1", "manual")), Some("standard"));
+        assert_eq!(x.table["class"].as_str(), Some("standard"));
+        assert_eq!(x.table["volume"].as_str(), Some("pv-1"));
+    }
+}

@@ -249,6 +249,12 @@ pub async fn import(
         let mut patch = e.patch.clone();
         json_patch::merge(&mut patch, &Value::Object(r.patch));
         e.patch = patch;
+        if e.patch.pointer("/spec/volumeClaimTemplates").is_some() {
+            e.notes.push(
+                "spec.volumeClaimTemplates is in patch as the cluster stores it: server-side apply takes over a list that kubectl owns only when it is sent unchanged"
+                    .into(),
+            );
+        }
         if e.kind.is_workload()
             && e.patch.pointer("/spec/template/spec/containers").is_some()
             && !e.notes.iter().any(|n| n.contains("containers"))

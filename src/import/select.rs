@@ -219,10 +219,11 @@ pub fn select(state: &LiveState, req: &Request) -> Result<Selection, String> {
         let name = name_of(c);
         let asked = wanted(Kind::PersistentVolumeClaim, name) || mounted.contains(name);
         if let Some((sts, tpl)) = template_of(name, &state.statefulsets) {
-            if chosen_sts.iter().any(|s| name_of(s) == sts) {
+            let of_chosen = chosen_sts.iter().any(|s| name_of(s) == sts);
+            if of_chosen {
                 template_claims.insert(name.to_string());
             }
-            if asked || whole {
+            if asked || of_chosen || (whole && req.selected.is_none()) {
                 left(
                     short(Kind::PersistentVolumeClaim, name),
                     format!("a claim of statefulset/{sts}'s template {tpl:?}"),
@@ -389,6 +390,11 @@ pub fn select(state: &LiveState, req: &Request) -> Result<Selection, String> {
                 .statefulsets
                 .iter()
                 .find(|s| s.pointer("/spec/serviceName").and_then(Value::as_str) == Some(name));
+            let chosen =
+                governs.is_some_and(|g| chosen_sts.iter().any(|s| name_of(s) == name_of(g)));
+            if req.selected.is_some() && !chosen {
+                continue;
+            }
             let why = if name == "kubernetes" && ns == "default" {
                 "the API server's own Service".to_string()
             } else if let Some(sts) = governs {
@@ -495,4 +501,212 @@ pub fn volume_classes(volumes: &[Value]) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(name: &str, extra: Value) -> Value {
+        let mut o = json!({"metadata": {"name": name}});
+        json_patch::merge(&mut o, &extra);
+        o
+    }
+
+    fn state() -> LiveState {
+        LiveState {
+            classes: vec![
+                obj(
+                    "standard",
+                    json!({"provisioner": "kubernetes.io/host-path",
+                    "metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+                ),
+                obj("local", json!({"provisioner": NO_PROVISIONER})),
+                obj("fast", json!({"provisioner": "csi.example.com"})),
+            ],
+            volumes: vec![
+                obj(
+                    "disk-1",
+                    json!({"spec": {"storageClassName": "local",
+                    "claimRef": {"namespace": "ns", "name": "data-db-0"}}}),
+                ),
+                obj("disk-2", json!({"spec": {"storageClassName": "local"}})),
+                obj(
+                    "pvc-123",
+                    json!({"metadata": {"annotations": {PROVISIONED_BY: "kubernetes.io/host-path"}},
+                    "spec": {"storageClassName": "standard", "claimRef": {"namespace": "ns", "name": "logs"}}}),
+                ),
+                obj(
+                    "nfs",
+                    json!({"spec": {"claimRef": {"namespace": "ns", "name": "shared"}}}),
+                ),
+                obj(
+                    "elsewhere",
+                    json!({"spec": {"storageClassName": "local",
+                    "claimRef": {"namespace": "other", "name": "x"}}}),
+                ),
+            ],
+            claims: vec![
+                obj(
+                    "data-db-0",
+                    json!({"spec": {"storageClassName": "local", "volumeName": "disk-1"}}),
+                ),
+                obj(
+                    "logs",
+                    json!({"spec": {"storageClassName": "standard", "volumeName": "pvc-123"}}),
+                ),
+                obj(
+                    "shared",
+                    json!({"spec": {"storageClassName": "", "volumeName": "nfs"}}),
+                ),
+                obj(
+                    "owned",
+                    json!({"metadata": {"ownerReferences": [{"kind": "Widget", "name": "w"}]}}),
+                ),
+            ],
+            statefulsets: vec![obj(
+                "db",
+                json!({"spec": {"serviceName": "db",
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"storageClassName": "local"}}],
+                "template": {"spec": {"volumes": [{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}]}}}}),
+            )],
+            deployments: vec![obj("web", json!({}))],
+            daemonsets: vec![],
+            services: vec![
+                obj("db", json!({})),
+                obj("kubernetes", json!({})),
+                obj("web", json!({})),
+            ],
+        }
+    }
+
+    fn names(sel: &Selection) -> Vec<String> {
+        sel.objects
+            .iter()
+            .map(|(k, v)| format!("{}/{}", k.short(), name_of(v)))
+            .collect()
+    }
+
+    fn why<'a>(sel: &'a Selection, object: &str) -> &'a str {
+        &sel.left_out
+            .iter()
+            .find(|l| l.object == object)
+            .unwrap_or_else(|| panic!("{object} not left out: {:?}", sel.left_out))
+            .why
+    }
+
+    #[test]
+    fn the_whole_namespace() {
+        let req = Request {
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        let mut st = state();
+        for pv in &mut st.volumes {
+            if let Some(r) = pv.pointer_mut("/spec/claimRef/namespace")
+                && r == "ns"
+            {
+                *r = json!("default");
+            }
+        }
+        let sel = select(&st, &req).unwrap();
+        assert_eq!(
+            names(&sel),
+            vec![
+                "pv/disk-1",
+                "pv/nfs",
+                "pv/disk-2",
+                "pvc/logs",
+                "pvc/shared",
+                "statefulset/db",
+                "deployment/web"
+            ]
+        );
+        assert_eq!(
+            why(&sel, "pvc/data-db-0"),
+            "a claim of statefulset/db's template \"data\""
+        );
+        assert_eq!(
+            why(&sel, "pv/pvc-123"),
+            "provisioned dynamically by kubernetes.io/host-path for pvc/logs"
+        );
+        assert_eq!(why(&sel, "pvc/owned"), "owned by widget/w");
+        assert_eq!(
+            why(&sel, "storageclass/local"),
+            "pv/elsewhere outside this import has it too; name it (storageclass/local) to import it"
+        );
+        assert!(why(&sel, "storageclass/standard").starts_with("the cluster's default class"));
+        assert_eq!(
+            why(&sel, "service/kubernetes"),
+            "the API server's own Service"
+        );
+        assert!(why(&sel, "service/db").starts_with("the headless Service of statefulset/db"));
+        assert!(why(&sel, "service/web").contains("only as a StatefulSet's headless Service"));
+    }
+
+    #[test]
+    fn named_objects_bring_what_they_need() {
+        let req = Request {
+            namespace: "ns".into(),
+            named: vec![(Kind::StatefulSet, "db".into())],
+            ..Default::default()
+        };
+        let sel = select(&state(), &req).unwrap();
+        // The mounted claim and its volume, the template claim's volume; the class is shared
+        // with a volume of another namespace.
+        assert_eq!(
+            names(&sel),
+            vec!["pv/disk-1", "pv/nfs", "pvc/shared", "statefulset/db"]
+        );
+        assert_eq!(
+            why(&sel, "storageclass/local"),
+            "pv/disk-2 outside this import has it too; name it (storageclass/local) to import it"
+        );
+        let err = select(
+            &state(),
+            &Request {
+                namespace: "ns".into(),
+                named: vec![(Kind::Deployment, "nope".into())],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, "deployment/nope not found in namespace ns");
+    }
+
+    #[test]
+    fn a_selector_narrows_the_namespace() {
+        let req = Request {
+            namespace: "ns".into(),
+            selected: Some(BTreeSet::from([(Kind::Deployment, "web".to_string())])),
+            ..Default::default()
+        };
+        let sel = select(&state(), &req).unwrap();
+        assert_eq!(names(&sel), vec!["deployment/web"]);
+        assert!(sel.left_out.is_empty(), "{:?}", sel.left_out);
+    }
+
+    #[test]
+    fn names_like_kubectl() {
+        assert_eq!(
+            parse_name("sts/db"),
+            Ok((Kind::StatefulSet, "db".to_string()))
+        );
+        assert_eq!(
+            parse_name("statefulsets.apps/db"),
+            Ok((Kind::StatefulSet, "db".to_string()))
+        );
+        assert_eq!(
+            parse_name("PVC/data"),
+            Ok((Kind::PersistentVolumeClaim, "data".to_string()))
+        );
+        assert!(parse_name("db").unwrap_err().contains("TYPE/NAME"));
+        assert!(
+            parse_name("sa/default")
+                .unwrap_err()
+                .contains("does not describe sa objects")
+        );
+        assert!(parse_name("pod/x").unwrap_err().contains("import reads"));
+    }
 }
