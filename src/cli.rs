@@ -65,6 +65,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Write the spec of objects that already run (kubectl apply, Helm…), to adopt them.
     Import(ImportArgs),
+    /// Show every object of the stack as the cluster holds it; exit 1 unless all are healthy.
+    Status(StatusArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
     /// Print shell completions.
@@ -165,6 +167,23 @@ pub struct ImportArgs {
     /// Overwrite FILE if it exists.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The stack spec (TOML).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format (with --watch, JSON is one document per line).
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+    /// Redraw whenever an object of the stack changes (watching, not polling), until --timeout
+    /// or Ctrl-C; the exit code is that of the last report.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// With --watch: stop after this long [default: 5m, or `timeout` in the user config file].
+    #[arg(long, value_parser = parse_duration, requires = "watch")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -15,4 +15,5 @@ pub mod plan;
 pub mod render;
 pub mod run;
 pub mod spec;
+pub mod status;
 pub mod ui;

@@ -63,6 +63,21 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
             crate::import::run(&target(&cluster), cluster.namespace.as_deref(), args).await
         }
+        Command::Status(args) => {
+            let mut cluster = cli.cluster.clone();
+            cluster.request_timeout = cluster.request_timeout.or(config.request_timeout()?);
+            let options = crate::status::StatusOptions {
+                file: args.file,
+                json: args.output == ApplyFormat::Json,
+                watch: args.watch,
+                timeout: args
+                    .timeout
+                    .or(config.timeout()?)
+                    .unwrap_or(crate::cli::DEFAULT_TIMEOUT),
+                color: style.color,
+            };
+            crate::status::run(&target(&cluster), cluster.namespace.as_deref(), options).await
+        }
         Command::Apply(mut args) => {
             if args.timeout.is_none() {
                 args.timeout = config.timeout()?;

@@ -9,4 +9,5 @@ mod import;
 mod ownership;
 mod rbac;
 mod rollout;
+mod status;
 mod workloads;
