@@ -81,6 +81,8 @@ pub enum PlanFormat {
     Human,
     Json,
     Markdown,
+    /// The rollout graph for Graphviz (`dot -Tsvg`).
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

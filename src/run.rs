@@ -158,7 +158,7 @@ async fn plan_command(
                     "{}",
                     render::markdown_failure(&error_chain(&report), &spec_entries(&report))
                 ),
-                PlanFormat::Human => {}
+                PlanFormat::Human | PlanFormat::Dot => {}
             }
             return Err(report);
         }
@@ -167,6 +167,7 @@ async fn plan_command(
         PlanFormat::Human => render::human(&plan, style),
         PlanFormat::Json => render::json(&plan),
         PlanFormat::Markdown => render::markdown(&plan),
+        PlanFormat::Dot => render::dot(&plan),
     };
     print!("{text}");
     if let Some(out) = &p.out {

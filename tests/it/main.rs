@@ -5,6 +5,7 @@ mod support;
 mod ci;
 mod cli;
 mod examples;
+mod graph;
 mod import;
 mod ownership;
 mod rbac;
