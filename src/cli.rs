@@ -55,6 +55,18 @@ pub struct ClusterArgs {
     /// for throttling, server errors and lost connections.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Username to impersonate for the operation, like kubectl's --as (a user, or a service
+    /// account: system:serviceaccount:NAMESPACE:NAME).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate, like kubectl's --as-group (repeat it for several); needs --as.
+    #[arg(
+        long = "as-group",
+        global = true,
+        value_name = "GROUP",
+        requires = "as_user"
+    )]
+    pub as_group: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

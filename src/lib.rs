@@ -4,6 +4,7 @@
 //! reads and dry-runs) → `render` (views) or `apply` (ordered rollout emitting events) → `ui`.
 
 pub mod apply;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod desired;

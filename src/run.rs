@@ -102,6 +102,8 @@ fn target(args: &ClusterArgs) -> Target {
         context: args.context.clone(),
         concurrency: args.concurrency.into(),
         request_timeout: args.request_timeout,
+        impersonate: args.as_user.clone(),
+        impersonate_groups: args.as_group.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod ci;
 mod cli;
 mod examples;
