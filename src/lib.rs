@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod auth;
 pub mod cli;
+pub mod complete;
 pub mod config;
 pub mod desired;
 pub mod gateway;

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod ci;
 mod cli;
+mod complete;
 mod examples;
 mod graph;
 mod import;
