@@ -261,7 +261,7 @@ fn mermaid_text(s: &str) -> String {
 pub fn dot(plan: &Plan) -> String {
     let g = graph(plan);
     let mut out = format!(
-        "digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9, color=\"#57606a\"];\n",
+        "digraph {} {{\n  rankdir=LR;\n  fontname=\"Helvetica\";\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9, color=\"#57606a\"];\n",
         dot_text(&format!("{} ({})", plan.stack, plan.namespace))
     );
     for (step, (phase, nodes)) in by_phase(&g).into_iter().enumerate() {
