@@ -56,6 +56,13 @@ pub struct ClusterArgs {
     /// for throttling, server errors and lost connections.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// Username to impersonate for the operation, like kubectl's --as (a user, or a service
+    /// account: system:serviceaccount:NAMESPACE:NAME).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate, like kubectl's --as-group (repeat it for several); needs --as.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +79,10 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// List the stack's snapshots with claim, readiness, size and age.
     Snapshots(SnapshotsArgs),
+    /// Write the spec of objects that already run (kubectl apply, Helm…), to adopt them.
+    Import(ImportArgs),
+    /// Show every object of the stack as the cluster holds it; exit 1 unless all are healthy.
+    Status(StatusArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
     /// Print shell completions.
@@ -86,6 +97,8 @@ pub enum PlanFormat {
     Human,
     Json,
     Markdown,
+    /// The rollout graph for Graphviz (`dot -Tsvg`).
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,6 +238,56 @@ pub struct SnapshotsArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "human")]
     pub output: ApplyFormat,
+}
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  # Everything of namespace demo, as stack demo
+  kubectl stateful import -n demo -o stack.toml
+
+  # One StatefulSet (with its claims' volumes), as stack db
+  kubectl stateful import -n demo statefulset/db --name db
+
+  # Then: no changes but adoptions, and apply takes the objects over without restarting pods
+  kubectl stateful plan -f stack.toml --detailed-exitcode
+  kubectl stateful apply -f stack.toml --yes";
+
+#[derive(Debug, Args)]
+#[command(after_help = IMPORT_EXAMPLES)]
+pub struct ImportArgs {
+    /// Objects to import, as kubectl names them: statefulset/db, deploy/web, ds/agent, pvc/data,
+    /// pv/disk-1, storageclass/local [default: the workloads and claims of the namespace].
+    #[arg(value_name = "TYPE/NAME")]
+    pub objects: Vec<String>,
+    /// Only objects with these labels (a kubectl label selector, e.g. app=db,tier!=cache).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The stack's name [default: the namespace].
+    #[arg(long, value_name = "STACK")]
+    pub name: Option<String>,
+    /// Write the spec to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The stack spec (TOML).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format (with --watch, JSON is one document per line).
+    #[arg(short = 'o', long, value_enum, default_value = "human")]
+    pub output: ApplyFormat,
+    /// Redraw whenever an object of the stack changes (watching, not polling), until --timeout
+    /// or Ctrl-C; the exit code is that of the last report.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// With --watch: stop after this long [default: 5m, or `timeout` in the user config file].
+    #[arg(long, value_parser = parse_duration, requires = "watch")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

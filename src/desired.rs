@@ -337,8 +337,7 @@ impl Builder<'_> {
                 p
             })
             .collect();
-        let mut spec =
-            json!({ "clusterIP": "None", "selector": selector_labels(s.name.get_ref()) });
+        let mut spec = json!({ "clusterIP": "None", "selector": pod_selector(s) });
         if !ports.is_empty() {
             spec["ports"] = json!(ports);
         }
@@ -530,6 +529,7 @@ impl Builder<'_> {
         );
         obj.adopt = s.adopt;
         obj.protect = s.protect;
+        own_pod_identity(&mut obj.manifest, s.patch.as_ref());
         let replicas = obj.manifest["spec"]["replicas"]
             .as_i64()
             .unwrap_or(1)
@@ -598,6 +598,7 @@ impl Builder<'_> {
         );
         obj.adopt = d.adopt;
         obj.protect = d.protect;
+        own_pod_identity(&mut obj.manifest, d.patch.as_ref());
         obj
     }
 
@@ -628,8 +629,36 @@ impl Builder<'_> {
         );
         obj.adopt = d.adopt;
         obj.protect = d.protect;
+        own_pod_identity(&mut obj.manifest, d.patch.as_ref());
         obj
     }
+}
+
+/// Paths of a workload's `patch` that replace the generated value instead of being merged into
+/// it: the selector (immutable, so an adopted workload must keep its own) and the pods' labels
+/// (new labels change the pod template and restart every pod). A merge patch cannot remove
+/// keys, and TOML has no null to say so.
+pub const REPLACING_PATCH_PATHS: [&str; 2] = ["/spec/selector", "/spec/template/metadata/labels"];
+
+/// Applies the [`REPLACING_PATCH_PATHS`] of `patch` to a workload manifest.
+fn own_pod_identity(manifest: &mut Value, patch: Option<&toml::Table>) {
+    let Some(patch) = patch else { return };
+    let patch = serde_json::to_value(patch).expect("TOML tables are JSON");
+    for pointer in REPLACING_PATCH_PATHS {
+        if let (Some(given), Some(slot)) = (patch.pointer(pointer), manifest.pointer_mut(pointer)) {
+            *slot = given.clone();
+        }
+    }
+}
+
+/// The labels a workload's pods are selected by: `app.kubernetes.io/name: <name>`, or the
+/// `matchLabels` of a selector its `patch` gives.
+pub fn pod_selector(w: &spec::WorkloadSpec) -> Value {
+    w.patch
+        .as_ref()
+        .and_then(|p| serde_json::to_value(p).ok())
+        .and_then(|p| p.pointer("/spec/selector/matchLabels").cloned())
+        .unwrap_or_else(|| json!(selector_labels(w.name.get_ref())))
 }
 
 /// One container environment variable: a value, or a reference to a Secret's or ConfigMap's key.
@@ -841,6 +870,52 @@ mod tests {
             patch_json(&patch),
             json!({"metadata": {"annotations": {"at": "2024-05-01T10:00:00Z", "day": "2024-05-01", "n": 1.5}}})
         );
+    }
+
+    #[test]
+    fn a_patch_gives_the_selector_and_pod_labels_outright() {
+        let text = r#"
+[[statefulset]]
+name = "db"
+image = "postgres:17"
+labels = { team = "data" }
+[statefulset.patch.spec.selector.matchLabels]
+app = "db"
+[statefulset.patch.spec.template.metadata.labels]
+app = "db"
+tier = "backend"
+"#;
+        let spec = spec::load("s.toml", text, "s").unwrap();
+        let objs = desired_objects(
+            &spec,
+            &Context {
+                namespace: "demo".into(),
+                ..Default::default()
+            },
+        );
+        let sts = &objs[1].manifest;
+        assert_eq!(
+            sts["spec"]["selector"],
+            json!({"matchLabels": {"app": "db"}})
+        );
+        assert_eq!(
+            sts["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "db", "tier": "backend"}),
+            "no stack labels, no generated selector label: the pods keep their labels"
+        );
+        assert_eq!(sts["metadata"]["labels"]["team"], "data");
+        assert_eq!(sts["metadata"]["labels"][STACK_LABEL], "s");
+        assert_eq!(objs[0].manifest["spec"]["selector"], json!({"app": "db"}));
+    }
+
+    #[test]
+    fn env_keeps_the_order_of_the_file() {
+        let text = "[[deployment]]\nname = \"w\"\nimage = \"i\"\nenv = { ZED = \"1\", ALPHA = \"$(ZED)\" }\n";
+        let spec = spec::load("s.toml", text, "s").unwrap();
+        let objs = desired_objects(&spec, &Context::default());
+        let env = &objs[0].manifest["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env[0]["name"], "ZED");
+        assert_eq!(env[1]["name"], "ALPHA");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Target {
     pub concurrency: usize,
     /// Bound on each request (`None`: the default).
     pub request_timeout: Option<Duration>,
+    /// Impersonate this user (kubectl's `--as`).
+    pub impersonate: Option<String>,
+    /// Impersonate these groups (kubectl's `--as-group`).
+    pub impersonate_groups: Vec<String>,
 }
 
 /// A connected cluster: the gateway every request goes through, and what the kubeconfig said.
@@ -65,6 +69,9 @@ pub enum ClusterError {
     },
     #[error("{what}: {}", failure_text(.failure))]
     Api { what: String, failure: ApiFailure },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 fn failure_text(f: &ApiFailure) -> String {
@@ -100,12 +107,27 @@ impl Cluster {
         // The gateway bounds each request (and says so clearly); the connection attempt is
         // bounded here too, a little later, as a backstop.
         config.connect_timeout = Some(request_timeout + Duration::from_secs(5));
+        if target.impersonate.is_some() {
+            config.auth_info.impersonate = target.impersonate.clone();
+        }
+        if !target.impersonate_groups.is_empty() {
+            config.auth_info.impersonate_groups = Some(target.impersonate_groups.clone());
+        }
         let server = config.cluster_url.to_string();
         let context_namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|source| ClusterError::Client {
-            server: server.clone(),
-            source,
-        })?;
+        let identity =
+            crate::auth::Identity::of(target.kubeconfig.as_deref(), target.context.as_deref());
+        let client =
+            Client::try_from(config).map_err(|source| {
+                match crate::auth::plugin_error(&source, &identity) {
+                    Some(auth) => ClusterError::Auth(auth),
+                    None => ClusterError::Client {
+                        server: server.clone(),
+                        source,
+                    },
+                }
+            })?;
+        crate::auth::check(&client, &identity, &server, request_timeout).await?;
         let gateway = Retrying::new(
             KubeGateway::new(client, server.clone()),
             RetryPolicy {

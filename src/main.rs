@@ -4,6 +4,17 @@ use clap::Parser as _;
 use kubectl_stateful::{cli::Cli, run};
 
 fn main() {
+    // kubectl's plugin completion: `kubectl_complete-stateful ARGS…` runs
+    // `kubectl-stateful __complete ARGS…` (or this binary under that name).
+    let args: Vec<String> = std::env::args().collect();
+    let called_as_completion = args.first().is_some_and(|a| {
+        std::path::Path::new(a).file_name() == Some("kubectl_complete-stateful".as_ref())
+    });
+    if called_as_completion || args.get(1).map(String::as_str) == Some("__complete") {
+        let skip = if called_as_completion { 1 } else { 2 };
+        print!("{}", kubectl_stateful::complete::complete(&args[skip..]));
+        return;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

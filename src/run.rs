@@ -52,6 +52,12 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
             out(&String::from_utf8_lossy(&script));
             Ok(0)
         }
+        _ if !cli.cluster.as_group.is_empty() && cli.cluster.as_user.is_none() => {
+            Err(miette::miette!(
+                help = "name the user to impersonate with --as, like kubectl",
+                "--as-group needs --as"
+            ))
+        }
         command => {
             // Only the commands that talk to a cluster read the user config: a broken one never
             // blocks `version` or `completion`.
@@ -110,6 +116,23 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
                         ApplyFormat::Human => out(&crate::snapshots::table(&rows)),
                     }
                     Ok(0)
+                }
+                Command::Import(args) => {
+                    crate::import::run(&target(&cluster), cluster.namespace.as_deref(), args).await
+                }
+                Command::Status(args) => {
+                    let options = crate::status::StatusOptions {
+                        file: args.file,
+                        json: args.output == ApplyFormat::Json,
+                        watch: args.watch,
+                        timeout: args
+                            .timeout
+                            .or(default_timeout)
+                            .unwrap_or(crate::cli::DEFAULT_TIMEOUT),
+                        color: style.color,
+                    };
+                    crate::status::run(&target(&cluster), cluster.namespace.as_deref(), options)
+                        .await
                 }
                 Command::Version(_) | Command::Completion { .. } => Ok(0),
             }
@@ -195,6 +218,8 @@ fn target(args: &ClusterArgs) -> Target {
         context: args.context.clone(),
         concurrency: args.concurrency.into(),
         request_timeout: args.request_timeout,
+        impersonate: args.as_user.clone(),
+        impersonate_groups: args.as_group.clone(),
     }
 }
 
@@ -301,7 +326,7 @@ async fn plan_command(
                     &error_chain(&report),
                     &spec_entries(&report),
                 )),
-                PlanFormat::Human => {}
+                PlanFormat::Human | PlanFormat::Dot => {}
             }
             return Err(report);
         }
@@ -310,6 +335,7 @@ async fn plan_command(
         PlanFormat::Human => render::human(&plan, style),
         PlanFormat::Json => render::json(&plan),
         PlanFormat::Markdown => render::markdown(&plan),
+        PlanFormat::Dot => render::dot(&plan),
     };
     out(&text);
     if let Some(file) = &p.out {
@@ -324,7 +350,7 @@ async fn plan_command(
     }
     Ok(if plan.summary.error > 0 {
         EXIT_ERROR
-    } else if p.detailed_exitcode && plan.summary.has_changes() {
+    } else if p.detailed_exitcode && plan.has_content_changes() {
         EXIT_CHANGES
     } else {
         0

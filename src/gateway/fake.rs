@@ -265,4 +265,29 @@ impl Gateway for FakeGateway {
     fn allowed<'a>(&'a self, _verb: &'a str, _id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>> {
         async { Some(true) }.boxed()
     }
+
+    fn watch_list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>> {
+        let rx = self.changes.subscribe();
+        let matches = move |id: &ObjectRef| {
+            id.kind.api_resource().plural == query.resource.plural
+                && (query.namespace.is_none() || id.namespace == query.namespace)
+        };
+        let first = futures::stream::once(self.list(query));
+        let rest = futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(changed) if matches(&changed) => return Some((self.list(query).await, rx)),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((self.list(query).await, rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        first.chain(rest).boxed()
+    }
 }

@@ -338,6 +338,130 @@ impl Gateway for KubeGateway {
         }
         .boxed()
     }
+
+    fn watch_list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>> {
+        self.list_watch(query)
+    }
+}
+
+/// A collection watch: the objects known so far, and what a (re-)list found.
+struct ListWatchState {
+    events: BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>,
+    known: std::collections::BTreeMap<String, Value>,
+    /// While a (re-)list is in progress: what it found so far.
+    pending: Option<std::collections::BTreeMap<String, Value>>,
+    listed: bool,
+    delay: Duration,
+    done: bool,
+}
+
+fn key_of(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        v.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        v.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    )
+}
+
+impl KubeGateway {
+    /// The collection watch behind [`Gateway::watch_list`].
+    fn list_watch(&self, query: &ListQuery) -> BoxStream<'static, Result<Vec<Value>, ApiFailure>> {
+        let api: Api<DynamicObject> = match &query.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &query.resource),
+            None => Api::all_with(self.client.clone(), &query.resource),
+        };
+        let mut config = watcher::Config::default();
+        if let Some(l) = &query.labels {
+            config = config.labels(l);
+        }
+        if let Some(f) = &query.fields {
+            config = config.fields(f);
+        }
+        let state = ListWatchState {
+            events: watcher::watcher(api, config).boxed(),
+            known: Default::default(),
+            pending: None,
+            listed: false,
+            delay: Duration::ZERO,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            // Bounded: at most this many events are read before yielding an item.
+            for _ in 0..100_000 {
+                if !st.delay.is_zero() {
+                    tokio::time::sleep(st.delay).await;
+                }
+                let current = |st: &ListWatchState| st.known.values().cloned().collect::<Vec<_>>();
+                match st.events.next().await {
+                    None => {
+                        st.done = true;
+                        return Some((
+                            Err(ApiFailure::transport("the watch stream closed", false)),
+                            st,
+                        ));
+                    }
+                    Some(Ok(event)) => {
+                        st.delay = Duration::ZERO;
+                        match event {
+                            watcher::Event::Init => st.pending = Some(Default::default()),
+                            watcher::Event::InitApply(o) => {
+                                let v = to_value(o);
+                                st.pending
+                                    .get_or_insert_with(Default::default)
+                                    .insert(key_of(&v), v);
+                            }
+                            watcher::Event::InitDone => {
+                                st.known = st.pending.take().unwrap_or_default();
+                                st.listed = true;
+                                let list = current(&st);
+                                return Some((Ok(list), st));
+                            }
+                            watcher::Event::Apply(o) => {
+                                let v = to_value(o);
+                                st.known.insert(key_of(&v), v);
+                                if st.listed {
+                                    let list = current(&st);
+                                    return Some((Ok(list), st));
+                                }
+                            }
+                            watcher::Event::Delete(o) => {
+                                st.known.remove(&key_of(&to_value(o)));
+                                if st.listed {
+                                    let list = current(&st);
+                                    return Some((Ok(list), st));
+                                }
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let f = watch_failure(e);
+                        if f.is_permanent() && f.code != 410 {
+                            st.done = true;
+                            return Some((Err(f), st));
+                        }
+                        st.delay = (st.delay * 2)
+                            .clamp(Duration::from_millis(200), Duration::from_secs(10));
+                    }
+                }
+            }
+            st.done = true;
+            Some((
+                Err(ApiFailure::transport("the watch made no progress", false)),
+                st,
+            ))
+        })
+        .boxed()
+    }
 }
 
 struct WatchState {

@@ -236,6 +236,12 @@ pub trait Gateway: Send + Sync {
     fn watch<'a>(&'a self, id: &'a ObjectRef) -> BoxStream<'a, Result<Option<Value>, ApiFailure>>;
     /// Whether the account may `verb` the object's resource (`None` when that cannot be asked).
     fn allowed<'a>(&'a self, verb: &'a str, id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>>;
+    /// Every object matching the query each time one of them changes, starting with the
+    /// current list. Transient errors are retried inside; a permanent one ends the stream.
+    fn watch_list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>>;
 }
 
 #[cfg(test)]

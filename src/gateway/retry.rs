@@ -265,6 +265,13 @@ impl<G: Gateway> Gateway for Retrying<G> {
         }
         .boxed()
     }
+
+    fn watch_list<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>> {
+        self.inner.watch_list(query)
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,12 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
                 ));
             }
             step.after = Some(after);
+            if step.takes_ownership_only() {
+                step.reasons.push(
+                    "only this stack's labels are added; the spec describes the object as it is"
+                        .into(),
+                );
+            }
         }
         DryRun::Skipped(why) => {
             step.action = Action::Update;

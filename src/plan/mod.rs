@@ -7,6 +7,7 @@ pub mod compute;
 pub mod mask;
 pub mod normalize;
 pub mod ops;
+pub mod ownership;
 pub mod prune;
 pub mod saved;
 

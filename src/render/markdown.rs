@@ -86,6 +86,12 @@ pub fn markdown(plan: &Plan) -> String {
         );
         out.push('\n');
     }
+    if !plan.steps.is_empty() {
+        out.push_str(&format!(
+            "\n#### Rollout\n\n```mermaid\n{}```\n",
+            super::graph::mermaid(plan)
+        ));
+    }
     for step in &plan.steps {
         if !matches!(
             step.action,

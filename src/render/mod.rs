@@ -2,9 +2,11 @@
 //! plan; colors are decided by the caller.
 
 mod diff;
+pub mod graph;
 mod markdown;
 
 pub use diff::unified_yaml_diff;
+pub use graph::{dot, mermaid};
 pub use markdown::{markdown, markdown_failure};
 
 use crate::plan::{Action, Plan, Step};

@@ -673,7 +673,7 @@ mod tests {
                 "spec.template.spec.containers[0].env[1].name",
                 "Invalid value"
             ),
-            ("statefulset[0].env.B".into(), (7, 9))
+            ("statefulset[0].env.A".into(), (7, 18))
         );
         assert_eq!(
             at(

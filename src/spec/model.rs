@@ -199,8 +199,10 @@ pub struct WorkloadSpec {
     pub command: Vec<String>,
     #[serde(default)]
     pub args: Vec<String>,
+    /// In the file's order: a variable may refer to the ones before it (`$(NAME)`), and
+    /// Kubernetes keeps the order it is given.
     #[serde(default)]
-    pub env: BTreeMap<String, Spanned<EnvValue>>,
+    pub env: indexmap::IndexMap<String, Spanned<EnvValue>>,
     /// Every key of Secrets and ConfigMaps as environment variables.
     #[serde(default)]
     pub env_from: Vec<Spanned<EnvFromSpec>>,

@@ -2,11 +2,15 @@
 
 mod support;
 
+mod auth;
 mod bad_inputs;
 mod ci;
 mod cli;
+mod complete;
 mod config;
 mod examples;
+mod graph;
+mod import;
 mod lock;
 mod ownership;
 mod prune;
@@ -17,6 +21,7 @@ mod resize;
 mod rollout;
 mod snapshots;
 mod stale;
+mod status;
 mod terminal;
 mod usage;
 mod workloads;

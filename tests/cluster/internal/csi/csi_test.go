@@ -362,17 +362,25 @@ func TestDriverAgainstFakeClients(t *testing.T) {
 		return err != nil, nil
 	})
 
-	events, _ := client.CoreV1().Events("").List(ctx, metav1.ListOptions{})
-	seen := map[string]bool{}
-	for _, e := range events.Items {
-		seen[e.InvolvedObject.Kind+"/"+e.Reason] = true
-	}
-	for _, want := range []string{"PersistentVolumeClaim/Provisioning", "PersistentVolumeClaim/ProvisioningSucceeded",
+	// Events are written asynchronously by the broadcaster.
+	want := []string{"PersistentVolumeClaim/Provisioning", "PersistentVolumeClaim/ProvisioningSucceeded",
 		"PersistentVolumeClaim/Resizing", "PersistentVolumeClaim/FileSystemResizeRequired",
 		"PersistentVolumeClaim/FileSystemResizeSuccessful", "Pod/FileSystemResizeSuccessful",
-		"VolumeSnapshot/CreatingSnapshot", "VolumeSnapshot/SnapshotReady"} {
-		if !seen[want] {
-			t.Errorf("no event %s (saw %v)", want, seen)
+		"VolumeSnapshot/CreatingSnapshot", "VolumeSnapshot/SnapshotCreated", "VolumeSnapshot/SnapshotReady"}
+	seen := map[string]bool{}
+	poll("events", func(ctx context.Context) (bool, error) {
+		events, err := client.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
 		}
-	}
+		for _, e := range events.Items {
+			seen[e.InvolvedObject.Kind+"/"+e.Reason] = true
+		}
+		for _, w := range want {
+			if !seen[w] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }

@@ -1,0 +1,237 @@
+//! `kubectl stateful status` on the real control plane: a healthy stack (exit 0), a claim stuck
+//! Pending and a pod that cannot be scheduled (exit 1, with their reasons), and `--watch`
+//! redrawing while the stack comes up.
+
+use crate::support::{TestCtx, assert_contains, cluster};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const HEALTHY: &str = r#"
+[[claim]]
+name = "shared"
+size = "1Gi"
+
+[[deployment]]
+name = "web"
+image = "nginx:1"
+[[deployment.mount]]
+claim = "shared"
+path = "/data"
+
+[[statefulset]]
+name = "db"
+image = "postgres:17"
+replicas = 2
+[[statefulset.volume_claim]]
+name = "data"
+size = "1Gi"
+mount = "/var/lib/postgresql"
+"#;
+
+#[tokio::test]
+async fn a_healthy_stack_exits_0_with_every_object_and_its_template_claims() {
+    let ctx = TestCtx::new("statushealthy").await;
+    let spec = ctx.spec("s", HEALTHY);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+
+    let status = ctx.run(&["status", "-f", spec]);
+    status.expect_code(0);
+    assert_contains(&status.stdout, "all 6 objects healthy");
+    assert_contains(&status.stdout, "pvc/data-db-0");
+    assert_contains(&status.stdout, "1Gi of 1Gi requested");
+    assert_contains(&status.stdout, "2/2 replicas ready");
+    assert!(!status.stdout.contains("\n!"), "{}", status.stdout);
+
+    let json = ctx.run(&["status", "-f", spec, "-o", "json"]);
+    json.expect_code(0);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["healthy"], true);
+    assert_eq!(doc["summary"]["unhealthy"], 0);
+    let kinds: Vec<(&str, &str)> = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["object"]["kind"].as_str().unwrap(),
+                o["object"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("PersistentVolumeClaim", "shared"),
+            ("Service", "db"),
+            ("StatefulSet", "db"),
+            ("PersistentVolumeClaim", "data-db-0"),
+            ("PersistentVolumeClaim", "data-db-1"),
+            ("Deployment", "web"),
+        ]
+    );
+    let sts = &doc["objects"][2]["details"];
+    assert_eq!(sts["ready"], 2);
+    assert_eq!(sts["current_revision"], sts["update_revision"]);
+    let claim = &doc["objects"][0]["details"];
+    assert_eq!(
+        (&claim["phase"], &claim["capacity"], &claim["request"]),
+        (
+            &Value::from("Bound"),
+            &Value::from("1Gi"),
+            &Value::from("1Gi")
+        )
+    );
+    assert_eq!(
+        doc["objects"][3]["origin"],
+        "statefulset[0].volume_claim[data]"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_stuck_pending_and_an_unschedulable_pod_give_exit_1_with_their_reasons() {
+    let ctx = TestCtx::new("statuspending").await;
+    let spec = ctx.spec(
+        "p",
+        "[[claim]]\nname = \"stuck\"\nsize = \"1Gi\"\nclass = \"no-such-class\"\n\n[[deployment]]\nname = \"web\"\nimage = \"nginx:1\"\n",
+    );
+    let spec = spec.to_str().unwrap();
+    let before = ctx.run(&["status", "-f", spec]);
+    before.expect_code(1);
+    assert_contains(&before.stdout, "2 of 2 objects not healthy");
+    assert_contains(&before.stdout, "! pvc/stuck");
+    assert_contains(
+        &before.stdout,
+        "does not exist; `kubectl stateful apply` creates it",
+    );
+
+    // The claim stays Pending: apply says so instead of waiting for it.
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let reason = "storageclass.storage.k8s.io \"no-such-class\" not found";
+    let mut status = ctx.run(&["status", "-f", spec]);
+    // The PersistentVolume controller records its event a moment after the claim appears.
+    for _ in 0..100 {
+        if status.stdout.contains(reason) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = ctx.run(&["status", "-f", spec]);
+    }
+    status.expect_code(1);
+    assert_contains(&status.stdout, "1 of 2 objects not healthy");
+    assert_contains(&status.stdout, "! pvc/stuck");
+    assert_contains(&status.stdout, reason);
+    let json = ctx.run(&["status", "-f", spec, "-o", "json"]);
+    json.expect_code(1);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["objects"][0]["state"], "Pending");
+    assert!(
+        doc["objects"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains(reason),
+        "{doc:#}"
+    );
+    assert_eq!(doc["objects"][1]["healthy"], true);
+
+    // A new template that no node can run: the rollout stalls on an unschedulable pod.
+    let out = Command::new(cluster().kubectl_dir.join("kubectl"))
+        .args([
+            "-n",
+            &ctx.ns,
+            "patch",
+            "deployment/web",
+            "--type=merge",
+            "-p",
+        ])
+        .arg(r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"none"}}}}}"#)
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut status = ctx.run(&["status", "-f", spec]);
+    for _ in 0..100 {
+        if status.stdout.contains("Unschedulable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = ctx.run(&["status", "-f", spec]);
+    }
+    status.expect_code(1);
+    assert_contains(&status.stdout, "! deployment/web");
+    assert_contains(
+        &status.stdout,
+        "not ready: Unschedulable: 0/3 nodes are available",
+    );
+}
+
+#[tokio::test]
+async fn watch_redraws_as_the_stack_comes_up() {
+    let ctx = TestCtx::new("statuswatch").await;
+    let spec = ctx.spec("w", HEALTHY);
+    let spec = spec.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"))
+        .args([
+            "status",
+            "-f",
+            spec,
+            "--watch",
+            "-o",
+            "json",
+            "--timeout",
+            "3m",
+        ])
+        .args(["-n", &ctx.ns])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("NO_COLOR", "1")
+        .env(
+            "KUBECTL_STATEFUL_CONFIG",
+            "/nonexistent/kubectl-stateful.toml",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a first report");
+    assert_eq!(first["healthy"], false);
+    assert_eq!(first["objects"][0]["state"], "missing");
+
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    let mut docs = vec![first];
+    while docs.last().unwrap()["healthy"] != true {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(doc) => docs.push(doc),
+            Err(e) => panic!("no healthy report ({e}); reports so far:\n{docs:#?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Drawn again as objects appeared and became ready, not only at the start and the end.
+    assert!(docs.len() > 2, "{docs:#?}");
+    assert!(
+        docs.iter()
+            .any(|d| d["objects"][0]["state"] == "Bound" && d["healthy"] == false),
+        "{docs:#?}"
+    );
+}
