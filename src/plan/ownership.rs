@@ -20,12 +20,9 @@ impl Plan {
     /// True when applying would change more than the ownership labels of objects the spec
     /// adopts with consent (what `plan --detailed-exitcode` reports as exit code 2).
     pub fn has_content_changes(&self) -> bool {
-        self.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                Action::Create | Action::Update | Action::Adopt | Action::Replace
-            ) && !s.takes_ownership_only()
-        })
+        self.steps
+            .iter()
+            .any(|s| !matches!(s.action, Action::NoOp | Action::Error) && !s.takes_ownership_only())
     }
 }
 

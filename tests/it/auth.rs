@@ -271,7 +271,8 @@ async fn impersonation_with_as_and_as_group() {
         "--detailed-exitcode",
     ])
     .expect_code(2);
+    // A usage error like any other: exit 1 (2 means "changes present").
     let usage = ctx.run(&["plan", "-f", spec, "--as-group", "system:masters"]);
-    usage.expect_code(2);
-    assert_contains(&usage.stderr, "--as <USER>");
+    usage.expect_code(1);
+    assert_contains(&usage.stderr, "--as-group needs --as");
 }
