@@ -595,9 +595,16 @@ func TestCSISnapshotAndRestore(t *testing.T) {
 	if handle != pv.Spec.CSI.VolumeHandle || snapHandle == "" || !ready || restore != 2<<30 {
 		t.Errorf("content source %q (want %q) handle %q ready %v restoreSize %d", handle, pv.Spec.CSI.VolumeHandle, snapHandle, ready, restore)
 	}
-	if !slices.Contains(content.GetFinalizers(), "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection") {
-		t.Errorf("content finalizers %v", content.GetFinalizers())
-	}
+	// The snapshot-controller adds the content's finalizer on its own schedule (it
+	// may come after readyToUse, as on real clusters).
+	eventually(t, 30*time.Second, "content finalizer", func(ctx context.Context) (bool, error) {
+		c, err := dyn(t).Resource(contentsGVR).Get(ctx, contentName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return slices.Contains(c.GetFinalizers(), "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"),
+			fmt.Errorf("finalizers %v", c.GetFinalizers())
+	})
 	for _, reason := range []string{"CreatingSnapshot", "SnapshotCreated", "SnapshotReady"} {
 		waitEvent(t, ns, "VolumeSnapshot", "snap", reason, 10*time.Second)
 	}
