@@ -647,7 +647,7 @@ func TestCSISnapshotDelayAndRetain(t *testing.T) {
 	ns := namespace(t)
 	ctx := context.Background()
 	vsc := "e2e-retain-" + suffix()
-	snapshotClass(t, vsc, "Retain", map[string]string{"stateful.test/snapshot-delay": "3s"})
+	snapshotClass(t, vsc, "Retain", map[string]string{"stateful.test/snapshot-delay": "4s"})
 	createClaim(t, ns, claim("data", "fast-immediate", "1Gi"))
 	waitClaimBound(t, ns, "data", 60*time.Second)
 	createSnapshot(t, ns, "snap", "data", vsc)

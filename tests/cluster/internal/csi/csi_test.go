@@ -347,9 +347,10 @@ func TestDriverAgainstFakeClients(t *testing.T) {
 	if h, _, _ := unstructured.NestedString(content.Object, "spec", "source", "volumeHandle"); h != pv.Spec.CSI.VolumeHandle {
 		t.Errorf("content source %q", h)
 	}
-	if !slices.Contains(content.GetFinalizers(), contentFinalizer) {
-		t.Errorf("content finalizers %v", content.GetFinalizers())
-	}
+	poll("content finalizer", func(ctx context.Context) (bool, error) {
+		c, err := dyn.Resource(contentsGVR).Get(ctx, "snapcontent-s1", metav1.GetOptions{})
+		return err == nil && slices.Contains(c.GetFinalizers(), contentFinalizer), nil
+	})
 
 	// Release: the volume is deleted.
 	pv, _ = client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
