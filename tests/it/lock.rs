@@ -86,7 +86,11 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
 #[tokio::test]
 async fn a_spec_changed_by_another_writer_during_apply_is_reported_as_theirs() {
     let ctx = TestCtx::new("underapply").await;
-    let spec = ctx.spec("u", SLOW);
+    // A long wait, so that the other writer surely comes while apply still waits.
+    let spec = ctx.spec(
+        "u",
+        &SLOW.replace("min_ready_seconds = 6", "min_ready_seconds = 30"),
+    );
     let spec = spec.to_str().unwrap().to_string();
     let apply = {
         let ns = ctx.ns.clone();
