@@ -49,7 +49,12 @@ async fn unknown_volume_is_a_spec_error_with_position() {
         ),
     );
     assert_contains(&run.stderr, "c.toml:4:10");
-    assert_contains(&run.stderr, "known volumes: ");
+    // The help lists the volumes there are (a fresh cluster may have none yet).
+    assert!(
+        run.stderr.contains("known volumes: ") || run.stderr.contains("there are no volumes"),
+        "{}",
+        run.stderr
+    );
     // An unknown class is no longer an error (static binding): see workloads.rs.
 }
 
