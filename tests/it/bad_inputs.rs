@@ -196,6 +196,11 @@ fn normalize(text: &str, ns: &str) -> String {
             if let Some(i) = line.find(&marker) {
                 line.replace_range(i + marker.len().., &format!("[the cluster's {what}]"));
             }
+            // A fresh cluster may have none yet: the same help either way.
+            let none = format!("there are no {what}");
+            if let Some(i) = line.find(&none) {
+                line.replace_range(i.., &format!("{marker}[the cluster's {what}]"));
+            }
         }
         out.push_str(&line.replace(ns, "[NS]"));
         out.push('\n');

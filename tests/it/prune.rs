@@ -172,7 +172,7 @@ async fn a_claim_in_use_by_a_pod_outside_the_stack_names_the_pod() {
         "--prune-data",
         "--yes",
         "--timeout",
-        "8s",
+        "20s",
     ]);
     apply.expect_code(1);
     assert_contains(
