@@ -224,8 +224,19 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
     Vec::new()
 }
 
+/// Saves the plan, readable by its owner only: it holds every value apply sends.
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
-    std::fs::write(path, render::json(plan)).map_err(|e| {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(render::plan_file(plan).as_bytes())
+    };
+    write().map_err(|e| {
         miette::miette!(
             "cannot write the plan to {}: {}",
             path.display(),
@@ -241,19 +252,48 @@ fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {
     crate::plan::saved::parse(&file, &bytes).map_err(|e| miette::Report::new(*e))
 }
 
-/// A 401 names the context whose credentials were refused (and never the credentials).
+/// Errors reaching the cluster name the server and the context: a 401 says that the context's
+/// credentials were refused (and never shows them), a lost connection which server was meant.
 fn credentials(cluster: &Cluster, e: PlanError) -> miette::Report {
-    if let PlanError::Cluster(crate::live::ClusterError::Api { failure, .. }) = &e
-        && failure.code == 401
-    {
-        return miette::miette!(
-            help = "log in again or renew the credentials of that context (kubectl config view --minify shows which user it uses)",
-            "the API server at {} rejected the credentials of context {:?} (401 Unauthorized): they are invalid or expired",
-            cluster.server,
-            cluster.context
-        );
+    if let PlanError::Cluster(crate::live::ClusterError::Api { failure, what }) = &e {
+        if failure.code == 401 {
+            return miette::miette!(
+                help = "log in again or renew the credentials of that context (kubectl config view --minify shows which user it uses)",
+                "the API server at {} rejected the credentials of context {:?} (401 Unauthorized): they are invalid or expired",
+                cluster.server,
+                cluster.context
+            );
+        }
+        if failure.code == 0 {
+            return miette::miette!(
+                help = "check that the cluster is up and that the context is the right one (--context, KUBECONFIG)",
+                "cannot reach the API server at {} (context {:?}) while {what}: {}",
+                cluster.server,
+                cluster.context,
+                transport_text(&failure.message)
+            );
+        }
     }
     miette::Report::new(e)
+}
+
+/// A transport error without the layers of its wrappers and the OS's error number.
+fn transport_text(message: &str) -> String {
+    let mut text = message.to_string();
+    for noise in [
+        "ServiceError: ",
+        "client error (Connect): ",
+        "tcp connect error: ",
+    ] {
+        text = text.replace(noise, "");
+    }
+    while let Some(i) = text.find(" (os error ") {
+        match text[i..].find(')') {
+            Some(j) => text.replace_range(i..i + j + 1, ""),
+            None => break,
+        }
+    }
+    text
 }
 
 async fn apply_command(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::Result<i32> {
@@ -344,7 +384,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
     if json {
         out(&format!(
             "{}\n",
-            serde_json::json!({ "event": "plan", "plan": plan })
+            serde_json::json!({ "event": "plan", "plan": render::redact::shown(&plan) })
         ));
     } else {
         out(&render::human(&plan, style));

@@ -38,6 +38,14 @@ pub struct Operation {
     /// Operations that must have succeeded before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<usize>,
+    /// Starts only once the rollout phase with this index (see [`ROLLOUT_ORDER`]) is complete:
+    /// every operation marked with `completes_phase` of that index has succeeded. One gate per
+    /// phase instead of a list of every operation before it keeps the plan linear in size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_phase: Option<usize>,
+    /// This operation is one of those that complete the phase with this index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completes_phase: Option<usize>,
 }
 
 /// The operation types.
@@ -83,7 +91,16 @@ impl Builder {
             step,
             op,
             after,
+            after_phase: None,
+            completes_phase: None,
         });
+        id
+    }
+
+    /// An operation that starts once the phase `gate` is complete.
+    fn gated(&mut self, step: usize, object: &ObjectRef, op: Op, gate: Option<usize>) -> usize {
+        let id = self.push(step, object, op, Vec::new());
+        self.ops[id].after_phase = gate;
         id
     }
 }
@@ -91,11 +108,11 @@ impl Builder {
 /// The operations that carry out `steps`, in rollout order. Steps that failed to plan get none.
 pub fn schedule(steps: &[Step]) -> Vec<Operation> {
     let mut b = Builder { ops: Vec::new() };
-    let mut gate: Vec<usize> = Vec::new();
+    let mut gate: Option<usize> = None;
     // Claims whose wait is deferred to their consumer: name → step index.
     let mut deferred: Vec<(String, usize)> = Vec::new();
     let mut consumed: Vec<String> = Vec::new();
-    for phase in ROLLOUT_ORDER {
+    for (p, phase) in ROLLOUT_ORDER.iter().enumerate() {
         let mut next_gate = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             if !phase.contains(&step.object.kind) || step.action == Action::Error {
@@ -103,17 +120,17 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             }
             let rule = step.object.kind.rules().wait_rule();
             let written = match step.action {
-                Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
-                Action::Create => b.push(i, &step.object, Op::Create, gate.clone()),
-                Action::Update | Action::Adopt => b.push(
+                Action::Replace => replace_recipe(&mut b, i, step, gate),
+                Action::Create => b.gated(i, &step.object, Op::Create, gate),
+                Action::Update | Action::Adopt => b.gated(
                     i,
                     &step.object,
                     Op::Apply {
                         resource_version: step.live.as_ref().map(|l| l.resource_version.clone()),
                     },
-                    gate.clone(),
+                    gate,
                 ),
-                Action::NoOp | Action::Error => b.push(i, &step.object, Op::Keep, gate.clone()),
+                Action::NoOp | Action::Error => b.gated(i, &step.object, Op::Keep, gate),
             };
             if step.wait.first_consumer {
                 let id = b.push(
@@ -162,18 +179,21 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             }
         }
         if !next_gate.is_empty() {
-            gate = next_gate;
+            for id in next_gate {
+                b.ops[id].completes_phase = Some(p);
+            }
+            gate = Some(p);
         }
     }
     for (name, i) in &deferred {
         if !consumed.contains(name) {
-            b.push(
+            b.gated(
                 *i,
                 &steps[*i].object,
                 Op::Defer {
                     message: NO_CONSUMER.into(),
                 },
-                gate.clone(),
+                gate,
             );
         }
     }
@@ -182,21 +202,21 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
 
 /// Replace: orphan-delete (uid precondition) → wait until gone → create → wait with the kind's
 /// rule. Returns the id of the last operation.
-fn replace_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> usize {
+fn replace_recipe(b: &mut Builder, i: usize, step: &Step, gate: Option<usize>) -> usize {
     let id = &step.object;
     let uid = step
         .live
         .as_ref()
         .map(|l| l.uid.clone())
         .unwrap_or_default();
-    let delete = b.push(
+    let delete = b.gated(
         i,
         id,
         Op::Delete {
             uid,
             propagation: Propagation::Orphan,
         },
-        after,
+        gate,
     );
     let gone = b.push(
         i,
@@ -253,7 +273,19 @@ mod tests {
                     Op::Wait { rule } => format!("wait {rule:?}"),
                     Op::Defer { .. } => "defer".into(),
                 };
-                format!("{} {what} after {:?}", o.object.short(), o.after)
+                let gate = o
+                    .after_phase
+                    .map(|p| format!(" after phase {p}"))
+                    .unwrap_or_default();
+                let completes = o
+                    .completes_phase
+                    .map(|p| format!(" completes {p}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {what} after {:?}{gate}{completes}",
+                    o.object.short(),
+                    o.after
+                )
             })
             .collect()
     }
@@ -271,13 +303,13 @@ mod tests {
             describe(&ops),
             vec![
                 "pv/pv-a create after []",
-                "pv/pv-a wait VolumeAvailable after [0]",
+                "pv/pv-a wait VolumeAvailable after [0] completes 2",
                 "pv/pv-b keep after []",
-                "pv/pv-b wait VolumeAvailable after [2]",
-                "pvc/c create after [1, 3]",
-                "pvc/c wait ClaimBound after [4]",
-                "statefulset/db apply after [5]",
-                "statefulset/db wait StatefulSetReady after [6]",
+                "pv/pv-b wait VolumeAvailable after [2] completes 2",
+                "pvc/c create after [] after phase 2",
+                "pvc/c wait ClaimBound after [4] completes 3",
+                "statefulset/db apply after [] after phase 3",
+                "statefulset/db wait StatefulSetReady after [6] completes 5",
             ]
         );
         assert_eq!(
@@ -302,14 +334,14 @@ mod tests {
             describe(&ops),
             vec![
                 "pvc/shared create after []",
-                "pvc/shared defer after [0]",
+                "pvc/shared defer after [0] completes 3",
                 "pvc/lonely create after []",
-                "pvc/lonely defer after [2]",
-                "statefulset/db create after [1, 3]",
-                "statefulset/db wait StatefulSetReady after [4]",
-                "pvc/data-db-0 wait ClaimBound after [5]",
-                "pvc/shared wait ClaimBound after [5]",
-                "pvc/lonely defer after [5, 6, 7]",
+                "pvc/lonely defer after [2] completes 3",
+                "statefulset/db create after [] after phase 3",
+                "statefulset/db wait StatefulSetReady after [4] completes 5",
+                "pvc/data-db-0 wait ClaimBound after [5] completes 5",
+                "pvc/shared wait ClaimBound after [5] completes 5",
+                "pvc/lonely defer after [] after phase 5",
             ]
         );
         // The deferred claim's wait belongs to the claim's own step.
@@ -325,7 +357,7 @@ mod tests {
                 "statefulset/db delete after []",
                 "statefulset/db wait Gone after [0]",
                 "statefulset/db create after [1]",
-                "statefulset/db wait StatefulSetReady after [2]",
+                "statefulset/db wait StatefulSetReady after [2] completes 5",
             ]
         );
         assert_eq!(

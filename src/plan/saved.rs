@@ -85,6 +85,19 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
             ));
         }
     };
+    if let Some(at) = text.find(crate::render::redact::HIDDEN) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(Box::new(SavedPlanError {
+            help: "save plans with `kubectl stateful plan -f SPEC --out PLANFILE`: only that file keeps the values apply sends".into(),
+            ..SavedPlanError::new(
+                file,
+                "this plan was printed with secret-looking values hidden (plan -o json), so it cannot be applied",
+            )
+            .at(line, column)
+        }));
+    }
     if text.trim().is_empty() {
         return Err(Box::new(
             SavedPlanError::new(file, "not a saved plan: the file is empty").at(1, 1),
@@ -252,7 +265,7 @@ mod tests {
     #[test]
     fn every_way_to_be_wrong_names_the_file_and_where() {
         assert_eq!(
-            err("{\"format_version\": 2,\n  \"steps\": [}"),
+            err("{\"format_version\": 3,\n  \"steps\": [}"),
             "plan.json:2:13: not a saved plan: it is not JSON: expected value"
         );
         assert_eq!(
@@ -262,10 +275,10 @@ mod tests {
         assert!(err("{\"apiVersion\": \"v1\"}").contains("it has no format_version"));
         assert_eq!(
             err("{\"format_version\": 1}"),
-            "plan.json: format_version: the plan has format 1, this version reads format 2"
+            "plan.json: format_version: the plan has format 1, this version reads format 3"
         );
         assert!(
-            err("{\"format_version\": 2}")
+            err("{\"format_version\": 3}")
                 .starts_with("plan.json:1:21: not a valid saved plan: missing field")
         );
         let bytes = b"{\"a\": \"\xff\"}";

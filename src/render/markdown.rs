@@ -5,6 +5,7 @@ use crate::plan::{Action, Plan};
 
 /// Renders the plan as GitHub-flavoured Markdown.
 pub fn markdown(plan: &Plan) -> String {
+    let plan = &super::redact::shown(plan);
     let mut out = format!(
         "### kubectl stateful plan: `{}` in namespace `{}`\n\n**{}**\n\n",
         plan.stack,

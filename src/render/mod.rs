@@ -3,6 +3,7 @@
 
 mod diff;
 mod markdown;
+pub mod redact;
 
 pub use diff::unified_yaml_diff;
 pub use markdown::{markdown, markdown_failure};
@@ -58,6 +59,7 @@ fn headline(step: &Step) -> String {
 
 /// The human view: per changed object a headline, reasons and a unified YAML diff, then the summary.
 pub fn human(plan: &Plan, style: Style) -> String {
+    let plan = &redact::shown(plan);
     let mut out = String::new();
     out.push_str(&format!(
         "Stack {} in namespace {} ({})\n\n",
@@ -120,8 +122,14 @@ pub fn human(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// The JSON view: the plan document itself (see README, "JSON plan").
+/// The JSON view: the plan document itself (see README, "JSON plan"), secret-looking values
+/// hidden.
 pub fn json(plan: &Plan) -> String {
+    plan_file(&redact::shown(plan))
+}
+
+/// The saved plan (`plan --out`): the whole plan, values included, since apply sends it.
+pub fn plan_file(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("plans serialize") + "\n"
 }
 
