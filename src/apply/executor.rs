@@ -332,7 +332,22 @@ async fn apply(
             dry_run: false,
             force,
         };
-        match gw.apply(&step.object, &manifest, options).await {
+        let mut result = gw.apply(&step.object, &manifest, options).await;
+        if let Err(f) = &result
+            && !force
+            && !f.conflicts().is_empty()
+            && f.conflicts()
+                .iter()
+                .all(|c| c.manager == crate::kinds::FIELD_MANAGER)
+        {
+            // The only "other" owner is our own manager's create-time entry: take it.
+            let forced = gateway::ApplyOptions {
+                dry_run: false,
+                force: true,
+            };
+            result = gw.apply(&step.object, &manifest, forced).await;
+        }
+        match result {
             Ok(_) => return Ok(()),
             Err(f) if f.is_stale_write() && rv.is_some() => {
                 let live = gw

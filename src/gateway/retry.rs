@@ -65,9 +65,10 @@ enum Idempotence {
     CreateOnce,
 }
 
-/// A failure after which the request may have been carried out all the same.
+/// A failure after which the request may have been carried out all the same: no answer (the
+/// connection broke or timed out after the request may have been sent), or a server error.
 fn ambiguous(f: &ApiFailure) -> bool {
-    (f.code == 0 && f.may_have_landed) || f.code == 500 || f.code == 504
+    f.code == 0 || f.code == 500 || f.code == 504
 }
 
 /// The object found after a create whose first answer was lost is the one that create made:

@@ -175,7 +175,13 @@ async fn plan_one(
             Ok(v) => DryRun::Ok(v),
             Err(f) if !f.conflicts().is_empty() => {
                 // Another manager owns fields we set: show them, and what forcing would store.
-                conflicts = f.conflicts();
+                // Our own manager's create-time entries (an `Update` that could not be handed
+                // over to our apply) are ours to take: no conflict to show for those.
+                conflicts = f
+                    .conflicts()
+                    .into_iter()
+                    .filter(|c| c.manager != crate::kinds::FIELD_MANAGER)
+                    .collect();
                 match gw.apply(&d.id, &d.manifest, dry(true)).await {
                     Ok(v) => DryRun::Ok(v),
                     Err(f) => failed(gw, &d.id, "patch", f).await,
