@@ -160,6 +160,16 @@ impl<G: Gateway> Retrying<G> {
             };
             let failure = match result {
                 Ok(v) => return Ok(v),
+                // The client's own connect timeout (set to the same bound) says it in its words.
+                Err(f) if f.code == 0 && f.message.contains("deadline has elapsed") => {
+                    ApiFailure::transport(
+                        format!(
+                            "no answer from the API server within {} ({what}); check that the cluster is reachable, or raise --request-timeout",
+                            human(limit)
+                        ),
+                        f.may_have_landed,
+                    )
+                }
                 Err(f) => f,
             };
             let retry_allowed = match idem {
