@@ -331,7 +331,22 @@ async fn a_writer_that_keeps_changing_a_field_is_never_silently_overwritten() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the writer owns the field (the first `kubectl scale` has landed).
+    let sets: kube::Api<StatefulSet> = kube::Api::namespaced(client().await, &ctx.ns);
+    for _ in 0..600 {
+        let sts = sets.get("db").await.unwrap();
+        let managers: Vec<String> = sts
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect();
+        if managers.iter().any(|m| m == "kubectl") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The spec now changes the image too: an update that touches replicas, owned by kubectl.
     std::fs::write(
         spec,
@@ -373,6 +388,7 @@ async fn a_writer_that_keeps_changing_a_field_is_never_silently_overwritten() {
         let text = format!("{}{}", forced.stdout, forced.stderr);
         assert!(
             text.contains("changed since the plan was made")
+                || text.contains("kept changing")
                 || text.contains("timed out")
                 || text.contains("replicas"),
             "{text}"
