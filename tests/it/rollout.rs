@@ -445,3 +445,34 @@ async fn objects_dropped_from_the_spec_are_listed_but_never_deleted() {
         "apply never deletes"
     );
 }
+
+/// A stack moved to a namespace that does not exist yet still lists its cluster-scoped objects
+/// that the spec dropped.
+#[tokio::test]
+async fn objects_dropped_from_the_spec_are_listed_when_the_namespace_is_new() {
+    let ctx = TestCtx::new("droppednewns").await;
+    let first = "name = \"moving\"\n\n[[volume]]\nname = \"pv\"\ncapacity = \"1Gi\"\nhost_path = { path = \"/tmp/kstateful-moving\" }\n";
+    let spec = ctx.spec("moving", first);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let elsewhere = format!("{}-new", ctx.ns);
+    std::fs::write(
+        spec,
+        format!("name = \"moving\"\nnamespace = \"{elsewhere}\"\n\n[[claim]]\nname = \"c\"\nsize = \"1Gi\"\n"),
+    )
+    .unwrap();
+    let plan = crate::support::run_plugin(&["plan".into(), "-f".into(), spec.into()], None);
+    plan.expect_code(0);
+    assert_contains(
+        &plan.stdout,
+        &format!("+ namespace/{elsewhere} will be created"),
+    );
+    assert_contains(
+        &plan.stdout,
+        &format!(
+            "Not in the spec any more (1); apply leaves them in place, delete them by hand if they should go:\n    pv/{}\n",
+            ctx.unique("pv")
+        ),
+    );
+}
