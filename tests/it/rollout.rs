@@ -451,15 +451,22 @@ async fn objects_dropped_from_the_spec_are_listed_but_never_deleted() {
 #[tokio::test]
 async fn objects_dropped_from_the_spec_are_listed_when_the_namespace_is_new() {
     let ctx = TestCtx::new("droppednewns").await;
-    let first = "name = \"moving\"\n\n[[volume]]\nname = \"pv\"\ncapacity = \"1Gi\"\nhost_path = { path = \"/tmp/kstateful-moving\" }\n";
-    let spec = ctx.spec("moving", first);
+    // A stack name of its own: the cluster-scoped volume outlives the test.
+    let first = format!(
+        "name = \"{}\"\n\n[[volume]]\nname = \"pv\"\ncapacity = \"1Gi\"\nhost_path = {{ path = \"/tmp/kstateful-moving\" }}\n",
+        ctx.prefix
+    );
+    let spec = ctx.spec("moving", &first);
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
         .expect_code(0);
     let elsewhere = format!("{}-new", ctx.ns);
     std::fs::write(
         spec,
-        format!("name = \"moving\"\nnamespace = \"{elsewhere}\"\n\n[[claim]]\nname = \"c\"\nsize = \"1Gi\"\n"),
+        format!(
+            "name = \"{}\"\nnamespace = \"{elsewhere}\"\n\n[[claim]]\nname = \"c\"\nsize = \"1Gi\"\n",
+            ctx.prefix
+        ),
     )
     .unwrap();
     let plan = crate::support::run_plugin(&["plan".into(), "-f".into(), spec.into()], None);
