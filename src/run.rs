@@ -393,7 +393,7 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
 /// the user.
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = serde_json::to_string_pretty(plan).expect("plans serialize") + "\n";
+    let text = render::plan_file(plan);
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -403,7 +403,13 @@ fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
             .open(path)?;
         f.write_all(text.as_bytes())
     };
-    write().map_err(|e| miette::miette!("cannot write the plan to {}: {e}", path.display()))
+    write().map_err(|e| {
+        miette::miette!(
+            "cannot write the plan to {}: {}",
+            path.display(),
+            spec::io_text(&e)
+        )
+    })
 }
 
 fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {

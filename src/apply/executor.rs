@@ -63,6 +63,29 @@ pub async fn execute(
     let mut interrupt = options.interrupt.clone();
     let mut interrupted: Option<super::Interrupt> = None;
     let mut abandoned: Vec<usize> = Vec::new();
+    // Phase gates: how many operations completing each phase have not succeeded yet, and
+    // whether one of them failed (or was skipped).
+    let phases = ops
+        .iter()
+        .filter_map(|o| o.completes_phase.max(o.after_phase))
+        .max()
+        .map_or(0, |p| p + 1);
+    let mut phase_left = vec![0usize; phases];
+    let mut phase_failed = vec![false; phases];
+    for op in ops {
+        if let Some(p) = op.completes_phase.filter(|p| *p < phases) {
+            phase_left[p] += 1;
+        }
+    }
+    let settle = |op: &Operation, st: State, left: &mut [usize], failed: &mut [bool]| {
+        if let Some(p) = op.completes_phase.filter(|p| *p < phases) {
+            match st {
+                State::Done => left[p] = left[p].saturating_sub(1),
+                State::Failed | State::Skipped => failed[p] = true,
+                _ => {}
+            }
+        }
+    };
     loop {
         if interrupted.is_none()
             && let Some(rx) = &interrupt
@@ -75,15 +98,19 @@ pub async fn execute(
             if state[op.id] != State::Pending {
                 continue;
             }
+            let gate = op.after_phase.filter(|p| *p < phases);
             if op
                 .after
                 .iter()
                 .any(|d| matches!(state[*d], State::Failed | State::Skipped))
+                || gate.is_some_and(|p| phase_failed[p])
             {
                 state[op.id] = State::Skipped;
+                settle(op, State::Skipped, &mut phase_left, &mut phase_failed);
                 continue;
             }
-            let ready = op.after.iter().all(|d| state[*d] == State::Done);
+            let ready = op.after.iter().all(|d| state[*d] == State::Done)
+                && gate.is_none_or(|p| phase_left[p] == 0);
             if !ready || running.len() >= concurrency {
                 continue;
             }
@@ -171,6 +198,7 @@ pub async fn execute(
                 failures.push(e);
             }
         }
+        settle(op, state[id], &mut phase_left, &mut phase_failed);
     }
     if let Some(signal) = interrupted {
         // Objects with an operation that did not succeed, in plan order.

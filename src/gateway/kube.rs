@@ -63,67 +63,55 @@ impl KubeGateway {
         // A create is recorded as an `Update` by our manager; later applies by the same manager
         // would then conflict with it, and fields dropped from the spec would never be released.
         // Hand the fields to our apply manager, as kubectl does when it upgrades client-side
-        // applied objects (guarded by the resourceVersion just returned).
-        // Controllers often write the object right after its creation (a claim's binding):
-        // then the resourceVersion test fails, and the upgrade is tried on the fresh object.
-        let mut current = created.clone();
-        for _ in 0..3 {
-            match self.upgrade_managed_fields(id, &url_path, &current).await {
-                Ok(Some(upgraded)) => return Ok(upgraded),
-                Ok(None) => return Ok(current),
-                Err(()) => match self.api(id).get_opt(&id.name).await {
-                    Ok(Some(fresh)) => current = to_value(fresh),
-                    _ => break,
+        // applied objects (guarded by the resourceVersion read). A controller writing the
+        // object's status in between (a StatefulSet's, at once) is why this is tried again with
+        // the object read afresh.
+        let mut current = created;
+        for _ in 0..5 {
+            let Some(upgraded) = upgraded_fields(&current) else {
+                return Ok(current);
+            };
+            let patch = json!([
+                { "op": "test", "path": "/metadata/resourceVersion",
+                  "value": current.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null) },
+                { "op": "replace", "path": "/metadata/managedFields", "value": upgraded },
+            ]);
+            let request = http::Request::patch(format!("{url_path}/{}", id.name))
+                .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+                .body(serde_json::to_vec(&patch).unwrap_or_default());
+            let Ok(request) = request else {
+                return Ok(current);
+            };
+            match self.client.request::<DynamicObject>(request).await {
+                Ok(obj) => return Ok(to_value(obj)),
+                Err(_) => match self.api(id).get_opt(&id.name).await {
+                    Ok(Some(obj)) => current = to_value(obj),
+                    // Gone or unreadable: it was created all the same.
+                    _ => return Ok(current),
                 },
             }
         }
-        Ok(created)
+        Ok(current)
     }
+}
 
-    /// Hands the fields our manager holds through an `Update` (a create) to our `Apply` manager.
-    /// `Ok(None)`: nothing to hand over; `Err`: the object changed meanwhile.
-    async fn upgrade_managed_fields(
-        &self,
-        id: &ObjectRef,
-        url_path: &str,
-        created: &Value,
-    ) -> Result<Option<Value>, ()> {
-        let Some(fields) = created
-            .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
-        else {
-            return Ok(None);
-        };
-        let upgraded: Vec<Value> = fields
-            .iter()
-            .map(|f| {
-                let mut f = f.clone();
-                if f["manager"] == FIELD_MANAGER && f["operation"] == "Update" {
-                    f["operation"] = json!("Apply");
-                }
-                f
-            })
-            .collect();
-        if upgraded == *fields {
-            return Ok(None);
-        }
-        let patch = json!([
-            { "op": "test", "path": "/metadata/resourceVersion",
-              "value": created.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null) },
-            { "op": "replace", "path": "/metadata/managedFields", "value": upgraded },
-        ]);
-        let request = http::Request::patch(format!("{url_path}/{}", id.name))
-            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
-            .body(serde_json::to_vec(&patch).unwrap_or_default());
-        let Ok(request) = request else {
-            return Ok(None);
-        };
-        match self.client.request::<DynamicObject>(request).await {
-            Ok(obj) => Ok(Some(to_value(obj))),
-            // Someone wrote the object in between (or the test failed): try again on it.
-            Err(_) => Err(()),
-        }
-    }
+/// The object's managed fields with our manager's `Update` entries turned into `Apply`
+/// entries, or `None` when there is nothing to hand over.
+fn upgraded_fields(obj: &Value) -> Option<Vec<Value>> {
+    let fields = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)?;
+    let upgraded: Vec<Value> = fields
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f["manager"] == FIELD_MANAGER && f["operation"] == "Update" {
+                f["operation"] = json!("Apply");
+            }
+            f
+        })
+        .collect();
+    (upgraded != *fields).then_some(upgraded)
 }
 
 /// Adds `fieldValidation=Strict` to a request built by kube-core.

@@ -2,8 +2,11 @@
 //!
 //! Every request gets at most `request_timeout`. Throttling (429), server errors (5xx) and lost
 //! connections are retried with exponential backoff and full jitter until `max_attempts` or the
-//! deadline; other 4xx answers are returned at once. A create is retried only when it certainly
-//! did not land (429, or no connection); a write that timed out says that it may have landed.
+//! deadline (or, during a rollout, until the deadline alone); other 4xx answers are returned at
+//! once. A create can never land twice (the second one finds the object), so a create whose
+//! answer was lost is sent again, and when that one finds the object with this stack's labels
+//! the first attempt is taken to have landed. A write that timed out says that it may have
+//! landed.
 
 use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
 use crate::kinds::ObjectRef;
@@ -58,8 +61,28 @@ pub struct Retrying<G> {
 enum Idempotence {
     /// Reads, applies and deletes with preconditions: sending twice is harmless.
     Safe,
-    /// A create: only when it certainly did not land.
+    /// A create: sent again, but an `AlreadyExists` after an answer was lost needs a look.
     CreateOnce,
+}
+
+/// A failure after which the request may have been carried out all the same: no answer (the
+/// connection broke or timed out after the request may have been sent), or a server error.
+fn ambiguous(f: &ApiFailure) -> bool {
+    f.code == 0 || f.code == 500 || f.code == 504
+}
+
+/// The object found after a create whose first answer was lost is the one that create made:
+/// it carries the plugin's labels for the same stack.
+fn ours(live: &Value, manifest: &Value) -> bool {
+    let labels = |v: &Value| {
+        v.pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (have, want) = (labels(live), labels(manifest));
+    let key = crate::kinds::STACK_LABEL;
+    let managed = crate::kinds::MANAGED_BY;
+    have[managed.0] == managed.1 && !want[key].is_null() && have[key] == want[key]
 }
 
 impl<G: Gateway> Retrying<G> {
@@ -137,13 +160,21 @@ impl<G: Gateway> Retrying<G> {
             };
             let failure = match result {
                 Ok(v) => return Ok(v),
+                // The client's own connect timeout (set to the same bound) says it in its words.
+                Err(f) if f.code == 0 && f.message.contains("deadline has elapsed") => {
+                    ApiFailure::transport(
+                        format!(
+                            "no answer from the API server within {} ({what}); check that the cluster is reachable, or raise --request-timeout",
+                            human(limit)
+                        ),
+                        f.may_have_landed,
+                    )
+                }
                 Err(f) => f,
             };
             let retry_allowed = match idem {
                 Idempotence::Safe => failure.is_retryable(),
-                Idempotence::CreateOnce => {
-                    failure.code == 429 || (failure.code == 0 && !failure.may_have_landed)
-                }
+                Idempotence::CreateOnce => failure.is_retryable() || failure.code == 0,
             };
             let sleep = jitter(backoff);
             let in_time = self.deadline().is_none_or(|d| Instant::now() + sleep < d);
@@ -227,14 +258,53 @@ impl<G: Gateway> Gateway for Retrying<G> {
         manifest: &'a Value,
         dry_run: bool,
     ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
-        let idem = if dry_run {
-            Idempotence::Safe
-        } else {
-            Idempotence::CreateOnce
-        };
-        self.call(format!("create {}", id.short()), idem, move || {
-            self.inner.create(id, manifest, dry_run)
-        })
+        if dry_run {
+            return self
+                .call(
+                    format!("create {}", id.short()),
+                    Idempotence::Safe,
+                    move || self.inner.create(id, manifest, true),
+                )
+                .boxed();
+        }
+        async move {
+            let lost_answer = std::sync::atomic::AtomicBool::new(false);
+            let lost = &lost_answer;
+            let result = self
+                .call(
+                    format!("create {}", id.short()),
+                    Idempotence::CreateOnce,
+                    move || {
+                        let attempt = self.inner.create(id, manifest, false);
+                        async move {
+                            let r = attempt.await;
+                            if let Err(f) = &r
+                                && ambiguous(f)
+                            {
+                                lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            r
+                        }
+                    },
+                )
+                .await;
+            match result {
+                Err(f) if f.is_already_exists() && lost_answer.into_inner() => {
+                    // An earlier attempt whose answer was lost may have created it.
+                    match self.get(id).await {
+                        Ok(Some(live)) if ours(&live, manifest) => {
+                            self.report(format!(
+                                "create {}: it exists with this stack's labels, so the earlier attempt whose answer was lost created it",
+                                id.short()
+                            ));
+                            Ok(live)
+                        }
+                        _ => Err(f),
+                    }
+                }
+                other => other,
+            }
+        }
         .boxed()
     }
 
@@ -363,13 +433,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_create_that_may_have_landed_is_not_sent_again() {
+    async fn a_create_whose_answer_was_lost_is_sent_again_and_never_lands_twice() {
+        let labelled = json!({"metadata": {"name": "pv-1", "labels": {
+            "app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "s"}}});
+        // The first attempt lands but its answer is lost (500); the second finds the object.
         let fake = FakeGateway::new();
-        fake.hang("create", &pv(), 1);
+        fake.put(&pv(), labelled.clone());
+        let exists = ApiFailure {
+            code: 409,
+            reason: "AlreadyExists".into(),
+            message: "exists".into(),
+            ..Default::default()
+        };
+        fake.fail_next("create", &pv(), code(500), 1);
+        fake.fail_next("create", &pv(), exists.clone(), 1);
         let gw = Retrying::new(fake.clone(), policy());
-        let err = gw.create(&pv(), &json!({}), false).await.unwrap_err();
-        assert!(err.may_have_landed);
-        assert_eq!(fake.calls("create"), 1);
+        let created = gw.create(&pv(), &labelled, false).await.unwrap();
+        assert_eq!(created["metadata"]["name"], "pv-1");
+        assert_eq!(fake.calls("create"), 2);
+        // Someone else's object of that name is not taken for ours.
+        let fake = FakeGateway::new();
+        fake.put(&pv(), json!({"metadata": {"name": "pv-1"}}));
+        fake.fail_next("create", &pv(), code(504), 1);
+        fake.fail_next("create", &pv(), exists.clone(), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw.create(&pv(), &labelled, false).await.unwrap_err();
+        assert!(err.is_already_exists());
+        // Without a lost answer, AlreadyExists is what it says.
+        let fake = FakeGateway::new();
+        fake.put(&pv(), labelled.clone());
+        fake.fail_next("create", &pv(), exists, 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        assert!(gw.create(&pv(), &labelled, false).await.is_err());
     }
 
     #[tokio::test]

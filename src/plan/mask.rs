@@ -21,26 +21,23 @@ pub fn masked(plan: &Plan) -> Plan {
     plan
 }
 
-/// Masks the plain `value` of secret-looking variables in every container of a workload.
+/// Masks the plain `value` of secret-looking variables anywhere in an object: every container
+/// and init container, and whatever a `patch` added.
 pub fn mask_object(obj: &mut Value) {
-    for group in ["containers", "initContainers"] {
-        let Some(containers) = obj
-            .pointer_mut(&format!("/spec/template/spec/{group}"))
-            .and_then(Value::as_array_mut)
-        else {
-            continue;
-        };
-        for c in containers {
-            let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) else {
-                continue;
-            };
-            for var in env {
-                let secret = var["name"].as_str().is_some_and(looks_secret);
-                if secret && let Some(v) = var.get_mut("value") {
-                    *v = Value::from(MASK);
+    match obj {
+        Value::Object(map) => {
+            if let Some(Value::Array(env)) = map.get_mut("env") {
+                for var in env.iter_mut() {
+                    let secret = var["name"].as_str().is_some_and(looks_secret);
+                    if secret && let Some(v) = var.get_mut("value").filter(|v| v.is_string()) {
+                        *v = Value::from(MASK);
+                    }
                 }
             }
+            map.values_mut().for_each(mask_object);
         }
+        Value::Array(items) => items.iter_mut().for_each(mask_object),
+        _ => {}
     }
 }
 

@@ -47,6 +47,14 @@ pub struct Operation {
     /// Operations that must have succeeded before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<usize>,
+    /// Starts only once the rollout phase with this index (see [`ROLLOUT_ORDER`]) is complete:
+    /// every operation marked with `completes_phase` of that index has succeeded. One gate per
+    /// phase instead of a list of every operation before it keeps the plan linear in size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_phase: Option<usize>,
+    /// This operation is one of those that complete the phase with this index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completes_phase: Option<usize>,
 }
 
 /// The operation types.
@@ -88,6 +96,10 @@ pub const NO_CONSUMER: &str = "still waits for its first consumer: no workload o
 
 struct Builder {
     ops: Vec<Operation>,
+    /// The phase gate every operation pushed now waits for (the last completed phase).
+    gate: Option<usize>,
+    /// The next gate's index.
+    gates: usize,
 }
 
 impl Builder {
@@ -98,16 +110,36 @@ impl Builder {
             object: object.clone(),
             step,
             op,
+            // An operation with dependencies is gated through them.
+            after_phase: if after.is_empty() { self.gate } else { None },
             after,
+            completes_phase: None,
         });
         id
+    }
+
+    /// Closes a phase: the operations in `done` complete it, and every operation pushed from
+    /// now on waits for them through one gate (not a list of them each).
+    fn close_phase(&mut self, done: Vec<usize>) {
+        if done.is_empty() {
+            return;
+        }
+        let g = self.gates;
+        self.gates += 1;
+        for id in done {
+            self.ops[id].completes_phase = Some(g);
+        }
+        self.gate = Some(g);
     }
 }
 
 /// The operations that carry out `steps`, in rollout order. Steps that failed to plan get none.
 pub fn schedule(steps: &[Step]) -> Vec<Operation> {
-    let mut b = Builder { ops: Vec::new() };
-    let mut gate: Vec<usize> = Vec::new();
+    let mut b = Builder {
+        ops: Vec::new(),
+        gate: None,
+        gates: 0,
+    };
     // Claims whose wait is deferred to their consumer: name → step index.
     let mut deferred: Vec<(String, usize)> = Vec::new();
     let mut consumed: Vec<String> = Vec::new();
@@ -138,7 +170,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     .map(|s| ObjectRef::new(Kind::VolumeSnapshot, &ns, s)),
                 _ => None,
             };
-            let mut gate = gate.clone();
+            let mut gate = Vec::new();
             if let Some(dep) = source.and_then(|s| done_of.get(&s)) {
                 gate.push(*dep);
             }
@@ -152,7 +184,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     Op::Apply {
                         resource_version: step.live.as_ref().map(|l| l.resource_version.clone()),
                     },
-                    gate.clone(),
+                    gate,
                 ),
                 Action::NoOp | Action::Error | Action::Delete => {
                     b.push(i, &step.object, Op::Keep, gate.clone())
@@ -229,9 +261,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 consumed.extend(step.wait.consumed_claims.iter().cloned());
             }
         }
-        if !next_gate.is_empty() {
-            gate = next_gate;
-        }
+        b.close_phase(next_gate);
     }
     // Deletions run after the rollout, in reverse phase order, each waited for until gone.
     for phase in ROLLOUT_ORDER.iter().rev() {
@@ -252,7 +282,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     uid,
                     propagation: Propagation::Background,
                 },
-                gate.clone(),
+                Vec::new(),
             );
             let gone = b.push(
                 i,
@@ -264,9 +294,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             );
             next_gate.push(gone);
         }
-        if !next_gate.is_empty() {
-            gate = next_gate;
-        }
+        b.close_phase(next_gate);
     }
     for (name, i) in &deferred {
         if !consumed.contains(name) {
@@ -276,7 +304,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 Op::Defer {
                     message: NO_CONSUMER.into(),
                 },
-                gate.clone(),
+                Vec::new(),
             );
         }
     }
@@ -452,7 +480,19 @@ mod tests {
                     Op::Wait { rule } => format!("wait {rule:?}"),
                     Op::Defer { .. } => "defer".into(),
                 };
-                format!("{} {what} after {:?}", o.object.short(), o.after)
+                let gate = o
+                    .after_phase
+                    .map(|p| format!(" after phase {p}"))
+                    .unwrap_or_default();
+                let completes = o
+                    .completes_phase
+                    .map(|p| format!(" completes {p}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {what} after {:?}{gate}{completes}",
+                    o.object.short(),
+                    o.after
+                )
             })
             .collect()
     }
@@ -470,13 +510,13 @@ mod tests {
             describe(&ops),
             vec![
                 "pv/pv-a create after []",
-                "pv/pv-a wait VolumeAvailable after [0]",
+                "pv/pv-a wait VolumeAvailable after [0] completes 0",
                 "pv/pv-b keep after []",
-                "pv/pv-b wait VolumeAvailable after [2]",
-                "pvc/c create after [1, 3]",
-                "pvc/c wait ClaimBound after [4]",
-                "statefulset/db apply after [5]",
-                "statefulset/db wait StatefulSetReady after [6]",
+                "pv/pv-b wait VolumeAvailable after [2] completes 0",
+                "pvc/c create after [] after phase 0",
+                "pvc/c wait ClaimBound after [4] completes 1",
+                "statefulset/db apply after [] after phase 1",
+                "statefulset/db wait StatefulSetReady after [6] completes 2",
             ]
         );
         assert_eq!(
@@ -501,14 +541,14 @@ mod tests {
             describe(&ops),
             vec![
                 "pvc/shared create after []",
-                "pvc/shared defer after [0]",
+                "pvc/shared defer after [0] completes 0",
                 "pvc/lonely create after []",
-                "pvc/lonely defer after [2]",
-                "statefulset/db create after [1, 3]",
-                "statefulset/db wait StatefulSetReady after [4]",
-                "pvc/data-db-0 wait ClaimBound after [5]",
-                "pvc/shared wait ClaimBound after [5]",
-                "pvc/lonely defer after [5, 6, 7]",
+                "pvc/lonely defer after [2] completes 0",
+                "statefulset/db create after [] after phase 0",
+                "statefulset/db wait StatefulSetReady after [4] completes 1",
+                "pvc/data-db-0 wait ClaimBound after [5] completes 1",
+                "pvc/shared wait ClaimBound after [5] completes 1",
+                "pvc/lonely defer after [] after phase 1",
             ]
         );
         // The deferred claim's wait belongs to the claim's own step.
@@ -524,7 +564,7 @@ mod tests {
                 "statefulset/db delete after []",
                 "statefulset/db wait Gone after [0]",
                 "statefulset/db create after [1]",
-                "statefulset/db wait StatefulSetReady after [2]",
+                "statefulset/db wait StatefulSetReady after [2] completes 0",
             ]
         );
         assert_eq!(
@@ -549,13 +589,13 @@ mod tests {
             describe(&ops),
             vec![
                 "statefulset/new create after []",
-                "statefulset/new wait StatefulSetReady after [0]",
-                "statefulset/old delete after [1]",
-                "statefulset/old wait Gone after [2]",
-                "pvc/c delete after [3]",
-                "pvc/c wait Gone after [4]",
-                "pv/pv delete after [5]",
-                "pv/pv wait Gone after [6]",
+                "statefulset/new wait StatefulSetReady after [0] completes 0",
+                "statefulset/old delete after [] after phase 0",
+                "statefulset/old wait Gone after [2] completes 1",
+                "pvc/c delete after [] after phase 1",
+                "pvc/c wait Gone after [4] completes 2",
+                "pv/pv delete after [] after phase 2",
+                "pv/pv wait Gone after [6] completes 3",
             ]
         );
     }
@@ -593,7 +633,7 @@ mod tests {
                 "statefulset/db delete after [2, 4]",
                 "statefulset/db wait Gone after [5]",
                 "statefulset/db create after [6]",
-                "statefulset/db wait StatefulSetReady after [7]",
+                "statefulset/db wait StatefulSetReady after [7] completes 0",
             ]
         );
         assert_eq!(

@@ -85,6 +85,19 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
             ));
         }
     };
+    if let Some(at) = text.find(crate::plan::mask::MASK) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(Box::new(SavedPlanError {
+            help: "save plans with `kubectl stateful plan -f SPEC --out PLANFILE`: only that file keeps the values apply sends".into(),
+            ..SavedPlanError::new(
+                file,
+                "this plan was printed with sensitive values masked (plan -o json), so it cannot be applied",
+            )
+            .at(line, column)
+        }));
+    }
     if text.trim().is_empty() {
         return Err(Box::new(
             SavedPlanError::new(file, "not a saved plan: the file is empty").at(1, 1),
@@ -99,6 +112,19 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
             .at(e.line(), e.column()),
         )
     })?;
+    if let Some((at, literal)) = oversized_integer(text) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let shown: String = literal.chars().take(30).collect();
+        return Err(Box::new(
+            SavedPlanError::new(
+                file,
+                format!("not a valid saved plan: the integer {shown} is out of range (a plan holds 64-bit integers)"),
+            )
+            .at(line, column),
+        ));
+    }
     let Some(object) = doc.as_object() else {
         return Err(Box::new(
             SavedPlanError::new(
@@ -148,6 +174,45 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
     })?;
     check(file, &plan)?;
     Ok(plan)
+}
+
+/// The first integer literal (outside strings) that fits neither an i64 nor a u64: JSON
+/// readers keep it only approximately, so the plan would not be what was saved.
+fn oversized_integer(text: &str) -> Option<(usize, &str)> {
+    let bytes = text.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || b".eE+-".contains(&bytes[i])) {
+                i += 1;
+            }
+            let literal = &text[start..i];
+            let integer = !literal.contains(['.', 'e', 'E']);
+            if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                return Some((start, literal));
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// serde_json's message without its own ` at line L column C` suffix.
@@ -252,7 +317,7 @@ mod tests {
     #[test]
     fn every_way_to_be_wrong_names_the_file_and_where() {
         assert_eq!(
-            err("{\"format_version\": 2,\n  \"steps\": [}"),
+            err("{\"format_version\": 3,\n  \"steps\": [}"),
             "plan.json:2:13: not a saved plan: it is not JSON: expected value"
         );
         assert_eq!(
@@ -262,11 +327,15 @@ mod tests {
         assert!(err("{\"apiVersion\": \"v1\"}").contains("it has no format_version"));
         assert_eq!(
             err("{\"format_version\": 1}"),
-            "plan.json: format_version: the plan has format 1, this version reads format 2"
+            "plan.json: format_version: the plan has format 1, this version reads format 3"
         );
         assert!(
-            err("{\"format_version\": 2}")
+            err("{\"format_version\": 3}")
                 .starts_with("plan.json:1:21: not a valid saved plan: missing field")
+        );
+        assert_eq!(
+            err("{\"format_version\": 3,\n \"x\": 599999999999999999999432}"),
+            "plan.json:2:7: not a valid saved plan: the integer 599999999999999999999432 is out of range (a plan holds 64-bit integers)"
         );
         let bytes = b"{\"a\": \"\xff\"}";
         assert_eq!(

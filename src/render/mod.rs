@@ -180,7 +180,12 @@ pub fn human(plan: &Plan, style: Style) -> String {
 
 /// The JSON view: the plan document itself (see README, "JSON plan"), sensitive values masked.
 pub fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(&crate::plan::mask::masked(plan)).expect("plans serialize") + "\n"
+    plan_file(&crate::plan::mask::masked(plan))
+}
+
+/// The saved plan (`plan --out`): the whole plan, values included, since apply sends it.
+pub fn plan_file(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("plans serialize") + "\n"
 }
 
 /// The JSON document for a plan that could not be made: `{"format_version":1,"error":{…}}`.

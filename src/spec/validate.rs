@@ -610,9 +610,17 @@ pub(crate) fn workloads(spec: &Spec) -> [(&'static str, &Vec<Spanned<super::Work
 /// Names that look like they hold a secret.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "TOKEN", "SECRET", "KEY"]
-        .iter()
-        .any(|w| upper.contains(w))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "SECRET",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
 }
 
 /// Problems that do not stop a plan but that the user should see, at their place in the spec:

@@ -23,7 +23,7 @@ async fn spec_error_exits_1_and_writes_nothing() {
     let json = ctx.run(&["plan", "-f", spec.to_str().unwrap(), "-o", "json"]);
     json.expect_code(1);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["format_version"], 2);
+    assert_eq!(v["format_version"], 3);
     let e = &v["error"]["spec_errors"][0];
     assert_eq!(
         (e["line"].as_u64(), e["column"].as_u64()),
@@ -92,7 +92,7 @@ async fn plan_outputs_json_and_markdown() {
     let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
     json.expect_code(2);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["format_version"], 2);
+    assert_eq!(v["format_version"], 3);
     assert_eq!(v["namespace"], ctx.ns.as_str());
     assert_eq!(v["summary"]["create"], 4);
     let kinds: Vec<&str> = v["steps"]
@@ -318,4 +318,118 @@ async fn context_and_its_namespace_are_used_like_kubectl() {
     let (code, _, stderr) = with_env(args(&["--context", "nowhere"]));
     assert_eq!(code, Some(1));
     assert_contains(&stderr, "context \"nowhere\"");
+}
+
+#[tokio::test]
+async fn a_broken_user_config_never_blocks_version_or_completion() {
+    let ctx = TestCtx::new("brokenconfig").await;
+    let config = ctx.dir.path().join("config.toml");
+    std::fs::write(&config, "color = false\ntimeout = [\n").unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"))
+            .args(args)
+            .env("KUBECTL_STATEFUL_CONFIG", &config)
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["version"]).status.success());
+    assert!(run(&["completion", "bash"]).status.success());
+    let spec = ctx.example("postgres");
+    let plan = run(&["plan", "-f", spec.to_str().unwrap(), "-n", &ctx.ns]);
+    assert_eq!(plan.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert_contains(&stderr, &format!("{}:2:", config.display()));
+    // A bad value is located too.
+    std::fs::write(&config, "timeout = \"soon\"\n").unwrap();
+    let plan = run(&["plan", "-f", spec.to_str().unwrap(), "-n", &ctx.ns]);
+    assert_eq!(plan.status.code(), Some(1));
+    assert_contains(
+        &String::from_utf8_lossy(&plan.stderr),
+        &format!(
+            "{}:1:11: timeout: invalid duration \"soon\"",
+            config.display()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_closed_standard_output_ends_plan_quietly() {
+    let ctx = TestCtx::new("closedpipe").await;
+    let spec = ctx.example("local-pv");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"))
+        .args(["plan", "-f", spec.to_str().unwrap(), "-n", &ctx.ns])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("KUBECTL_STATEFUL_CONFIG", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -c 0`: the reader goes away before the plan is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn apply_json_ends_with_an_error_event_whenever_it_fails() {
+    let ctx = TestCtx::new("applyjsonerr").await;
+    let spec = ctx.example("postgres");
+    // Refused: no terminal and no --yes.
+    let refused = ctx.run(&["apply", "-f", spec.to_str().unwrap(), "-o", "json"]);
+    refused.expect_code(1);
+    let last: Value = serde_json::from_str(refused.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert_contains(
+        last["message"].as_str().unwrap(),
+        "refusing to apply without confirmation",
+    );
+    // A bad spec: the error event carries the located spec errors.
+    let bad = ctx.spec("bad", "[[claim]]\nname = \"data\"\nsize = \"500m\"\n");
+    let run = ctx.run(&["apply", "-f", bad.to_str().unwrap(), "-o", "json", "--yes"]);
+    run.expect_code(1);
+    let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["spec_errors"][0]["key"], "claim[0].size");
+    assert_eq!(last["spec_errors"][0]["line"], 3);
+}
+
+/// Progress goes where the plan went: with stdout on a terminal and stderr in a file, the
+/// rollout is still shown (`script` provides the terminal).
+#[tokio::test]
+async fn progress_is_shown_on_a_terminal_even_when_stderr_is_redirected() {
+    let ctx = TestCtx::new("ttyprogress").await;
+    let spec = ctx.spec("t", "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n");
+    let log = ctx.dir.path().join("stderr.log");
+    let typescript = ctx.dir.path().join("typescript");
+    let command = format!(
+        "{} apply -f {} -n {} --yes --timeout 2m 2>{}",
+        env!("CARGO_BIN_EXE_kubectl-stateful"),
+        spec.display(),
+        ctx.ns,
+        log.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command])
+        .arg(&typescript)
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("KUBECTL_STATEFUL_CONFIG", "/nonexistent")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) provides the terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let shown = std::fs::read_to_string(&typescript).unwrap();
+    assert_contains(&shown, "pvc/data: ready: Bound to");
+    assert_contains(&shown, "Apply complete: 1 applied");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
 }

@@ -1,7 +1,5 @@
 //! Integration tests against the real control plane (tests/cluster). One binary, shared helpers.
 
-mod support;
-
 mod auth;
 mod bad_inputs;
 mod ci;
@@ -9,19 +7,23 @@ mod cli;
 mod complete;
 mod config;
 mod examples;
+mod faults;
 mod graph;
 mod import;
 mod lock;
 mod ownership;
+mod proxy;
 mod prune;
 mod rbac;
 mod readme;
 mod replace;
 mod resize;
 mod rollout;
+mod secrets;
 mod snapshots;
 mod stale;
 mod status;
+mod support;
 mod terminal;
 mod usage;
 mod workloads;

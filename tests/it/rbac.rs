@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::PathBuf;
 
 /// Creates a ServiceAccount bound to `role` and returns a kubeconfig that authenticates as it.
-async fn account_with(ctx: &TestCtx, name: &str, role: ClusterRole) -> PathBuf {
+pub(crate) async fn account_with(ctx: &TestCtx, name: &str, role: ClusterRole) -> PathBuf {
     let c = client().await;
     let role_name = ctx.unique(name);
     let mut role = role;
@@ -54,7 +54,7 @@ async fn account_with(ctx: &TestCtx, name: &str, role: ClusterRole) -> PathBuf {
     path
 }
 
-fn example_role() -> ClusterRole {
+pub(crate) fn example_role() -> ClusterRole {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rbac.yaml"))
         .unwrap();
     serde_yaml::Deserializer::from_str(&text)

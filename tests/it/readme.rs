@@ -246,7 +246,7 @@ path = "/data"
     assert_eq!(seen, listed, "events seen vs. the README's list");
 
     let plan = all.iter().find(|e| e["event"] == "plan").unwrap();
-    assert_eq!(plan["plan"]["format_version"], 2);
+    assert_eq!(plan["plan"]["format_version"], 3);
     let ready = all.iter().find(|e| e["event"] == "ready").unwrap();
     assert!(ready["seconds"].is_f64(), "{ready}");
     let failed = all.iter().find(|e| e["event"] == "failed").unwrap();

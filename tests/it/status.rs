@@ -216,9 +216,34 @@ async fn watch_redraws_as_the_stack_comes_up() {
     assert_eq!(first["healthy"], false);
     assert_eq!(first["objects"][0]["state"], "missing");
 
+    // The claim first (the same stack, from a spec of its own): a report must show it Bound
+    // while the rest is still missing, whatever the timing of the redraws.
+    let first_dir = ctx.dir.path().join("first");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    let claim_only = first_dir.join("w.toml");
+    std::fs::write(
+        &claim_only,
+        "[[claim]]\nname = \"shared\"\nsize = \"1Gi\"\n",
+    )
+    .unwrap();
+    ctx.run(&[
+        "apply",
+        "-f",
+        claim_only.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "2m",
+    ])
+    .expect_code(0);
+    let mut docs = vec![first];
+    while docs.last().unwrap()["objects"][0]["state"] != "Bound" {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(doc) => docs.push(doc),
+            Err(e) => panic!("no report of the bound claim ({e}); reports so far:\n{docs:#?}"),
+        }
+    }
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
-    let mut docs = vec![first];
     while docs.last().unwrap()["healthy"] != true {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(doc) => docs.push(doc),

@@ -290,6 +290,8 @@ async fn a_delete_never_removes_an_object_with_another_uid() {
             propagation: gateway::Propagation::Orphan,
         },
         after: vec![],
+        after_phase: None,
+        completes_phase: None,
     };
     let s = ready_pv("pv-a");
     let r = super::run(
