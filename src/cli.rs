@@ -123,6 +123,10 @@ pub struct PlanArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub prune: PruneArgs,
+    /// Ask the API server for a dry run of every object, even of those the stack's inventory
+    /// shows untouched since the last apply (which are otherwise planned from one list per kind).
+    #[arg(long)]
+    pub full: bool,
     /// Plan the removal of the whole stack (what `destroy` would do).
     #[arg(long)]
     pub destroy: bool,
@@ -172,6 +176,10 @@ pub struct ApplyArgs {
     pub adopt: bool,
     #[command(flatten)]
     pub prune: PruneArgs,
+    /// Ask the API server for a dry run of every object, even of those the stack's inventory
+    /// shows untouched since the last apply (which are otherwise planned from one list per kind).
+    #[arg(long)]
+    pub full: bool,
     /// Replace this object (KIND/NAME as the plan shows it, e.g. statefulset/db; repeatable):
     /// delete it with --cascade=orphan and create it again. Claims and volumes also need
     /// allow_replace = true in the spec.

@@ -9,11 +9,21 @@
 
 use crate::gateway::{ApiFailure, ApplyOptions, Gateway};
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
+use crate::plan::fingerprint::Fingerprint;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Mutex;
 
 /// The ConfigMap's data key.
 const DATA_KEY: &str = "inventory.json";
+/// Its binaryData key when the JSON is large: the same JSON, gzip-compressed (a ConfigMap holds
+/// at most 1 MiB; an inventory of 10,000 objects is about 2 MB of JSON and 0.5 MB compressed).
+const GZIP_KEY: &str = "inventory.json.gz";
+/// Above this size the JSON is stored compressed.
+const PLAIN_LIMIT: usize = 256 * 1024;
 
 /// One object the stack owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +36,50 @@ pub struct Entry {
     /// `protect = true` when it was last applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// The fingerprint of the manifest last applied (or confirmed unchanged), for plans that
+    /// skip the dry run of untouched objects (see [`crate::plan::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// The fingerprint of our field manager's fields right after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// The object's generation right after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+}
+
+impl Entry {
+    /// An entry without a record of the last apply.
+    pub fn new(object: ObjectRef, uid: String, adopted: bool, protect: bool) -> Entry {
+        Entry {
+            object,
+            uid,
+            adopted,
+            protect,
+            applied: None,
+            fields: None,
+            generation: None,
+        }
+    }
+
+    /// The record of the last apply, if there is one.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        Some(Fingerprint {
+            uid: self.uid.clone(),
+            applied: self.applied.clone()?,
+            fields: self.fields.clone(),
+            generation: self.generation,
+        })
+    }
+
+    fn with(mut self, f: Option<&Fingerprint>) -> Entry {
+        if let Some(f) = f.filter(|f| f.uid == self.uid) {
+            self.applied = Some(f.applied.clone());
+            self.fields = f.fields.clone();
+            self.generation = f.generation;
+        }
+        self
+    }
 }
 
 /// Everything the stack owns.
@@ -52,19 +106,35 @@ impl Inventory {
 
     /// Parses the ConfigMap (a missing or unreadable one is an empty inventory).
     pub fn from_config_map(cm: &Value) -> Inventory {
-        cm.pointer(&format!(
-            "/data/{}",
-            DATA_KEY.replace('~', "~0").replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default()
+        if let Some(text) = cm["data"][DATA_KEY].as_str() {
+            return serde_json::from_str(text).unwrap_or_default();
+        }
+        let gz = cm["binaryData"][GZIP_KEY]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+        let mut text = Vec::new();
+        match gz {
+            Some(gz)
+                if flate2::read::GzDecoder::new(&gz[..])
+                    .take(64 << 20)
+                    .read_to_end(&mut text)
+                    .is_ok() =>
+            {
+                serde_json::from_slice(&text).unwrap_or_default()
+            }
+            _ => Inventory::default(),
+        }
+    }
+
+    /// An index of the entries by object, for plans of many objects.
+    pub fn index(&self) -> HashMap<&ObjectRef, &Entry> {
+        self.objects.iter().map(|e| (&e.object, e)).collect()
     }
 
     /// The ConfigMap manifest holding this inventory.
     pub fn to_config_map(&self, namespace: &str, stack: &str) -> Value {
         let id = Self::object_ref(namespace, stack);
-        json!({
+        let mut cm = json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -72,8 +142,23 @@ impl Inventory {
                 "namespace": namespace,
                 "labels": { MANAGED_BY.0: MANAGED_BY.1, STACK_LABEL: stack },
             },
-            "data": { DATA_KEY: serde_json::to_string_pretty(self).unwrap_or_default() },
-        })
+        });
+        let text = if self.objects.len() <= 200 {
+            serde_json::to_string_pretty(self)
+        } else {
+            serde_json::to_string(self)
+        }
+        .unwrap_or_default();
+        if text.len() <= PLAIN_LIMIT {
+            cm["data"] = json!({ DATA_KEY: text });
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let _ = gz.write_all(text.as_bytes());
+            let gz = gz.finish().unwrap_or_default();
+            cm["binaryData"] =
+                json!({ GZIP_KEY: base64::engine::general_purpose::STANDARD.encode(gz) });
+        }
+        cm
     }
 }
 
@@ -119,15 +204,36 @@ pub async fn write(
     .map(|_| ())
 }
 
-/// The inventory after `plan` was applied: the plan's objects that exist now (created ones are
-/// read for their uid), adoptions remembered, released and deleted objects dropped, and the
-/// objects that left the spec but were kept carried over from `previous`.
+/// What apply wrote: the fingerprint each successful write or create of a step's manifest left.
+#[derive(Debug, Default)]
+pub struct Applied(Mutex<HashMap<ObjectRef, Fingerprint>>);
+
+impl Applied {
+    /// Notes that `manifest` was written to `id` and the server answered `obj`.
+    pub fn note(&self, id: &ObjectRef, obj: &Value, manifest: &Value) {
+        let f = Fingerprint::of(obj, manifest);
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(id.clone(), f);
+        }
+    }
+
+    fn get(&self, id: &ObjectRef) -> Option<Fingerprint> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+}
+
+/// The inventory after `plan` was applied: the plan's objects that exist now, with the record
+/// of what apply wrote to them (or found unchanged), adoptions remembered, released and deleted
+/// objects dropped, and the objects that left the spec but were kept carried over from
+/// `previous`. Objects created by a recipe whose write was not recorded are read for their uid.
 pub async fn after_apply(
     gw: &dyn Gateway,
     plan: &crate::plan::Plan,
     previous: &Inventory,
+    applied: &Applied,
 ) -> Inventory {
     use crate::plan::Action;
+    let before = previous.index();
     let mut objects = Vec::new();
     for step in &plan.steps {
         if matches!(
@@ -137,8 +243,23 @@ pub async fn after_apply(
         {
             continue;
         }
-        let uid = match (&step.live, step.action) {
-            (Some(live), a) if a != Action::Replace => Some(live.uid.clone()),
+        let written = applied.get(&step.object);
+        // Unchanged objects keep what the plan saw: the dry run (or the record) confirmed that
+        // applying the manifest changes nothing.
+        let confirmed = match (&step.live, step.action) {
+            (Some(live), Action::NoOp) if live.fields.is_some() => Some(Fingerprint {
+                uid: live.uid.clone(),
+                applied: crate::plan::fingerprint::manifest(&step.manifest),
+                fields: live.fields.clone(),
+                generation: live.generation,
+            }),
+            _ => None,
+        };
+        let uid = match (&written, &step.live, step.action) {
+            (Some(f), _, _) if !f.uid.is_empty() => Some(f.uid.clone()),
+            (_, Some(live), a) if a != Action::Replace && a != Action::Resize => {
+                Some(live.uid.clone())
+            }
             _ => gw.get(&step.object).await.ok().flatten().and_then(|o| {
                 o.pointer("/metadata/uid")
                     .and_then(Value::as_str)
@@ -148,23 +269,25 @@ pub async fn after_apply(
         let Some(uid) = uid else {
             continue;
         };
-        let was = previous.get(&step.object).filter(|e| e.uid == uid);
-        objects.push(Entry {
-            object: step.object.clone(),
-            uid,
-            adopted: step.action == Action::Adopt || was.is_some_and(|e| e.adopted),
-            protect: step.protect,
-        });
+        let was = before.get(&step.object).filter(|e| e.uid == uid);
+        let adopted = step.action == Action::Adopt || was.is_some_and(|e| e.adopted);
+        objects.push(
+            Entry::new(step.object.clone(), uid, adopted, step.protect)
+                .with(written.as_ref().or(confirmed.as_ref())),
+        );
     }
-    let removed: Vec<&ObjectRef> = plan
+    let removed: std::collections::HashSet<&ObjectRef> = plan
         .steps
         .iter()
         .filter(|s| matches!(s.action, Action::Delete | Action::Release))
         .map(|s| &s.object)
         .collect();
+    let not_in_spec: std::collections::HashSet<&ObjectRef> = plan.not_in_spec.iter().collect();
+    let mut listed: std::collections::HashSet<ObjectRef> =
+        objects.iter().map(|o| o.object.clone()).collect();
     for e in &previous.objects {
-        let still_listed = plan.not_in_spec.contains(&e.object) && !removed.contains(&&e.object);
-        if still_listed && !objects.iter().any(|o: &Entry| o.object == e.object) {
+        let still_listed = not_in_spec.contains(&e.object) && !removed.contains(&e.object);
+        if still_listed && listed.insert(e.object.clone()) {
             objects.push(e.clone());
         }
     }
@@ -172,14 +295,14 @@ pub async fn after_apply(
     // so a later `destroy --delete-data` finds them. Objects re-created by someone else are not.
     for k in &plan.kept {
         let ours = !k.reason.starts_with("re-created by someone else");
-        if ours && !k.uid.is_empty() && !objects.iter().any(|o| o.object == k.object) {
-            let was = previous.get(&k.object).filter(|e| e.uid == k.uid);
-            objects.push(Entry {
-                object: k.object.clone(),
-                uid: k.uid.clone(),
-                adopted: was.is_some_and(|e| e.adopted),
-                protect: was.is_some_and(|e| e.protect),
-            });
+        if ours && !k.uid.is_empty() && listed.insert(k.object.clone()) {
+            let was = before.get(&k.object).filter(|e| e.uid == k.uid);
+            objects.push(Entry::new(
+                k.object.clone(),
+                k.uid.clone(),
+                was.is_some_and(|e| e.adopted),
+                was.is_some_and(|e| e.protect),
+            ));
         }
     }
     Inventory {
@@ -196,17 +319,58 @@ mod tests {
     fn round_trips_through_its_config_map() {
         let inv = Inventory {
             version: 1,
-            objects: vec![Entry {
-                object: ObjectRef::new(Kind::StorageClass, "ns", "local-storage"),
-                uid: "u1".into(),
-                adopted: true,
-                protect: false,
-            }],
+            objects: vec![Entry::new(
+                ObjectRef::new(Kind::StorageClass, "ns", "local-storage"),
+                "u1".into(),
+                true,
+                false,
+            )],
         };
         let cm = inv.to_config_map("ns", "db");
         assert_eq!(cm["metadata"]["name"], "kubectl-stateful-db");
         assert_eq!(cm["metadata"]["labels"][STACK_LABEL], "db");
+        assert!(cm["data"][DATA_KEY].is_string());
         assert_eq!(Inventory::from_config_map(&cm), inv);
         assert_eq!(Inventory::from_config_map(&json!({})), Inventory::default());
+    }
+
+    #[test]
+    fn a_large_inventory_is_stored_compressed_within_a_config_map() {
+        // 10,000 objects with random uids and fingerprints, as a large stack has.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut hex = |n: usize| {
+            let mut out = String::new();
+            while out.len() < n {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                out.push_str(&format!("{state:016x}"));
+            }
+            out.truncate(n);
+            out
+        };
+        let objects = (0..10_000)
+            .map(|i| Entry {
+                object: ObjectRef::new(Kind::PersistentVolumeClaim, "bench", &format!("claim-{i}")),
+                uid: format!("{}-{}-{}-{}-{}", hex(8), hex(4), hex(4), hex(4), hex(12)),
+                adopted: false,
+                protect: false,
+                applied: Some(hex(16)),
+                fields: Some(hex(16)),
+                generation: Some(1),
+            })
+            .collect();
+        let inv = Inventory {
+            version: 1,
+            objects,
+        };
+        let cm = inv.to_config_map("bench", "big");
+        assert!(cm.get("data").is_none());
+        let stored = cm["binaryData"][GZIP_KEY].as_str().unwrap().len();
+        assert!(
+            stored < 1024 * 1024,
+            "{stored} bytes do not fit a ConfigMap"
+        );
+        assert_eq!(Inventory::from_config_map(&cm), inv);
     }
 }

@@ -310,6 +310,7 @@ async fn plan_command(
             prune: p.prune.prune || p.destroy,
             destroy: p.destroy,
             data: p.prune.prune_data,
+            full: p.full,
         };
         make_plan(args, &cluster, &spec, &namespace, options).await
     };
@@ -458,6 +459,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
         replace: a.replace.clone(),
         delete_data: a.delete_data,
         interrupt: None,
+        record: None,
     };
     let saved = a.plan.as_ref().map(|p| p.display().to_string());
     let (cluster, plan) = match (&a.plan, &a.file) {
@@ -499,6 +501,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 prune: a.prune.prune,
                 destroy: false,
                 data: a.prune.prune_data,
+                full: a.full,
             };
             let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
@@ -534,6 +537,7 @@ async fn destroy_command(
         prune: true,
         destroy: true,
         data: d.delete_data,
+        full: false,
     };
     let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
     if d.detailed_exitcode {
@@ -554,6 +558,7 @@ async fn destroy_command(
         replace: Vec::new(),
         delete_data: d.delete_data,
         interrupt: None,
+        record: None,
     };
     let how = Rollout {
         json,
@@ -652,11 +657,15 @@ async fn rollout(
         .await
         .unwrap_or_default();
     cluster.gateway.set_persistent(true);
+    let applied = std::sync::Arc::new(crate::inventory::Applied::default());
+    options.record = Some(applied.clone());
     let result = apply::execute(cluster.gw(), plan, &options, sink.as_ref()).await;
     listener.abort();
-    // Record what the stack owns now, whether the rollout finished or not.
-    if plan.summary.has_changes() || previous.objects.is_empty() {
-        let inventory = crate::inventory::after_apply(cluster.gw(), plan, &previous).await;
+    // Record what the stack owns now, whether the rollout finished or not, with what was
+    // written (for the next plan's fast path).
+    {
+        let inventory =
+            crate::inventory::after_apply(cluster.gw(), plan, &previous, &applied).await;
         if inventory != previous
             && let Err(f) =
                 crate::inventory::write(cluster.gw(), &plan.namespace, &plan.stack, &inventory)

@@ -314,6 +314,9 @@ async fn run(
             match apply(gw, step, resource_version.clone(), options.force_conflicts).await {
                 Ok(obj) => {
                     written.record(&op.object, &obj, &step.manifest);
+                    if let Some(record) = &options.record {
+                        record.note(&op.object, &obj, &step.manifest);
+                    }
                     sink.emit(Event::Applied {
                         object: op.object.clone(),
                         action: step.action,
@@ -345,6 +348,9 @@ async fn run(
         Op::Create => match gw.create(&op.object, &step.manifest, false).await {
             Ok(obj) => {
                 written.record(&op.object, &obj, &step.manifest);
+                if let Some(record) = &options.record {
+                    record.note(&op.object, &obj, &step.manifest);
+                }
                 sink.emit(Event::Applied {
                     object: op.object.clone(),
                     action: Action::Create,

@@ -123,6 +123,8 @@ pub struct ApplyOptions {
     pub delete_data: bool,
     /// Set once a signal asks the rollout to stop.
     pub interrupt: Option<tokio::sync::watch::Receiver<Option<Interrupt>>>,
+    /// Where the fingerprint of each write of a step's manifest is noted, for the inventory.
+    pub record: Option<std::sync::Arc<crate::inventory::Applied>>,
 }
 
 impl Default for ApplyOptions {
@@ -135,6 +137,7 @@ impl Default for ApplyOptions {
             replace: Vec::new(),
             delete_data: false,
             interrupt: None,
+            record: None,
         }
     }
 }

@@ -3,17 +3,18 @@
 //! field validation) and hands the answers to the pure [`compute_step`].
 
 use super::compute::{ApiFailure, DryRun, StepInput, compute_step};
+use super::fingerprint::{self, Fingerprint};
+use super::observe::{self, Observed, observe};
 use super::prune::{self, Candidate};
 use super::{Action, Plan, Step, WaitPlan};
 use crate::desired::{self, DesiredObject};
-use crate::gateway::{ApplyOptions, Gateway, ListQuery};
-use crate::inventory::{self, Inventory};
+use crate::gateway::{ApplyOptions, Gateway};
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
 use crate::live::{ClusterError, ClusterFacts, facts};
 use crate::spec::{self, Spec};
 use futures::{StreamExt, stream};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Why no plan could be made at all (per-object failures go into the plan instead).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -35,6 +36,9 @@ pub struct PlanOptions {
     pub destroy: bool,
     /// Claims, volumes and StatefulSets that take claims along may be deleted too.
     pub data: bool,
+    /// Ask the server for a dry run of every object, even those the inventory's record shows
+    /// untouched since the last apply (`--full`).
+    pub full: bool,
 }
 
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
@@ -79,11 +83,25 @@ pub async fn make_plan_with(
     if options.destroy {
         objects.clear();
     }
-    let steps: Vec<Step> =
-        stream::iter(objects.iter().map(|d| plan_one(gw, spec, &facts, &ctx, d)))
-            .buffered(concurrency.max(1))
-            .collect()
-            .await;
+    let stack = spec.stack_name();
+    let observed = observe(gw, stack, namespace, facts, &objects).await?;
+    let facts = &observed.facts;
+    let recorded = observed.inventory.index();
+    let full = options.full;
+    let steps: Vec<Step> = stream::iter(objects.iter().map(|d| {
+        let recorded = recorded.get(&d.id).and_then(|e| e.fingerprint());
+        plan_one(
+            gw,
+            spec,
+            &observed,
+            &ctx,
+            d,
+            (!full).then_some(recorded).flatten(),
+        )
+    }))
+    .buffered(concurrency.max(1))
+    .collect()
+    .await;
     let mut steps = steps;
     for step in steps
         .iter_mut()
@@ -100,21 +118,10 @@ pub async fn make_plan_with(
     let mut kept_data = None;
     let mut not_in_spec_ids = Vec::new();
     if facts.namespace_exists || options.destroy {
-        let stack = spec.stack_name();
-        let inventory = if facts.namespace_exists {
-            inventory::read(gw, namespace, stack)
-                .await
-                .map_err(|failure| ClusterError::Api {
-                    what: format!("reading the inventory of stack {stack}"),
-                    failure,
-                })?
-        } else {
-            Inventory::default()
-        };
-        let mut candidates =
-            stack_objects(gw, stack, namespace, &facts, &inventory, &objects).await?;
+        let inventory = &observed.inventory;
+        let mut candidates = stack_objects(gw, stack, namespace, &observed, &objects).await;
         if options.destroy {
-            candidates.extend(template_claims_of(&candidates, &facts));
+            candidates.extend(template_claims_of(&candidates, facts));
         }
         not_in_spec_ids = candidates.iter().map(|c| c.id.clone()).collect();
         if options.prune || options.destroy {
@@ -123,7 +130,7 @@ pub async fn make_plan_with(
             let (removal, k) = prune::decide(
                 &candidates,
                 &prune::Context {
-                    inventory: &inventory,
+                    inventory,
                     stack: &owned,
                     volumes: &facts.volumes,
                     namespace,
@@ -157,7 +164,7 @@ pub async fn make_plan_with(
         steps,
     );
     if !options.destroy {
-        let warnings = spec::warnings(spec, &facts.names);
+        let warnings = spec::warnings(spec, &observed.facts.names);
         if !warnings.is_empty() {
             plan.warnings = spec::errors_for(spec, warnings).entries();
         }
@@ -166,17 +173,6 @@ pub async fn make_plan_with(
     plan.kept = kept;
     plan.kept_data = kept_data;
     Ok(plan)
-}
-
-/// An object of a kind the facts already listed.
-fn lookup<'a>(facts: &'a ClusterFacts, id: &ObjectRef) -> Option<&'a Value> {
-    let list = match id.kind {
-        Kind::StorageClass => &facts.classes,
-        Kind::PersistentVolume => &facts.volumes,
-        Kind::PersistentVolumeClaim => &facts.claims,
-        _ => return None,
-    };
-    list.iter().find(|o| crate::live::name_of(o) == id.name)
 }
 
 /// The claims made from the templates of the stack's StatefulSets (`<template>-<name>-<n>`,
@@ -214,88 +210,70 @@ fn template_claims_of(candidates: &[Candidate], facts: &ClusterFacts) -> Vec<Can
 }
 
 /// The stack's objects that the spec does not describe: those carrying the stack's labels
-/// (StorageClasses, volumes and claims from the lists already read; Services and workloads
-/// listed by label) and those its inventory records.
+/// (from the lists already read) and those its inventory records.
 async fn stack_objects(
     gw: &dyn Gateway,
     stack: &str,
     namespace: &str,
-    facts: &ClusterFacts,
-    inventory: &Inventory,
+    observed: &Observed,
     desired: &[DesiredObject],
-) -> Result<Vec<Candidate>, ClusterError> {
+) -> Vec<Candidate> {
     let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
+    let inventory = &observed.inventory;
     let mut found: Vec<Candidate> = Vec::new();
     // Cluster-scoped objects carry the stack's name but not its namespace, and a stack of the
     // same name may live in another namespace: only those this stack's inventory recorded (same
     // uid) are its own.
+    let uids: HashSet<&str> = inventory.objects.iter().map(|e| e.uid.as_str()).collect();
     let recorded = |obj: &Value| {
-        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
-        inventory
-            .objects
-            .iter()
-            .any(|e| Some(e.uid.as_str()) == uid)
+        obj.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .is_some_and(|uid| uids.contains(uid))
     };
-    for (kind, list) in [
-        (Kind::StorageClass, &facts.classes),
-        (Kind::PersistentVolume, &facts.volumes),
-        (Kind::PersistentVolumeClaim, &facts.claims),
-    ] {
-        for obj in list
-            .iter()
-            .filter(|o| crate::plan::compute::stack_of(o).as_deref() == Some(stack))
-            .filter(|o| kind.namespaced() || recorded(o))
-        {
+    let kinds = [
+        Kind::StorageClass,
+        Kind::PersistentVolume,
+        Kind::PersistentVolumeClaim,
+        Kind::Service,
+        Kind::StatefulSet,
+        Kind::Deployment,
+        Kind::DaemonSet,
+    ];
+    for kind in kinds {
+        let Some(list) = observed.list(kind) else {
+            continue;
+        };
+        for obj in observe::labelled(list, &selector).filter(|o| kind.namespaced() || recorded(o)) {
             found.push(Candidate {
                 id: ObjectRef::new(kind, namespace, &crate::live::name_of(obj)),
                 live: obj.clone(),
             });
         }
     }
-    if facts.namespace_exists {
-        for kind in [
-            Kind::Service,
-            Kind::StatefulSet,
-            Kind::Deployment,
-            Kind::DaemonSet,
-        ] {
-            let query = ListQuery::new(kind.api_resource(), Some(namespace)).labels(&selector);
-            let list = gw.list(&query).await.map_err(|failure| ClusterError::Api {
-                what: format!("listing the stack's {}", kind.plural()),
-                failure,
-            })?;
-            found.extend(list.into_iter().map(|live| Candidate {
-                id: ObjectRef::new(kind, namespace, &crate::live::name_of(&live)),
-                live,
-            }));
-        }
-    }
     // Recorded but no longer labelled (someone removed the labels): still the stack's, as
     // long as it is the object recorded (the uid decides later).
+    let mut seen: HashSet<ObjectRef> = found.iter().map(|c| c.id.clone()).collect();
     for entry in &inventory.objects {
-        if found.iter().any(|c| c.id == entry.object) || entry.object.kind == Kind::ConfigMap {
+        if seen.contains(&entry.object) || entry.object.kind == Kind::ConfigMap {
             continue;
         }
-        if let Some(live) = lookup(facts, &entry.object) {
-            found.push(Candidate {
-                id: entry.object.clone(),
-                live: live.clone(),
-            });
-            continue;
-        }
-        if entry.object.kind.namespaced() && !facts.namespace_exists {
-            continue;
-        }
-        if let Ok(Some(live)) = gw.get(&entry.object).await {
+        let live = match observed.get(&entry.object) {
+            Some(known) => known.cloned(),
+            None if entry.object.kind.namespaced() && !observed.facts.namespace_exists => None,
+            None => gw.get(&entry.object).await.ok().flatten(),
+        };
+        if let Some(live) = live {
+            seen.insert(entry.object.clone());
             found.push(Candidate {
                 id: entry.object.clone(),
                 live,
             });
         }
     }
-    found.retain(|c| !desired.iter().any(|d| d.id == c.id));
+    let desired: HashSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
+    found.retain(|c| !desired.contains(&c.id));
     found.sort_by_key(|c| c.id.kind.phase());
-    Ok(found)
+    found
 }
 
 /// The namespace in which the objects of a namespace that does not exist yet are validated.
@@ -309,13 +287,18 @@ async fn stack_objects(
 /// created) — and it sees quotas or webhooks of `default` that may not apply there.
 pub const VALIDATION_NAMESPACE: &str = "default";
 
+/// Plans one object: its live version (listed, or read on its own), then what applying it
+/// would store — from the record of the last apply when that shows the object untouched
+/// (`recorded`; see [`super::fingerprint`]), else from the server's dry run.
 async fn plan_one(
     gw: &dyn Gateway,
     spec: &Spec,
-    facts: &ClusterFacts,
+    observed: &Observed,
     ctx: &desired::Context,
     d: &DesiredObject,
+    recorded: Option<Fingerprint>,
 ) -> Step {
+    let facts = &observed.facts;
     let wait = wait_plan(spec, facts, d);
     let input = |live, dry_run, conflicts| StepInput {
         desired: d,
@@ -341,7 +324,11 @@ async fn plan_one(
             failure.as_ref(),
         );
     }
-    let live = match gw.get(&d.id).await {
+    let read = match observed.get(&d.id) {
+        Some(known) => Ok(known.cloned()),
+        None => gw.get(&d.id).await,
+    };
+    let live = match read {
         Ok(live) => live,
         Err(f) => {
             let dry_run = failed(gw, &d.id, "get", f).await;
@@ -355,6 +342,13 @@ async fn plan_one(
             .is_some_and(|l| !crate::plan::compute::is_managed(l))
     {
         DryRun::Skipped("exists and not managed".into())
+    } else if let Some(l) = live
+        .as_ref()
+        .filter(|l| fingerprint::unchanged_since_applied(&d.manifest, l, recorded.as_ref()))
+    {
+        // Untouched since the last apply wrote this very manifest: the dry run would store
+        // exactly the live object.
+        DryRun::Ok(l.clone())
     } else if live.is_none() {
         // What apply will do: a real create.
         match gw.create(&d.id, &d.manifest, true).await {

@@ -83,6 +83,8 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
     step.live = Some(LiveVersion {
         uid: str_at(live, "/metadata/uid"),
         resource_version: str_at(live, "/metadata/resourceVersion"),
+        fields: super::fingerprint::fields(live),
+        generation: super::fingerprint::generation(live),
     });
     step.before = Some(normalize(kind, live, &d.manifest));
     if d.only_if_absent && !is_managed(live) {
@@ -464,7 +466,8 @@ mod tests {
             step.live,
             Some(LiveVersion {
                 uid: "u1".into(),
-                resource_version: "10".into()
+                resource_version: "10".into(),
+                ..Default::default()
             })
         );
     }

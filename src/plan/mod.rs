@@ -4,8 +4,10 @@
 
 pub mod build;
 pub mod compute;
+pub mod fingerprint;
 pub mod mask;
 pub mod normalize;
+pub mod observe;
 pub mod ops;
 pub mod ownership;
 pub mod prune;
@@ -61,10 +63,15 @@ impl Action {
 }
 
 /// Identity of the live object a step was planned against, to refuse a stale saved plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveVersion {
     pub uid: String,
     pub resource_version: String,
+    /// The fingerprint of our field manager's fields (see [`fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 /// What apply waits for after writing an object.

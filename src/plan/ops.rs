@@ -458,6 +458,7 @@ mod tests {
             live: (action != Action::Create).then(|| LiveVersion {
                 uid: format!("uid-{name}"),
                 resource_version: "7".into(),
+                ..Default::default()
             }),
             wait: WaitPlan::default(),
             adopt: false,

@@ -268,6 +268,8 @@ fn removal_step(c: &Candidate) -> Step {
         live: Some(LiveVersion {
             uid: str_at(&c.live, "/metadata/uid").into(),
             resource_version: str_at(&c.live, "/metadata/resourceVersion").into(),
+            fields: None,
+            generation: None,
         }),
         wait: WaitPlan::default(),
         adopt: false,
@@ -474,18 +476,8 @@ mod tests {
         let inv = Inventory {
             version: 1,
             objects: vec![
-                Entry {
-                    object: cands[0].id.clone(),
-                    uid: "uid-local-storage".into(),
-                    adopted: true,
-                    protect: false,
-                },
-                Entry {
-                    object: cands[1].id.clone(),
-                    uid: "uid-db".into(),
-                    adopted: false,
-                    protect: true,
-                },
+                Entry::new(cands[0].id.clone(), "uid-local-storage".into(), true, false),
+                Entry::new(cands[1].id.clone(), "uid-db".into(), false, true),
             ],
         };
         let (steps, _) = run(&cands, &inv, true, &[]);
@@ -516,12 +508,7 @@ mod tests {
         ];
         let inv = Inventory {
             version: 1,
-            objects: vec![Entry {
-                object: cands[0].id.clone(),
-                uid: "old".into(),
-                adopted: false,
-                protect: false,
-            }],
+            objects: vec![Entry::new(cands[0].id.clone(), "old".into(), false, false)],
         };
         let pvs =
             vec![json!({"metadata": {"name": "other"}, "spec": {"storageClassName": "fast"}})];

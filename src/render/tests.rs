@@ -49,6 +49,7 @@ fn sample() -> Plan {
     update.live = Some(LiveVersion {
         uid: "u".into(),
         resource_version: "1".into(),
+        ..Default::default()
     });
     let mut replace = step(Kind::StatefulSet, "cache", Action::Replace);
     replace.before = Some(

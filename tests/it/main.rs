@@ -7,6 +7,7 @@ mod cli;
 mod complete;
 mod config;
 mod examples;
+mod fastpath;
 mod faults;
 mod graph;
 mod import;

@@ -242,6 +242,7 @@ async fn replace_runs_its_recipe_in_order() {
     replace.live = Some(LiveVersion {
         uid: "old".into(),
         resource_version: "1".into(),
+        ..Default::default()
     });
     // check_executable refuses replacements; the recipe itself is what is tested here.
     let p = plan(vec![replace]);
@@ -349,6 +350,7 @@ async fn an_update_survives_status_changes_but_not_spec_changes_since_the_plan()
         s.live = Some(LiveVersion {
             uid: live["metadata"]["uid"].as_str().unwrap().into(),
             resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
+            ..Default::default()
         });
         // Someone writes the object after the plan; the fake refuses the stale version once.
         fake.update(&id, |o| o[change]["touched"] = json!(true));
