@@ -310,6 +310,7 @@ async fn plan_command(
             prune: p.prune.prune || p.destroy,
             destroy: p.destroy,
             data: p.prune.prune_data,
+            snapshot_before: p.snapshot_before,
         };
         make_plan(args, &cluster, &spec, &namespace, options).await
     };
@@ -457,6 +458,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
         adopt: a.adopt,
         replace: a.replace.clone(),
         delete_data: a.delete_data,
+        snapshot_before: a.snapshot_before,
         interrupt: None,
     };
     let saved = a.plan.as_ref().map(|p| p.display().to_string());
@@ -499,6 +501,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 prune: a.prune.prune,
                 destroy: false,
                 data: a.prune.prune_data,
+                snapshot_before: a.snapshot_before,
             };
             let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
@@ -534,6 +537,7 @@ async fn destroy_command(
         prune: true,
         destroy: true,
         data: d.delete_data,
+        snapshot_before: false,
     };
     let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
     if d.detailed_exitcode {
@@ -553,6 +557,7 @@ async fn destroy_command(
         adopt: false,
         replace: Vec::new(),
         delete_data: d.delete_data,
+        snapshot_before: false,
         interrupt: None,
     };
     let how = Rollout {

@@ -35,6 +35,9 @@ pub struct PlanOptions {
     pub destroy: bool,
     /// Claims, volumes and StatefulSets that take claims along may be deleted too.
     pub data: bool,
+    /// The claims a scale-down deletes (`whenScaled: Delete`) are snapshotted first
+    /// (`--snapshot-before`).
+    pub snapshot_before: bool,
 }
 
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
@@ -142,6 +145,15 @@ pub async fn make_plan_with(
             steps.extend(removal);
         }
     }
+    // Data that goes is snapshotted first where a VolumeSnapshotClass exists for its driver.
+    let safety = super::safety::Options {
+        snapshot_before: options.snapshot_before,
+        destroy: options.destroy,
+        stamp: k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S")
+            .to_string(),
+    };
+    super::safety::plan_in_cluster(gw, &mut steps, &facts, &safety).await;
     if ctx.create_namespace
         && objects.iter().any(|d| d.id.kind.namespaced())
         && let Some(ns_step) = steps.iter_mut().find(|s| s.object.kind == Kind::Namespace)
