@@ -19,6 +19,7 @@ mod readme;
 mod replace;
 mod resize;
 mod rollout;
+mod safety;
 mod secrets;
 mod snapshots;
 mod stale;
