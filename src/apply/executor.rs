@@ -430,6 +430,14 @@ async fn run(
                 Err(f) if f.code == 409 => fail(format!(
                     "not deleted: it is no longer the object the plan saw (uid {uid}); run plan again"
                 )),
+                // Gone already (an interrupted apply's delete finished meanwhile).
+                Err(f) if f.is_not_found() => {
+                    sink.emit(Event::Deleted {
+                        object: op.object.clone(),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Other)
+                }
                 Err(f) => fail(write_failure(&f)),
             }
         }

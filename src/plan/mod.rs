@@ -9,6 +9,7 @@ pub mod normalize;
 pub mod ops;
 pub mod ownership;
 pub mod prune;
+pub mod resume;
 pub mod safety;
 pub mod saved;
 
