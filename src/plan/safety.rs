@@ -288,14 +288,14 @@ mod tests {
                "status": {"phase": phase}})
     }
 
-    fn facts_with(
-        snapshot_classes: Result<Option<Vec<Value>>, String>,
-    ) -> (
+    type Lists = (
         Vec<Value>,
         Vec<Value>,
         Vec<Value>,
         Result<Option<Vec<Value>>, String>,
-    ) {
+    );
+
+    fn facts_with(snapshot_classes: Result<Option<Vec<Value>>, String>) -> Lists {
         let classes = vec![
             json!({"metadata": {"name": "fast"}, "provisioner": "csi.stateful.test"}),
             json!({"metadata": {"name": "standard"}, "provisioner": "kubernetes.io/host-path"}),

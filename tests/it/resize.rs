@@ -375,7 +375,7 @@ fn apply_killed_at(
     }
     child.wait().unwrap();
     assert!(
-        seen.last().is_some_and(|e| stop(e)),
+        seen.last().is_some_and(stop),
         "apply ended before the kill point: {seen:#?}"
     );
     seen
