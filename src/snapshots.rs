@@ -134,17 +134,28 @@ pub async fn take(
     let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
     let mut taken = Vec::new();
     for claim in &chosen {
-        let name = format!("{claim}-{stamp}");
-        let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
-        let manifest = manifest(namespace, &name, claim, class, stack);
-        match gw.create(&id, &manifest, false).await {
-            Ok(_) => taken.push((claim.clone(), id)),
-            Err(f) if f.is_not_found() => return Err(SnapshotError::NoApi),
-            Err(f) => {
-                return Err(SnapshotError::Api {
-                    what: format!("creating volumesnapshot/{name}"),
-                    message: f.text(),
-                });
+        // Two snapshots of a claim within one second get `-2`, `-3`… (bounded).
+        let mut attempt = 1;
+        loop {
+            let name = match attempt {
+                1 => format!("{claim}-{stamp}"),
+                n => format!("{claim}-{stamp}-{n}"),
+            };
+            let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
+            let manifest = manifest(namespace, &name, claim, class, stack);
+            match gw.create(&id, &manifest, false).await {
+                Ok(_) => {
+                    taken.push((claim.clone(), id));
+                    break;
+                }
+                Err(f) if f.is_already_exists() && attempt < 10 => attempt += 1,
+                Err(f) if f.is_not_found() => return Err(SnapshotError::NoApi),
+                Err(f) => {
+                    return Err(SnapshotError::Api {
+                        what: format!("creating volumesnapshot/{name}"),
+                        message: f.text(),
+                    });
+                }
             }
         }
     }
