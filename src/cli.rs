@@ -130,6 +130,10 @@ pub struct PlanArgs {
     /// Plan the removal of the whole stack (what `destroy` would do).
     #[arg(long)]
     pub destroy: bool,
+    /// Snapshot the claims a StatefulSet scale-down deletes (whenScaled: Delete) first, as
+    /// `apply --snapshot-before` would.
+    #[arg(long)]
+    pub snapshot_before: bool,
 }
 
 /// Removing what left the spec.
@@ -189,6 +193,12 @@ pub struct ApplyArgs {
     /// whenScaled: Delete).
     #[arg(long)]
     pub delete_data: bool,
+    /// Instead of --delete-data: snapshot each claim a StatefulSet scale-down deletes
+    /// (whenScaled: Delete) and wait until it is ready, then scale down. Refused when no
+    /// VolumeSnapshotClass exists for a claim's driver. A saved plan made with
+    /// `plan --snapshot-before` carries it already.
+    #[arg(long, conflicts_with = "plan")]
+    pub snapshot_before: bool,
     /// Wait this long for another apply of the same stack to finish (default: refuse at once).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub lock_timeout: Option<Duration>,

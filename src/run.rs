@@ -311,6 +311,7 @@ async fn plan_command(
             destroy: p.destroy,
             data: p.prune.prune_data,
             full: p.full,
+            snapshot_before: p.snapshot_before,
         };
         make_plan(args, &cluster, &spec, &namespace, options).await
     };
@@ -458,6 +459,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
         adopt: a.adopt,
         replace: a.replace.clone(),
         delete_data: a.delete_data,
+        snapshot_before: a.snapshot_before,
         interrupt: None,
         record: None,
     };
@@ -502,6 +504,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 destroy: false,
                 data: a.prune.prune_data,
                 full: a.full,
+                snapshot_before: a.snapshot_before,
             };
             let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
@@ -538,6 +541,7 @@ async fn destroy_command(
         destroy: true,
         data: d.delete_data,
         full: false,
+        snapshot_before: false,
     };
     let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
     if d.detailed_exitcode {
@@ -557,6 +561,7 @@ async fn destroy_command(
         adopt: false,
         replace: Vec::new(),
         delete_data: d.delete_data,
+        snapshot_before: false,
         interrupt: None,
         record: None,
     };

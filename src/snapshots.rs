@@ -34,6 +34,32 @@ pub enum SnapshotError {
     NotReady(Vec<String>),
 }
 
+/// A snapshot of `claim` labelled with the stack and the claim (those of `kubectl stateful
+/// snapshot` and those apply takes before deleting data alike); without `class`, the default
+/// class of the claim's driver is filled in by the snapshot controller.
+pub fn manifest(
+    namespace: &str,
+    name: &str,
+    claim: &str,
+    class: Option<&str>,
+    stack: &str,
+) -> Value {
+    let mut spec = json!({ "source": { "persistentVolumeClaimName": claim } });
+    if let Some(class) = class {
+        spec["volumeSnapshotClassName"] = json!(class);
+    }
+    json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { MANAGED_BY.0: MANAGED_BY.1, STACK_LABEL: stack, SNAPSHOT_OF: claim },
+        },
+        "spec": spec,
+    })
+}
+
 /// The stack's claims that exist in the namespace: the spec's standalone claims and the claims
 /// of its StatefulSets' templates.
 pub async fn stack_claims(
@@ -108,30 +134,28 @@ pub async fn take(
     let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
     let mut taken = Vec::new();
     for claim in &chosen {
-        let name = format!("{claim}-{stamp}");
-        let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
-        let mut spec = json!({ "source": { "persistentVolumeClaimName": claim } });
-        if let Some(class) = class {
-            spec["volumeSnapshotClassName"] = json!(class);
-        }
-        let manifest = json!({
-            "apiVersion": "snapshot.storage.k8s.io/v1",
-            "kind": "VolumeSnapshot",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": { MANAGED_BY.0: MANAGED_BY.1, STACK_LABEL: stack, SNAPSHOT_OF: claim },
-            },
-            "spec": spec,
-        });
-        match gw.create(&id, &manifest, false).await {
-            Ok(_) => taken.push((claim.clone(), id)),
-            Err(f) if f.is_not_found() => return Err(SnapshotError::NoApi),
-            Err(f) => {
-                return Err(SnapshotError::Api {
-                    what: format!("creating volumesnapshot/{name}"),
-                    message: f.text(),
-                });
+        // Two snapshots of a claim within one second get `-2`, `-3`… (bounded).
+        let mut attempt = 1;
+        loop {
+            let name = match attempt {
+                1 => format!("{claim}-{stamp}"),
+                n => format!("{claim}-{stamp}-{n}"),
+            };
+            let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
+            let manifest = manifest(namespace, &name, claim, class, stack);
+            match gw.create(&id, &manifest, false).await {
+                Ok(_) => {
+                    taken.push((claim.clone(), id));
+                    break;
+                }
+                Err(f) if f.is_already_exists() && attempt < 10 => attempt += 1,
+                Err(f) if f.is_not_found() => return Err(SnapshotError::NoApi),
+                Err(f) => {
+                    return Err(SnapshotError::Api {
+                        what: format!("creating volumesnapshot/{name}"),
+                        message: f.text(),
+                    });
+                }
             }
         }
     }

@@ -39,6 +39,10 @@ enum Outcome {
 const DEFERRED_RESIZE: &str =
     "expanded; the file system grows when a pod next mounts it (no pod mounts it now)";
 
+/// Annotation on a snapshot taken before a change deletes data: which change (`replace`,
+/// `prune`, `destroy`, `scale-down`).
+pub const SNAPSHOT_BEFORE: &str = "kubectl-stateful/snapshot-before";
+
 /// How long explaining a failure may take (it runs after the deadline has passed, too).
 const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(15);
 
@@ -365,6 +369,61 @@ async fn run(
             ),
             Err(f) => fail(write_failure(&f)),
         },
+        Op::Snapshot {
+            claim,
+            class,
+            before,
+        } => {
+            let ns = op.object.namespace.clone().unwrap_or_default();
+            // The stack's label, from the manifest of the change (or the live object deleted).
+            let stack = [Some(&step.manifest), step.before.as_ref()]
+                .into_iter()
+                .flatten()
+                .find_map(|m| {
+                    m.pointer("/metadata/labels")?
+                        .get(crate::kinds::STACK_LABEL)?
+                        .as_str()
+                })
+                .unwrap_or_default();
+            let mut manifest =
+                crate::snapshots::manifest(&ns, &op.object.name, claim, Some(class), stack);
+            manifest["metadata"]["annotations"] = json!({ SNAPSHOT_BEFORE: before });
+            match gw.create(&op.object, &manifest, false).await {
+                Ok(obj) => {
+                    written.record(&op.object, &obj, &manifest);
+                    sink.emit(Event::Applied {
+                        object: op.object.clone(),
+                        action: Action::Create,
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Written)
+                }
+                Err(f) if f.is_already_exists() => {
+                    // Taken by an earlier, interrupted run of this plan: the same claim's.
+                    let live = gw.get(&op.object).await.ok().flatten();
+                    let source = live
+                        .as_ref()
+                        .and_then(|l| l.pointer("/spec/source/persistentVolumeClaimName"))
+                        .and_then(Value::as_str);
+                    if source == Some(claim.as_str()) {
+                        sink.emit(Event::Unchanged {
+                            object: op.object.clone(),
+                        });
+                        Ok(Outcome::Unchanged)
+                    } else {
+                        fail(format!(
+                            "a snapshot of that name exists and is not one of pvc/{claim}: nothing is deleted; run plan again"
+                        ))
+                    }
+                }
+                Err(f) if f.is_not_found() => fail(format!(
+                    "this cluster has no {}/{} API: no snapshot of pvc/{claim} can be taken, so nothing is deleted",
+                    crate::kinds::SNAPSHOT_GROUP,
+                    crate::kinds::SNAPSHOT_VERSION
+                )),
+                Err(f) => fail(write_failure(&f)),
+            }
+        }
         Op::Delete { uid, propagation } => {
             match gw.delete(&op.object, uid, *propagation).await {
                 Ok(()) => {
@@ -377,6 +436,14 @@ async fn run(
                 Err(f) if f.code == 409 => fail(format!(
                     "not deleted: it is no longer the object the plan saw (uid {uid}); run plan again"
                 )),
+                // Gone already (an interrupted apply's delete finished meanwhile).
+                Err(f) if f.is_not_found() => {
+                    sink.emit(Event::Deleted {
+                        object: op.object.clone(),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    Ok(Outcome::Other)
+                }
                 Err(f) => fail(write_failure(&f)),
             }
         }

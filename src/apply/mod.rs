@@ -121,6 +121,9 @@ pub struct ApplyOptions {
     pub replace: Vec<String>,
     /// Changes that delete claims with their data may run (`--delete-data`).
     pub delete_data: bool,
+    /// Instead of `--delete-data`: the claims a scale-down deletes are snapshotted first
+    /// (`--snapshot-before`); refused for a claim no snapshot can be planned for.
+    pub snapshot_before: bool,
     /// Set once a signal asks the rollout to stop.
     pub interrupt: Option<tokio::sync::watch::Receiver<Option<Interrupt>>>,
     /// Where the fingerprint of each write of a step's manifest is noted, for the inventory.
@@ -136,6 +139,7 @@ impl Default for ApplyOptions {
             adopt: false,
             replace: Vec::new(),
             delete_data: false,
+            snapshot_before: false,
             interrupt: None,
             record: None,
         }
@@ -156,9 +160,14 @@ pub enum ApplyError {
     PlanErrors(Vec<String>),
     #[error("the plan deletes claims with their data: {}", .0.join("; "))]
     #[diagnostic(help(
-        "pass --delete-data if that data may go, or keep the claims: set retention = {{ when_scaled = \"Retain\" }}"
+        "pass --delete-data if that data may go, --snapshot-before to snapshot each claim first (where a VolumeSnapshotClass exists for its driver), or keep the claims: set retention = {{ when_scaled = \"Retain\" }}"
     ))]
     DeletesData(Vec<String>),
+    #[error("--snapshot-before cannot snapshot every claim the plan deletes: {}", .0.join("; "))]
+    #[diagnostic(help(
+        "create a VolumeSnapshotClass for the claims' driver, or pass --delete-data instead if that data may go"
+    ))]
+    NoSnapshot(Vec<String>),
     #[error("the plan takes over objects this stack does not own: {}", .0.join("; "))]
     #[diagnostic(help("pass --adopt to take them over, or set adopt = true on them in the spec"))]
     Adopt(Vec<String>),
@@ -274,17 +283,39 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
     if !replace.is_empty() {
         return Err(ApplyError::Replace(replace));
     }
+    // Claims a change deletes need --delete-data, or a planned snapshot each (--snapshot-before).
+    let bare = |s: &Step| crate::plan::safety::unprotected(s);
+    let no_snapshot: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| options.snapshot_before && !options.delete_data && !bare(s).is_empty())
+        .map(|s| {
+            let why: Vec<&str> = s
+                .reasons
+                .iter()
+                .filter(|r| r.contains("no snapshot"))
+                .map(String::as_str)
+                .collect();
+            format!(
+                "{} deletes {} ({})",
+                s.object.short(),
+                bare(s).join(", "),
+                if why.is_empty() {
+                    "no snapshot planned".to_string()
+                } else {
+                    why.join("; ")
+                }
+            )
+        })
+        .collect();
+    if !no_snapshot.is_empty() {
+        return Err(ApplyError::NoSnapshot(no_snapshot));
+    }
     let data: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| !s.deletes_claims.is_empty() && !options.delete_data)
-        .map(|s| {
-            format!(
-                "{} deletes {}",
-                s.object.short(),
-                s.deletes_claims.join(", ")
-            )
-        })
+        .filter(|s| !bare(s).is_empty() && !options.delete_data)
+        .map(|s| format!("{} deletes {}", s.object.short(), bare(s).join(", ")))
         .collect();
     if !data.is_empty() {
         return Err(ApplyError::DeletesData(data));

@@ -39,6 +39,9 @@ pub struct PlanOptions {
     /// Ask the server for a dry run of every object, even those the inventory's record shows
     /// untouched since the last apply (`--full`).
     pub full: bool,
+    /// The claims a scale-down deletes (`whenScaled: Delete`) are snapshotted first
+    /// (`--snapshot-before`).
+    pub snapshot_before: bool,
 }
 
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
@@ -149,6 +152,16 @@ pub async fn make_plan_with(
             steps.extend(removal);
         }
     }
+    // Data that goes is snapshotted first where a VolumeSnapshotClass exists for its driver.
+    let safety = super::safety::Options {
+        snapshot_before: options.snapshot_before,
+        destroy: options.destroy,
+        stamp: k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S")
+            .to_string(),
+    };
+    super::safety::plan_in_cluster(gw, &mut steps, facts, &safety).await;
+    super::resume::explain(gw, &mut steps, &facts.claims, facts.namespace_exists).await;
     if ctx.create_namespace
         && objects.iter().any(|d| d.id.kind.namespaced())
         && let Some(ns_step) = steps.iter_mut().find(|s| s.object.kind == Kind::Namespace)
@@ -533,7 +546,17 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                     if !ours {
                         continue;
                     }
-                    let from = size_at(c, "/spec/resources/requests/storage");
+                    // An expansion an interrupted apply started asks for the size already
+                    // but may not have it yet: it is expanded (at no cost) and waited for.
+                    let request = size_at(c, "/spec/resources/requests/storage");
+                    let capacity = size_at(c, "/status/capacity/storage");
+                    let from = match (
+                        crate::spec::quantity::Quantity::parse(&request),
+                        crate::spec::quantity::Quantity::parse(&capacity),
+                    ) {
+                        (Ok(r), Ok(c)) if c.cmp_exact(&r) == std::cmp::Ordering::Less => capacity,
+                        _ => request,
+                    };
                     let class = size_at(c, "/spec/storageClassName");
                     if size_at(c, "/status/phase") != "Bound" {
                         refusals.push(format!("pvc/{claim} is not Bound"));

@@ -62,6 +62,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         resize: None,
         deletes_claims: Vec::new(),
         allow_replace: d.allow_replace,
+        snapshots: Vec::new(),
     };
     let Some(live) = input.live else {
         match input.dry_run {

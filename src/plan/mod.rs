@@ -11,6 +11,8 @@ pub mod observe;
 pub mod ops;
 pub mod ownership;
 pub mod prune;
+pub mod resume;
+pub mod safety;
 pub mod saved;
 
 use crate::gateway::FieldConflict;
@@ -147,6 +149,25 @@ pub struct Step {
     /// `allow_replace = true` on a claim or volume: `--replace` may delete and re-create it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_replace: bool,
+    /// Snapshots taken before this change deletes data (a claim replaced or pruned, claims a
+    /// scale-down deletes): each is created and waited for until `readyToUse` before anything
+    /// is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SafetySnapshot>,
+}
+
+/// A snapshot of a claim taken before a change deletes its data (see [`safety`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetySnapshot {
+    /// The claim, in the snapshot's namespace.
+    pub claim: String,
+    pub namespace: String,
+    /// The VolumeSnapshot's name: `<claim>-before-<change>-<UTC timestamp of the plan>`.
+    pub name: String,
+    /// The VolumeSnapshotClass for the claim's driver.
+    pub class: String,
+    /// The change it precedes: `replace`, `prune`, `destroy`, `scale-down`.
+    pub before: String,
 }
 
 /// What a StatefulSet claim-template resize does.

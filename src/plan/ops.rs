@@ -87,6 +87,15 @@ pub enum Op {
     Wait { rule: WaitRule },
     /// Reports that a wait happens later, or not at all (a claim waiting for its consumer).
     Defer { message: String },
+    /// Creates a VolumeSnapshot (the operation's object) of `claim` with `class`, labelled with
+    /// the stack and the claim, before a change deletes the claim's data (`before`: `replace`,
+    /// `prune`, `destroy`, `scale-down`). A snapshot of that name and claim that exists already
+    /// (an apply interrupted after taking it) counts as taken.
+    Snapshot {
+        claim: String,
+        class: String,
+        before: String,
+    },
 }
 
 /// Deferral of a claim whose class binds on first consumer.
@@ -173,6 +182,11 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             let mut gate = Vec::new();
             if let Some(dep) = source.and_then(|s| done_of.get(&s)) {
                 gate.push(*dep);
+            }
+            // Data this change deletes is snapshotted first, and every write waits for that.
+            let snapshots = snapshot_ops(&mut b, i, step, gate.clone());
+            if !snapshots.is_empty() {
+                gate = snapshots;
             }
             let written = match step.action {
                 Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
@@ -263,6 +277,14 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
         }
         b.close_phase(next_gate);
     }
+    // Claims deleted with their data are snapshotted before the first deletion.
+    let mut snapshots = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if step.action == Action::Delete {
+            snapshots.extend(snapshot_ops(&mut b, i, step, Vec::new()));
+        }
+    }
+    b.close_phase(snapshots);
     // Deletions run after the rollout, in reverse phase order, each waited for until gone.
     for phase in ROLLOUT_ORDER.iter().rev() {
         let mut next_gate = Vec::new();
@@ -309,6 +331,35 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
         }
     }
     b.ops
+}
+
+/// The snapshots a step takes before it deletes data: per claim, a create of the snapshot and a
+/// wait until it is `readyToUse`. Returns the waits' ids (what the deletion must wait for).
+fn snapshot_ops(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> Vec<usize> {
+    step.snapshots
+        .iter()
+        .map(|s| {
+            let id = ObjectRef::new(Kind::VolumeSnapshot, &s.namespace, &s.name);
+            let create = b.push(
+                i,
+                &id,
+                Op::Snapshot {
+                    claim: s.claim.clone(),
+                    class: s.class.clone(),
+                    before: s.before.clone(),
+                },
+                after.clone(),
+            );
+            b.push(
+                i,
+                &id,
+                Op::Wait {
+                    rule: WaitRule::SnapshotReady,
+                },
+                vec![create],
+            )
+        })
+        .collect()
 }
 
 /// Replace: orphan-delete (uid precondition) → wait until gone → create → wait with the kind's
@@ -436,7 +487,7 @@ fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::{LiveVersion, WaitPlan};
     use serde_json::json;
@@ -466,6 +517,7 @@ mod tests {
             resize: None,
             deletes_claims: Vec::new(),
             allow_replace: false,
+            snapshots: Vec::new(),
         }
     }
 
@@ -480,6 +532,7 @@ mod tests {
                     Op::Delete { .. } => "delete".into(),
                     Op::Wait { rule } => format!("wait {rule:?}"),
                     Op::Defer { .. } => "defer".into(),
+                    Op::Snapshot { claim, .. } => format!("snapshot of {claim}"),
                 };
                 let gate = o
                     .after_phase
@@ -644,6 +697,56 @@ mod tests {
                 propagation: Propagation::Orphan
             }
         );
+    }
+
+    fn safety(claim: &str, before: &str) -> crate::plan::SafetySnapshot {
+        crate::plan::SafetySnapshot {
+            claim: claim.into(),
+            namespace: "ns".into(),
+            name: format!("{claim}-before-{before}-1"),
+            class: "fast-snapshots".into(),
+            before: before.into(),
+        }
+    }
+
+    #[test]
+    fn data_is_snapshotted_and_ready_before_anything_is_deleted() {
+        let mut claim = step(Kind::PersistentVolumeClaim, "data", Action::Replace);
+        claim.snapshots = vec![safety("data", "replace")];
+        let mut sts = step(Kind::StatefulSet, "db", Action::Update);
+        sts.snapshots = vec![safety("data-db-2", "scale-down")];
+        let mut gone = step(Kind::PersistentVolumeClaim, "old", Action::Delete);
+        gone.snapshots = vec![safety("old", "prune")];
+        let ops = schedule(&[claim, sts, gone]);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "volumesnapshot/data-before-replace-1 snapshot of data after []",
+                "volumesnapshot/data-before-replace-1 wait SnapshotReady after [0]",
+                "pvc/data delete after [1]",
+                "pvc/data wait Gone after [2]",
+                "pvc/data create after [3]",
+                "pvc/data wait ClaimBound after [4] completes 0",
+                "volumesnapshot/data-db-2-before-scale-down-1 snapshot of data-db-2 after [] after phase 0",
+                "volumesnapshot/data-db-2-before-scale-down-1 wait SnapshotReady after [6]",
+                "statefulset/db apply after [7]",
+                "statefulset/db wait StatefulSetReady after [8] completes 1",
+                "volumesnapshot/old-before-prune-1 snapshot of old after [] after phase 1",
+                "volumesnapshot/old-before-prune-1 wait SnapshotReady after [10] completes 2",
+                "pvc/old delete after [] after phase 2",
+                "pvc/old wait Gone after [12] completes 3",
+            ]
+        );
+        assert_eq!(
+            ops[0].op,
+            Op::Snapshot {
+                claim: "data".into(),
+                class: "fast-snapshots".into(),
+                before: "replace".into()
+            }
+        );
+        // The snapshots belong to the steps of the changes they precede.
+        assert_eq!((ops[0].step, ops[6].step, ops[10].step), (0, 1, 2));
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn removal_step(c: &Candidate) -> Step {
         resize: None,
         deletes_claims: Vec::new(),
         allow_replace: false,
+        snapshots: Vec::new(),
     }
 }
 

@@ -30,6 +30,7 @@ fn step(kind: Kind, name: &str, action: Action) -> Step {
         resize: None,
         deletes_claims: Vec::new(),
         allow_replace: false,
+        snapshots: Vec::new(),
     }
 }
 

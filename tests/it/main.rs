@@ -20,6 +20,7 @@ mod readme;
 mod replace;
 mod resize;
 mod rollout;
+mod safety;
 mod secrets;
 mod snapshots;
 mod stale;

@@ -327,3 +327,164 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A class of the simulated driver whose expansions take a while, so that apply can be killed
+/// while a claim is resizing.
+const SLOW_CLASS: &str = "[[storage_class]]\nname = \"slow\"\nprovisioner = \"csi.stateful.test\"\nallow_volume_expansion = true\nparameters = { \"stateful.test/resize-delay\" = \"2s\" }\n";
+
+/// Runs apply with `-o json` and kills it (SIGKILL) right after the first event for which
+/// `stop` is true. Returns the events it printed, the last one being that event.
+fn apply_killed_at(
+    ctx: &TestCtx,
+    spec: &str,
+    stop: &dyn Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let args: Vec<String> = [
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+        "-n",
+        &ctx.ns,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut cmd = crate::support::plugin_command(&args, &[]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
+            continue;
+        };
+        let hit = stop(&event);
+        seen.push(event);
+        if hit {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        seen.last().is_some_and(stop),
+        "apply ended before the kill point: {seen:#?}"
+    );
+    seen
+}
+
+fn is(event: &serde_json::Value, name: &str, kind: &str, object: &str) -> bool {
+    event["event"] == name && event["object"]["kind"] == kind && event["object"]["name"] == object
+}
+
+/// A 3-replica template resize killed at one point of its recipe, then applied again: it
+/// converges, no pod is re-created, no claim is lost, and every claim has the new size.
+async fn resize_killed_then_resumed(test: &str, stop: &dyn Fn(&serde_json::Value) -> bool) {
+    let ctx = TestCtx::new(test).await;
+    let spec = ctx.spec("k", &format!("{SLOW_CLASS}{}", sts(3, "1Gi", "slow")));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "3m"])
+        .expect_code(0);
+    let before = pod_uids(&ctx).await;
+    assert_eq!(before.len(), 3);
+    ctx.spec("k", &format!("{SLOW_CLASS}{}", sts(3, "2Gi", "slow")));
+    let seen = apply_killed_at(&ctx, spec, stop);
+    let last = seen.last().unwrap();
+    eprintln!("{test}: killed after {last}");
+    // What the next plan finds.
+    let plan = ctx.run(&["plan", "-f", spec]);
+    let sts_api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    if sts_api.get_opt("db").await.unwrap().is_none() {
+        assert_contains(&plan.stdout, "+ statefulset/db will be created");
+        assert_contains(
+            &plan.stdout,
+            "the StatefulSet is missing but its pods db-0, db-1, db-2 and claims data-db-0, data-db-1, data-db-2 are there",
+        );
+    }
+    // The killed apply still holds the stack's lease until it expires.
+    let again = ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "--timeout",
+        "3m",
+        "--lock-timeout",
+        "90s",
+    ]);
+    again.expect_code(0);
+    assert_eq!(pod_uids(&ctx).await, before, "no pod was re-created");
+    for n in 0..3 {
+        assert_eq!(
+            capacity(&ctx, &format!("data-db-{n}")).await,
+            "2Gi",
+            "data-db-{n}"
+        );
+    }
+    let sts = sts_api.get("db").await.unwrap();
+    let templates = sts.spec.unwrap().volume_claim_templates.unwrap();
+    let size = &templates[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"];
+    assert_eq!(size.0, "2Gi");
+    ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn a_resize_killed_after_the_retention_change_resumes() {
+    resize_killed_then_resumed("killretain", &|e| {
+        is(e, "applied", "StatefulSet", "db") && e["action"] == "update"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resize_killed_while_a_claim_expands_resumes() {
+    resize_killed_then_resumed("killexpand", &|e| {
+        is(e, "applied", "PersistentVolumeClaim", "data-db-0")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resize_killed_after_a_claim_expanded_resumes() {
+    resize_killed_then_resumed("killexpanded", &|e| {
+        is(e, "ready", "PersistentVolumeClaim", "data-db-0")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resize_killed_right_after_the_orphan_delete_resumes() {
+    resize_killed_then_resumed("killdelete", &|e| is(e, "deleted", "StatefulSet", "db")).await;
+}
+
+#[tokio::test]
+async fn a_resize_killed_once_the_statefulset_is_gone_resumes() {
+    resize_killed_then_resumed("killgone", &|e| is(e, "ready", "StatefulSet", "db")).await;
+}
+
+#[tokio::test]
+async fn a_resize_killed_after_the_create_resumes() {
+    resize_killed_then_resumed("killcreate", &|e| {
+        is(e, "applied", "StatefulSet", "db") && e["action"] == "create"
+    })
+    .await;
+}

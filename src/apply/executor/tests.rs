@@ -56,6 +56,7 @@ fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
         resize: None,
         deletes_claims: Vec::new(),
         allow_replace: false,
+        snapshots: Vec::new(),
     }
 }
 
