@@ -117,17 +117,8 @@ fn owner(v: &Value) -> Option<String> {
 fn template_of<'a>(claim: &str, statefulsets: &'a [Value]) -> Option<(&'a str, String)> {
     for sts in statefulsets {
         let sts_name = name_of(sts);
-        for t in sts
-            .pointer("/spec/volumeClaimTemplates")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let t = name_of(t);
-            if let Some(ordinal) = claim.strip_prefix(&format!("{t}-{sts_name}-"))
-                && !ordinal.is_empty()
-                && ordinal.bytes().all(|b| b.is_ascii_digit())
-            {
+        for t in crate::kinds::statefulset::template_names(sts) {
+            if crate::kinds::statefulset::template_claim_ordinal(claim, t, sts_name).is_some() {
                 return Some((sts_name, t.to_string()));
             }
         }

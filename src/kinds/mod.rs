@@ -12,7 +12,7 @@ mod deployment;
 mod lease;
 mod namespace;
 mod service;
-mod statefulset;
+pub mod statefulset;
 mod storage_class;
 mod volume;
 mod volume_snapshot;

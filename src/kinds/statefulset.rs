@@ -100,10 +100,81 @@ pub fn template_claims(name: &str, sts: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The names of a StatefulSet's claim templates (from its manifest or its live object).
+pub fn template_names(sts: &Value) -> Vec<&str> {
+    sts.pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
+        .collect()
+}
+
+/// The ordinal of `claim` when it is named exactly like a claim of template `template` of the
+/// StatefulSet `sts` — `<template>-<sts>-<ordinal>` — never by a substring match.
+pub fn template_claim_ordinal(claim: &str, template: &str, sts: &str) -> Option<u64> {
+    let ordinal = claim
+        .strip_prefix(template)?
+        .strip_prefix('-')?
+        .strip_prefix(sts)?
+        .strip_prefix('-')?;
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+/// Among `claims`, those made from the templates of StatefulSet `name` (`sts`: its manifest
+/// or live object), of any ordinal — those of ordinals scaled away included — with the
+/// template's name and the ordinal.
+pub fn claims_of_templates<'c>(
+    name: &str,
+    sts: &Value,
+    claims: &'c [Value],
+) -> Vec<(&'c Value, String, u64)> {
+    let templates = template_names(sts);
+    claims
+        .iter()
+        .filter_map(|c| {
+            let claim = c.pointer("/metadata/name").and_then(Value::as_str)?;
+            templates
+                .iter()
+                .find_map(|t| template_claim_ordinal(claim, t, name).map(|o| (c, t.to_string(), o)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn template_claims_are_matched_exactly() {
+        assert_eq!(template_claim_ordinal("data-db-0", "data", "db"), Some(0));
+        assert_eq!(template_claim_ordinal("data-db-12", "data", "db"), Some(12));
+        for other in [
+            "data-db-",
+            "data-db-+1",
+            "data-db-x",
+            "data-db-replica-0",
+            "data-dbx-0",
+            "datadb-0",
+        ] {
+            assert_eq!(template_claim_ordinal(other, "data", "db"), None, "{other}");
+        }
+        let sts = json!({"spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}, {"metadata": {"name": "wal"}}]}});
+        let claims = vec![
+            json!({"metadata": {"name": "wal-db-3"}}),
+            json!({"metadata": {"name": "data-db-replica-0"}}),
+            json!({"metadata": {"name": "data-db-0"}}),
+        ];
+        let found: Vec<(String, u64)> = claims_of_templates("db", &sts, &claims)
+            .into_iter()
+            .map(|(_, t, o)| (t, o))
+            .collect();
+        assert_eq!(found, vec![("wal".to_string(), 3), ("data".to_string(), 0)]);
+    }
 
     #[test]
     fn related_objects_are_named_exactly() {

@@ -9,6 +9,7 @@ use super::prune::{self, Candidate};
 use super::{Action, Plan, Step, WaitPlan};
 use crate::desired::{self, DesiredObject};
 use crate::gateway::{ApplyOptions, Gateway};
+use crate::kinds::statefulset::{claims_of_templates, template_claim_ordinal};
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
 use crate::live::{ClusterError, ClusterFacts, facts};
 use crate::spec::{self, Spec};
@@ -193,30 +194,16 @@ pub async fn make_plan_with(
 fn template_claims_of(candidates: &[Candidate], facts: &ClusterFacts) -> Vec<Candidate> {
     let mut out = Vec::new();
     for sts in candidates.iter().filter(|c| c.id.kind == Kind::StatefulSet) {
-        let templates: Vec<&str> = sts
-            .live
-            .pointer("/spec/volumeClaimTemplates")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
-            .collect();
-        for claim in &facts.claims {
-            let name = crate::live::name_of(claim);
-            let from_template = templates.iter().any(|t| {
-                name.strip_prefix(&format!("{t}-{}-", sts.id.name))
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        let ns = sts.id.namespace.as_deref().unwrap_or_default();
+        for (claim, _, _) in claims_of_templates(&sts.id.name, &sts.live, &facts.claims) {
+            out.push(Candidate {
+                id: ObjectRef::new(
+                    Kind::PersistentVolumeClaim,
+                    ns,
+                    &crate::live::name_of(claim),
+                ),
+                live: claim.clone(),
             });
-            if from_template {
-                out.push(Candidate {
-                    id: ObjectRef::new(
-                        Kind::PersistentVolumeClaim,
-                        sts.id.namespace.as_deref().unwrap_or_default(),
-                        &name,
-                    ),
-                    live: claim.clone(),
-                });
-            }
         }
     }
     out
@@ -496,23 +483,11 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 return;
             }
             let replicas = step.manifest["spec"]["replicas"].as_i64().unwrap_or(1);
-            let name = step.object.name.clone();
-            let templates: Vec<String> = live["spec"]["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| size_at(t, "/metadata/name"))
-                .collect();
             let mut doomed = Vec::new();
             let mut sizes = Vec::new();
-            for c in &facts.claims {
-                let claim = crate::live::name_of(c);
-                let ordinal = templates.iter().find_map(|t| {
-                    claim
-                        .strip_prefix(&format!("{t}-{name}-"))
-                        .and_then(|n| n.parse::<i64>().ok())
-                });
-                if ordinal.is_some_and(|o| o >= replicas) {
+            for (c, _, ordinal) in claims_of_templates(&step.object.name, live, &facts.claims) {
+                if i64::try_from(ordinal).is_ok_and(|o| o >= replicas) {
+                    let claim = crate::live::name_of(c);
                     let size = size_at(c, "/status/capacity/storage");
                     sizes.push(format!("{claim} ({size})"));
                     doomed.push(claim);
@@ -540,10 +515,7 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 let to = size_at(t, "/spec/resources/requests/storage");
                 for c in &facts.claims {
                     let claim = crate::live::name_of(c);
-                    let ours = claim
-                        .strip_prefix(&format!("{tpl}-{name}-"))
-                        .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()));
-                    if !ours {
+                    if template_claim_ordinal(&claim, &tpl, &name).is_none() {
                         continue;
                     }
                     // An expansion an interrupted apply started asks for the size already

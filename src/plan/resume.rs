@@ -13,24 +13,11 @@ fn str_at<'v>(v: &'v Value, p: &str) -> &'v str {
 
 /// The claims of a StatefulSet's templates among `claims` (`<template>-<name>-<ordinal>`).
 pub fn template_claims(manifest: &Value, name: &str, claims: &[Value]) -> Vec<String> {
-    let templates: Vec<&str> = manifest
-        .pointer("/spec/volumeClaimTemplates")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|t| str_at(t, "/metadata/name"))
-        .collect();
-    let mut out: Vec<String> = claims
-        .iter()
-        .map(|c| str_at(c, "/metadata/name"))
-        .filter(|c| {
-            templates.iter().any(|t| {
-                c.strip_prefix(&format!("{t}-{name}-"))
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()))
-            })
-        })
-        .map(str::to_string)
-        .collect();
+    let mut out: Vec<String> =
+        crate::kinds::statefulset::claims_of_templates(name, manifest, claims)
+            .into_iter()
+            .map(|(c, _, _)| str_at(c, "/metadata/name").to_string())
+            .collect();
     out.sort();
     out
 }

@@ -158,24 +158,9 @@ fn doomed(step: &Step, f: &Facts<'_>, o: &Options) -> Option<(Vec<String>, &'sta
                 return None;
             }
             let name = &step.object.name;
-            let templates: Vec<&str> = live
-                .pointer("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array)
+            let claims = crate::kinds::statefulset::claims_of_templates(name, live, f.claims)
                 .into_iter()
-                .flatten()
-                .map(|t| str_at(t, "/metadata/name"))
-                .collect();
-            let claims = f
-                .claims
-                .iter()
-                .map(|c| str_at(c, "/metadata/name"))
-                .filter(|c| {
-                    templates.iter().any(|t| {
-                        c.strip_prefix(&format!("{t}-{name}-"))
-                            .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()))
-                    })
-                })
-                .map(str::to_string)
+                .map(|(c, _, _)| str_at(c, "/metadata/name").to_string())
                 .collect();
             Some((claims, removal))
         }

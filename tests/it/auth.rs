@@ -6,20 +6,9 @@
 use crate::support::{Run, TestCtx, assert_contains, cluster, run_plugin};
 use base64::Engine;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn kubectl(args: &[&str]) -> String {
-    let out = Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(args)
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::support::kubectl(None, args, None).trim().to_string()
 }
 
 /// The admin kubeconfig's server and CA, and its client certificate and key (PEM).

@@ -110,17 +110,7 @@ impl Rng {
 }
 
 fn kubectl(ns: &str, args: &[&str]) {
-    let out = std::process::Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(args)
-        .args(["-n", ns])
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::kubectl(Some(ns), args, None);
 }
 
 /// What a plan says, without what changes between two reads of the same cluster

@@ -2,24 +2,12 @@
 //! `kubectl apply` of hand-written YAML → import → plan shows no changes → apply adopts them →
 //! no pod was restarted (same uids) → plan is clean and the objects carry the stack's labels.
 
-use crate::support::{TestCtx, assert_contains, client, cluster};
+use crate::support::{TestCtx, assert_contains, client};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 fn kubectl(ctx: &TestCtx, args: &[&str]) -> String {
-    let out = Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(args)
-        .args(["-n", &ctx.ns])
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::support::kubectl(Some(&ctx.ns), args, None)
 }
 
 /// `kubectl apply` (or `create`) of YAML written by hand; `{p}` stands for the test's prefix

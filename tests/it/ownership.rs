@@ -2,24 +2,13 @@
 //! the stack does not own, objects that appear between plan and apply, strict field
 //! validation of `patch`, and an API server that stops answering.
 
-use crate::support::{TestCtx, assert_contains, client, cluster, run_plugin};
+use crate::support::{TestCtx, assert_contains, client, run_plugin};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
-use std::process::Command;
 
 fn kubectl(ctx: &TestCtx, args: &[&str]) {
-    let out = Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(args)
-        .args(["-n", &ctx.ns])
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::kubectl(Some(&ctx.ns), args, None);
 }
 
 const STS: &str = "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 1\n";

@@ -1,46 +1,16 @@
 //! Removing things without losing data: prune, destroy and the stack's inventory, on the real
 //! control plane.
 
-use crate::support::{TestCtx, assert_contains, client, cluster};
+use crate::support::{TestCtx, assert_contains, client};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use serde_json::Value;
-use std::process::Command;
 
 fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(args)
-        .args(["-n", ns])
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::kubectl(Some(ns), args, stdin);
 }
 
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use crate::support::json_lines as events;
 
 async fn exists<K>(ns: Option<&str>, name: &str) -> bool
 where

@@ -4,12 +4,7 @@ use crate::support::{TestCtx, assert_contains, client, step_of};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde_json::Value;
 
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use crate::support::json_lines as events;
 
 fn position(events: &[Value], kind: &str, object: &str) -> Option<usize> {
     events

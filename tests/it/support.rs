@@ -476,3 +476,37 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs the test cluster's kubectl — in namespace `ns` when given, with `stdin` as its input —
+/// asserts that it succeeded and returns what it printed.
+pub fn kubectl(ns: Option<&str>, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut command = Command::new(cluster().kubectl_dir.join("kubectl"));
+    command.args(args);
+    if let Some(ns) = ns {
+        command.args(["-n", ns]);
+    }
+    let mut child = command
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let input = child.stdin.take().expect("kubectl's stdin");
+    if let Some(text) = stdin {
+        let mut input = input;
+        input
+            .write_all(text.as_bytes())
+            .expect("write kubectl's input");
+    } else {
+        drop(input);
+    }
+    let out = child.wait_with_output().expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

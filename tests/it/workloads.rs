@@ -5,12 +5,7 @@ use crate::support::{TestCtx, assert_contains, client};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use serde_json::Value;
 
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect()
-}
+use crate::support::json_lines as events;
 
 fn position(events: &[Value], event: &str, name: &str) -> usize {
     events
