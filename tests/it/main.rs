@@ -26,4 +26,5 @@ mod status;
 mod support;
 mod terminal;
 mod usage;
+mod watches;
 mod workloads;
