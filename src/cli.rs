@@ -45,7 +45,7 @@ pub struct ClusterArgs {
     /// Namespace for namespaced objects (default: the spec's, then the context's, then "default").
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
-    /// How many objects of one phase are planned, written or waited for at once.
+    /// How many objects are planned or written at once (waits share one watch per kind).
     #[arg(long, global = true, value_name = "N", default_value_t = crate::live::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Never color the output (NO_COLOR is honored too).

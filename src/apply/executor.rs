@@ -1,10 +1,12 @@
 //! The generic executor: runs a plan's operations in dependency order through the gateway.
 //!
-//! An operation starts once every operation it depends on has succeeded (at most `concurrency`
-//! run at once); when one fails, its dependents are skipped and everything else goes on. Each
-//! operation type has its own small runner below; none of them knows about kinds beyond the
-//! plan's wait rules.
+//! An operation starts once every operation it depends on has succeeded ([`queue`]; at most
+//! `concurrency` writes at once, while waits, which share one watch per kind through the
+//! [`WatchHub`], make no requests and are not bounded); when one fails, its dependents are
+//! skipped and everything else goes on. Each operation type has its own small runner below; none
+//! of them knows about kinds beyond the plan's wait rules.
 
+use super::watch_hub::WatchHub;
 use super::{ApplyError, ApplyOptions, Event, Sink, check_executable, diagnose, staleness, waits};
 use crate::gateway::{self, ApiFailure, Gateway};
 use crate::kinds::{Kind, ObjectRef};
@@ -54,70 +56,71 @@ pub async fn execute(
     sink: &dyn Sink,
 ) -> Result<usize, ApplyError> {
     check_executable(plan, options)?;
+    let hub = WatchHub::new(gw, plan);
+    hub.drive(rollout(gw, plan, options, sink, &hub)).await
+}
+
+/// What every operation's runner shares.
+struct Ctx<'a> {
+    gw: &'a dyn Gateway,
+    options: &'a ApplyOptions,
+    deadline: Instant,
+    sink: &'a dyn Sink,
+    written: Written,
+    hub: &'a WatchHub<'a>,
+    /// Requests made to explain a wait (its events, a claim's pods) run at most `concurrency`
+    /// at once, like writes: waits themselves make none.
+    explaining: tokio::sync::Semaphore,
+}
+
+/// Whether an operation sends requests (and so counts against `--concurrency`). Waits share
+/// the hub's watches, and keeps and deferrals only report.
+fn sends_requests(op: &Operation) -> bool {
+    !matches!(op.op, Op::Wait { .. } | Op::Keep | Op::Defer { .. })
+}
+
+async fn rollout(
+    gw: &dyn Gateway,
+    plan: &Plan,
+    options: &ApplyOptions,
+    sink: &dyn Sink,
+    hub: &WatchHub<'_>,
+) -> Result<usize, ApplyError> {
     let start = Instant::now();
     let deadline = start + options.timeout;
     let ops = &plan.operations;
     let mut state = vec![State::Pending; ops.len()];
     let mut announced: BTreeSet<(bool, usize)> = BTreeSet::new();
-    let written = Written::default();
+    let concurrency = options.concurrency.max(1);
+    let ctx = Ctx {
+        gw,
+        options,
+        deadline,
+        sink,
+        written: Written::default(),
+        hub,
+        explaining: tokio::sync::Semaphore::new(concurrency),
+    };
     let mut running = FuturesUnordered::new();
+    let mut requesting = 0usize;
     let (mut applied, mut unchanged) = (0, 0);
     let mut failures: Vec<String> = Vec::new();
-    let concurrency = options.concurrency.max(1);
     let mut interrupt = options.interrupt.clone();
     let mut interrupted: Option<super::Interrupt> = None;
     let mut abandoned: Vec<usize> = Vec::new();
-    // Phase gates: how many operations completing each phase have not succeeded yet, and
-    // whether one of them failed (or was skipped).
-    let phases = ops
-        .iter()
-        .filter_map(|o| o.completes_phase.max(o.after_phase))
-        .max()
-        .map_or(0, |p| p + 1);
-    let mut phase_left = vec![0usize; phases];
-    let mut phase_failed = vec![false; phases];
-    for op in ops {
-        if let Some(p) = op.completes_phase.filter(|p| *p < phases) {
-            phase_left[p] += 1;
-        }
-    }
-    let settle = |op: &Operation, st: State, left: &mut [usize], failed: &mut [bool]| {
-        if let Some(p) = op.completes_phase.filter(|p| *p < phases) {
-            match st {
-                State::Done => left[p] = left[p].saturating_sub(1),
-                State::Failed | State::Skipped => failed[p] = true,
-                _ => {}
-            }
-        }
-    };
+    let mut queue = queue::Queue::new(ops, sends_requests);
     loop {
         if interrupted.is_none()
             && let Some(rx) = &interrupt
         {
             interrupted = *rx.borrow();
         }
-        // Dependencies always have lower ids, so one pass in id order settles every state.
-        // Once interrupted, nothing new starts.
-        for op in ops.iter().filter(|_| interrupted.is_none()) {
-            if state[op.id] != State::Pending {
-                continue;
-            }
-            let gate = op.after_phase.filter(|p| *p < phases);
-            if op
-                .after
-                .iter()
-                .any(|d| matches!(state[*d], State::Failed | State::Skipped))
-                || gate.is_some_and(|p| phase_failed[p])
-            {
-                state[op.id] = State::Skipped;
-                settle(op, State::Skipped, &mut phase_left, &mut phase_failed);
-                continue;
-            }
-            let ready = op.after.iter().all(|d| state[*d] == State::Done)
-                && gate.is_none_or(|p| phase_left[p] == 0);
-            if !ready || running.len() >= concurrency {
-                continue;
-            }
+        // Start everything whose dependencies are met; once interrupted, nothing new starts.
+        while interrupted.is_none() {
+            let Some(id) = queue.pop(requesting < concurrency) else {
+                break;
+            };
+            let op = &ops[id];
             let step = &plan.steps[op.step];
             let phase = step.object.kind.phase();
             let deleting = step.action == Action::Delete;
@@ -141,14 +144,14 @@ pub async fn execute(
                         .count(),
                 });
             }
-            state[op.id] = State::Running;
-            let id = op.id;
+            state[id] = State::Running;
+            requesting += usize::from(sends_requests(op));
             running.push(
                 // Waits end at the deadline by themselves and then explain why; this outer bound
                 // leaves them the time for that.
                 tokio::time::timeout_at(
                     deadline + DIAGNOSIS_BUDGET + Duration::from_secs(1),
-                    run(gw, op, step, options, deadline, sink, &written),
+                    run(&ctx, op, step),
                 )
                 .map(move |r| (id, r)),
             );
@@ -172,6 +175,7 @@ pub async fn execute(
             break;
         };
         let op = &ops[id];
+        requesting -= usize::from(sends_requests(op));
         let result = result.unwrap_or_else(|_| {
             let message = format!(
                 "timed out after {:.0}s (--timeout) before this finished",
@@ -202,14 +206,22 @@ pub async fn execute(
                 failures.push(e);
             }
         }
-        settle(op, state[id], &mut phase_left, &mut phase_failed);
+        if state[id] == State::Done {
+            queue.succeeded(id);
+        } else {
+            for skipped in queue.failed(id) {
+                state[skipped] = State::Skipped;
+            }
+        }
     }
     if let Some(signal) = interrupted {
         // Objects with an operation that did not succeed, in plan order.
+        let abandoned: std::collections::HashSet<usize> = abandoned.into_iter().collect();
+        let mut listed: std::collections::HashSet<&ObjectRef> = Default::default();
         let mut not_done: Vec<ObjectRef> = Vec::new();
         for op in ops {
             if (state[op.id] != State::Done || abandoned.contains(&op.id))
-                && !not_done.contains(&op.object)
+                && listed.insert(&op.object)
             {
                 not_done.push(op.object.clone());
             }
@@ -247,24 +259,40 @@ pub async fn execute(
     }
 }
 
-/// The generation each object had right after this apply wrote it: a wait that sees a newer
-/// one knows another writer changed the object during the apply.
+/// What this apply wrote of each object: the generation it had right after the write (a wait
+/// that sees a newer one knows another writer changed the object during the apply), the
+/// manifest, and the `resourceVersion` of the write (a wait trusts no older state).
 #[derive(Default)]
-pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, (i64, Value)>>);
+pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, Write>>);
+
+/// One write: the generation after it, the manifest written, the `resourceVersion` after it.
+type Write = (Option<i64>, Value, Option<String>);
 
 impl Written {
-    /// Notes the generation `obj` has after our write of `manifest`.
+    /// Notes what `obj` is after our write of `manifest`.
     fn record(&self, id: &ObjectRef, obj: &Value, manifest: &Value) {
-        if let Some(g) = obj.pointer("/metadata/generation").and_then(Value::as_i64) {
-            self.0
-                .lock()
-                .expect("written lock")
-                .insert(id.clone(), (g, manifest.clone()));
-        }
+        let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+        let version = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.0
+            .lock()
+            .expect("written lock")
+            .insert(id.clone(), (generation, manifest.clone(), version));
     }
 
+    /// The generation after our write, and the manifest written.
     fn get(&self, id: &ObjectRef) -> Option<(i64, Value)> {
-        self.0.lock().expect("written lock").get(id).cloned()
+        let written = self.0.lock().expect("written lock");
+        let (generation, manifest, _) = written.get(id)?;
+        Some(((*generation)?, manifest.clone()))
+    }
+
+    /// The `resourceVersion` of our last write of the object.
+    fn version(&self, id: &ObjectRef) -> Option<String> {
+        let written = self.0.lock().expect("written lock");
+        written.get(id).and_then(|(_, _, v)| v.clone())
     }
 }
 
@@ -282,15 +310,8 @@ fn last_writer(obj: &Value) -> String {
         .to_string()
 }
 
-async fn run(
-    gw: &dyn Gateway,
-    op: &Operation,
-    step: &Step,
-    options: &ApplyOptions,
-    deadline: Instant,
-    sink: &dyn Sink,
-    written: &Written,
-) -> Result<Outcome, String> {
+async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, String> {
+    let (gw, options, sink, written) = (ctx.gw, ctx.options, ctx.sink, &ctx.written);
     let t = Instant::now();
     let fail = |message: String| {
         sink.emit(Event::Failed {
@@ -448,7 +469,7 @@ async fn run(
             }
         }
         Op::Wait { rule } => {
-            let waiting = wait(gw, &op.object, *rule, deadline, sink, written);
+            let waiting = wait(ctx, &op.object, *rule);
             match options.interrupt.clone() {
                 // A wait writes nothing: an interrupt abandons it at once.
                 Some(mut rx) => tokio::select! {
@@ -539,22 +560,23 @@ fn write_failure(f: &ApiFailure) -> String {
     message
 }
 
-/// Watches one object until `rule` says done or the deadline passes, reporting progress. On
-/// failure the object's recent events and conditions are attached.
-async fn wait(
-    gw: &dyn Gateway,
-    id: &ObjectRef,
-    rule: WaitRule,
-    deadline: Instant,
-    sink: &dyn Sink,
-    written: &Written,
-) -> Result<(), String> {
+/// Follows one object's states through the watch hub until `rule` says done or the deadline
+/// passes, reporting progress. On failure the object's recent events and conditions are
+/// attached.
+async fn wait(ctx: &Ctx<'_>, id: &ObjectRef, rule: WaitRule) -> Result<(), String> {
+    let (gw, sink, written) = (ctx.gw, ctx.sink, &ctx.written);
     let start = Instant::now();
-    let mut events = gw.watch(id);
+    // After our write, a state older than it is not the object's answer to it.
+    let floor = if rule == WaitRule::Gone {
+        None
+    } else {
+        written.version(id)
+    };
+    let mut events = ctx.hub.updates(id, floor);
     let mut last_message = String::new();
-    let mut current: Option<Value> = None;
+    let mut current: Option<std::sync::Arc<Value>> = None;
     let mut users: Option<String> = None;
-    let outcome = tokio::time::timeout_at(deadline, async {
+    let outcome = tokio::time::timeout_at(ctx.deadline, async {
         // Bounded by the deadline above; each turn handles one change of the object.
         loop {
             let status = match events.next().await {
@@ -563,7 +585,7 @@ async fn wait(
                     // Another writer changed what we set after our write: its result is not
                     // ours to report as done. (Controllers that fill in defaults, such as a
                     // snapshot's class, change the generation but none of our fields.)
-                    if let (Some((ours, manifest)), Some(live)) = (written.get(id), current.as_ref())
+                    if let (Some((ours, manifest)), Some(live)) = (written.get(id), current.as_deref())
                         && let Some(now) = live.pointer("/metadata/generation").and_then(Value::as_i64)
                         && now > ours
                         && rule != WaitRule::Gone
@@ -574,16 +596,16 @@ async fn wait(
                             ok: false,
                             message: format!(
                                 "changed by {} during apply (generation {ours} → {now}); its result is not this plan's: run plan again",
-                                last_writer(current.as_ref().unwrap_or(&Value::Null))
+                                last_writer(current.as_deref().unwrap_or(&Value::Null))
                             ),
                         };
                     }
-                    let mut status = waits::check(rule, current.as_ref());
+                    let mut status = waits::check(rule, current.as_deref());
                     if rule == WaitRule::ClaimResized
                         && status.message.starts_with(waits::FILE_SYSTEM_PENDING)
                     {
                         if users.is_none() {
-                            users = Some(claim_users(gw, id).await);
+                            users = Some(claim_users(ctx, id).await);
                         }
                         if users.as_deref() == Some("") {
                             // No pod mounts it: the file system grows when one does; do not
@@ -600,7 +622,7 @@ async fn wait(
                         && status.message.contains("kubernetes.io/pvc-protection")
                     {
                         if users.is_none() {
-                            users = Some(claim_users(gw, id).await);
+                            users = Some(claim_users(ctx, id).await);
                         }
                         if let Some(u) = users.as_deref().filter(|u| !u.is_empty()) {
                             status.message = format!("{}: in use by {u}", status.message);
@@ -659,10 +681,10 @@ async fn wait(
             }
         ),
     };
-    let details = tokio::time::timeout(
-        DIAGNOSIS_BUDGET,
-        diagnose::explain(gw, id, current.as_ref()),
-    )
+    let details = tokio::time::timeout(DIAGNOSIS_BUDGET, async {
+        let _permit = ctx.explaining.acquire().await;
+        diagnose::explain(gw, id, current.as_deref()).await
+    })
     .await
     .unwrap_or_else(|_| vec!["could not read its events in time".into()]);
     sink.emit(Event::Failed {
@@ -678,7 +700,9 @@ async fn wait(
 }
 
 /// The pods that mount a claim (`pod/a, pod/b`), for a deletion held by `pvc-protection`.
-async fn claim_users(gw: &dyn Gateway, claim: &ObjectRef) -> String {
+async fn claim_users(ctx: &Ctx<'_>, claim: &ObjectRef) -> String {
+    let gw = ctx.gw;
+    let _permit = ctx.explaining.acquire().await;
     let ns = claim.namespace.clone().unwrap_or_default();
     let query = gateway::ListQuery::new(
         crate::kinds::resource_of::<k8s_openapi::api::core::v1::Pod>(),
@@ -705,5 +729,6 @@ async fn claim_users(gw: &dyn Gateway, claim: &ObjectRef) -> String {
         .join(", ")
 }
 
+mod queue;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 pub mod diagnose;
 pub mod executor;
 pub mod waits;
+pub(crate) mod watch_hub;
 
 use crate::gateway::Gateway;
 use crate::kinds::{Kind, ObjectRef};
@@ -111,7 +112,8 @@ impl Interrupt {
 pub struct ApplyOptions {
     /// Bounds the whole rollout.
     pub timeout: Duration,
-    /// Objects written or waited for at once.
+    /// Writes (and deletions) in flight at once. Waits are not counted: they share the watch
+    /// hub's one watch per kind and make no requests of their own.
     pub concurrency: usize,
     /// Take fields other field managers own (`--force-conflicts`).
     pub force_conflicts: bool,

@@ -1,7 +1,7 @@
 //! An in-memory gateway for unit tests of the planner and the executor: objects by reference,
 //! a log of the calls made, scripted failures and requests that never answer.
 
-use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
+use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Listing, Propagation, WatchEvent};
 use crate::kinds::{Kind, ObjectRef};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -18,6 +18,12 @@ struct State {
     failures: HashMap<(String, ObjectRef), Vec<Option<ApiFailure>>>,
     log: Vec<String>,
     calls: HashMap<String, usize>,
+    /// Every change in order, for watches: (resourceVersion, object, its state, deleted).
+    changelog: Vec<(u64, ObjectRef, Value, bool)>,
+    /// Watches from a version below this one fail with `410 Gone`.
+    compacted: u64,
+    /// Bumped by [`FakeGateway::cut_watches`]: every open watch ends.
+    cuts: u64,
 }
 
 /// The fake. Clones share their state.
@@ -25,6 +31,8 @@ struct State {
 pub struct FakeGateway {
     state: Arc<Mutex<State>>,
     changes: tokio::sync::broadcast::Sender<ObjectRef>,
+    /// Bumped on every change and cut: wakes the watches of collections.
+    ticks: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for FakeGateway {
@@ -38,6 +46,7 @@ impl FakeGateway {
         FakeGateway {
             state: Arc::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
+            ticks: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -56,9 +65,12 @@ impl FakeGateway {
             obj["metadata"]["name"] = json!(id.name);
             obj["metadata"]["uid"] = uid;
             obj["metadata"]["resourceVersion"] = json!(rv);
+            let version = st.next_version;
+            st.changelog.push((version, id.clone(), obj.clone(), false));
             st.objects.insert(id.clone(), obj);
         }
         let _ = self.changes.send(id.clone());
+        self.ticks.send_modify(|t| *t += 1);
     }
 
     /// Changes a stored object in place (e.g. a controller writing its status).
@@ -72,8 +84,36 @@ impl FakeGateway {
 
     /// Removes an object.
     pub fn remove(&self, id: &ObjectRef) {
-        self.state.lock().unwrap().objects.remove(id);
+        {
+            let mut st = self.state.lock().unwrap();
+            if let Some(mut obj) = st.objects.remove(id) {
+                st.next_version += 1;
+                let version = st.next_version;
+                obj["metadata"]["resourceVersion"] = json!(version.to_string());
+                st.changelog.push((version, id.clone(), obj, true));
+            }
+        }
         let _ = self.changes.send(id.clone());
+        self.ticks.send_modify(|t| *t += 1);
+    }
+
+    /// What scripted failures of a collection's `list` and `watch` are keyed by.
+    pub fn collection(kind: Kind) -> ObjectRef {
+        ObjectRef::new(Kind::Namespace, "", &kind.api_resource().plural)
+    }
+
+    /// Forgets the changes made so far: a watch from an earlier version fails with `410 Gone`
+    /// (as after etcd's compaction).
+    pub fn compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.compacted = st.next_version;
+        st.changelog.clear();
+    }
+
+    /// Ends every open watch with a lost connection.
+    pub fn cut_watches(&self) {
+        self.state.lock().unwrap().cuts += 1;
+        self.ticks.send_modify(|t| *t += 1);
     }
 
     pub fn object(&self, id: &ObjectRef) -> Option<Value> {
@@ -115,7 +155,7 @@ impl FakeGateway {
     fn scripted(&self, verb: &str, id: &ObjectRef) -> Option<Option<ApiFailure>> {
         let mut st = self.state.lock().unwrap();
         *st.calls.entry(verb.to_string()).or_default() += 1;
-        if !matches!(verb, "get" | "list" | "dry-run") {
+        if !matches!(verb, "get" | "list" | "dry-run" | "watch") {
             st.log.push(format!("{verb} {}", id.short()));
         }
         let queue = st.failures.get_mut(&(verb.to_string(), id.clone()))?;
@@ -135,6 +175,40 @@ impl FakeGateway {
             }
         }
     }
+}
+
+/// Whether the object is one the query selects (namespace, `a=b,c=d` label selectors,
+/// `metadata.name=x` / `metadata.namespace=x` field selectors).
+fn selects(query: &ListQuery, id: &ObjectRef, obj: &Value) -> bool {
+    let pairs = |s: &Option<String>| {
+        s.iter()
+            .flat_map(|s| s.split(','))
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect::<Vec<_>>()
+    };
+    id.kind.api_resource().plural == query.resource.plural
+        && (query.namespace.is_none() || id.namespace == query.namespace)
+        && pairs(&query.labels).iter().all(|(k, v)| {
+            obj.pointer("/metadata/labels")
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                == Some(v)
+        })
+        && pairs(&query.fields).iter().all(|(k, v)| match k.as_str() {
+            "metadata.name" => id.name == *v,
+            "metadata.namespace" => id.namespace.as_deref() == Some(v),
+            _ => false,
+        })
+}
+
+/// A watch of a collection in the fake: where it is in the change log.
+struct FakeWatch {
+    seen: u64,
+    cuts: u64,
+    ticks: tokio::sync::watch::Receiver<u64>,
+    queue: std::collections::VecDeque<WatchEvent>,
+    done: bool,
 }
 
 fn merged(existing: Option<Value>, manifest: &Value) -> Value {
@@ -289,5 +363,98 @@ impl Gateway for FakeGateway {
             }
         });
         first.chain(rest).boxed()
+    }
+
+    fn list_versioned<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Listing, ApiFailure>> {
+        async move {
+            let any = ObjectRef::new(Kind::Namespace, "", &query.resource.plural);
+            self.outcome("list", &any).await?;
+            let st = self.state.lock().unwrap();
+            Ok(Listing {
+                objects: st
+                    .objects
+                    .iter()
+                    .filter(|(id, o)| selects(query, id, o))
+                    .map(|(_, o)| o.clone())
+                    .collect(),
+                resource_version: st.next_version.to_string(),
+            })
+        }
+        .boxed()
+    }
+
+    fn watch_from<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        resource_version: &'a str,
+    ) -> BoxStream<'a, Result<WatchEvent, ApiFailure>> {
+        let any = ObjectRef::new(Kind::Namespace, "", &query.resource.plural);
+        let from: u64 = resource_version.parse().unwrap_or(0);
+        let opened = async move {
+            let ticks = self.ticks.subscribe();
+            self.outcome("watch", &any).await?;
+            let st = self.state.lock().unwrap();
+            if from < st.compacted {
+                return Err(ApiFailure {
+                    code: 410,
+                    reason: "Expired".into(),
+                    message: format!("too old resource version: {from} ({})", st.compacted),
+                    ..Default::default()
+                });
+            }
+            Ok(FakeWatch {
+                seen: from,
+                cuts: st.cuts,
+                ticks,
+                queue: Default::default(),
+                done: false,
+            })
+        };
+        futures::stream::once(opened)
+            .flat_map(move |opened| match opened {
+                Err(f) => futures::stream::iter([Err(f)]).boxed(),
+                Ok(w) => futures::stream::unfold(w, move |mut w| async move {
+                    // Bounded by the fake's changes: each turn yields one or waits for one.
+                    loop {
+                        if w.done {
+                            return None;
+                        }
+                        if let Some(e) = w.queue.pop_front() {
+                            return Some((Ok(e), w));
+                        }
+                        {
+                            let st = self.state.lock().unwrap();
+                            if st.cuts != w.cuts {
+                                w.done = true;
+                                return Some((
+                                    Err(ApiFailure::transport("the connection was cut", false)),
+                                    w,
+                                ));
+                            }
+                            for (version, id, obj, deleted) in &st.changelog {
+                                if *version <= w.seen {
+                                    continue;
+                                }
+                                w.seen = *version;
+                                if selects(query, id, obj) {
+                                    w.queue.push_back(if *deleted {
+                                        WatchEvent::Deleted(obj.clone())
+                                    } else {
+                                        WatchEvent::Applied(obj.clone())
+                                    });
+                                }
+                            }
+                        }
+                        if w.queue.is_empty() && w.ticks.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                })
+                .boxed(),
+            })
+            .boxed()
     }
 }

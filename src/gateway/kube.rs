@@ -1,6 +1,8 @@
 //! The real gateway: kube-rs requests to the API server.
 
-use super::{ApiFailure, ApplyOptions, Cause, Gateway, ListQuery, Propagation};
+use super::{
+    ApiFailure, ApplyOptions, Cause, Gateway, ListQuery, Listing, Propagation, WatchEvent,
+};
 use crate::kinds::{FIELD_MANAGER, ObjectRef};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -11,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Client;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
-    ValidationDirective,
+    ValidationDirective, WatchParams,
 };
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -140,35 +142,7 @@ impl Gateway for KubeGateway {
     }
 
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Vec<Value>, ApiFailure>> {
-        async move {
-            let api: Api<DynamicObject> = match &query.namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &query.resource),
-                None => Api::all_with(self.client.clone(), &query.resource),
-            };
-            let mut params = ListParams::default().limit(500);
-            if let Some(l) = &query.labels {
-                params = params.labels(l);
-            }
-            if let Some(f) = &query.fields {
-                params = params.fields(f);
-            }
-            let mut out = Vec::new();
-            // Bounded: a list of more than 2,000 pages is an error, not a loop.
-            for _ in 0..2000 {
-                let page = api.list(&params).await.map_err(failure)?;
-                let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-                out.extend(page.items.into_iter().map(to_value));
-                match next {
-                    Some(token) => params = params.continue_token(&token),
-                    None => return Ok(out),
-                }
-            }
-            Err(ApiFailure::transport(
-                "list did not end after 2000 pages",
-                false,
-            ))
-        }
-        .boxed()
+        async move { self.list_pages(query).await.map(|l| l.objects) }.boxed()
     }
 
     fn apply<'a>(
@@ -333,6 +307,56 @@ impl Gateway for KubeGateway {
     ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>> {
         self.list_watch(query)
     }
+
+    fn list_versioned<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Listing, ApiFailure>> {
+        self.list_pages(query).boxed()
+    }
+
+    fn watch_from<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        resource_version: &'a str,
+    ) -> BoxStream<'a, Result<WatchEvent, ApiFailure>> {
+        let api = self.query_api(query);
+        let mut params = WatchParams::default();
+        if let Some(l) = &query.labels {
+            params = params.labels(l);
+        }
+        if let Some(f) = &query.fields {
+            params = params.fields(f);
+        }
+        futures::stream::once(async move {
+            match api.watch(&params, resource_version).await {
+                Ok(events) => events
+                    .map(|e| match e {
+                        Ok(
+                            kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o),
+                        ) => Ok(WatchEvent::Applied(to_value(o))),
+                        Ok(kube::api::WatchEvent::Deleted(o)) => {
+                            Ok(WatchEvent::Deleted(to_value(o)))
+                        }
+                        Ok(kube::api::WatchEvent::Bookmark(b)) => {
+                            Ok(WatchEvent::Bookmark(b.metadata.resource_version))
+                        }
+                        // `410 Gone` (the version is too old) arrives as an event of the watch.
+                        Ok(kube::api::WatchEvent::Error(status)) => Err(ApiFailure {
+                            code: status.code,
+                            reason: status.reason.clone(),
+                            message: status.message.clone(),
+                            ..Default::default()
+                        }),
+                        Err(e) => Err(failure(e)),
+                    })
+                    .boxed(),
+                Err(e) => futures::stream::iter([Err(failure(e))]).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
 }
 
 /// A collection watch: the objects known so far, and what a (re-)list found.
@@ -359,12 +383,47 @@ fn key_of(v: &Value) -> String {
 }
 
 impl KubeGateway {
-    /// The collection watch behind [`Gateway::watch_list`].
-    fn list_watch(&self, query: &ListQuery) -> BoxStream<'static, Result<Vec<Value>, ApiFailure>> {
-        let api: Api<DynamicObject> = match &query.namespace {
+    fn query_api(&self, query: &ListQuery) -> Api<DynamicObject> {
+        match &query.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &query.resource),
             None => Api::all_with(self.client.clone(), &query.resource),
-        };
+        }
+    }
+
+    /// A list in pages of 500, and the `resourceVersion` it was read at (every page of a list
+    /// is read at the version of its first).
+    async fn list_pages(&self, query: &ListQuery) -> Result<Listing, ApiFailure> {
+        let api = self.query_api(query);
+        let mut params = ListParams::default().limit(500);
+        if let Some(l) = &query.labels {
+            params = params.labels(l);
+        }
+        if let Some(f) = &query.fields {
+            params = params.fields(f);
+        }
+        let mut out = Listing::default();
+        // Bounded: a list of more than 2,000 pages is an error, not a loop.
+        for _ in 0..2000 {
+            let page = api.list(&params).await.map_err(failure)?;
+            if out.resource_version.is_empty() {
+                out.resource_version = page.metadata.resource_version.clone().unwrap_or_default();
+            }
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            out.objects.extend(page.items.into_iter().map(to_value));
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+        Err(ApiFailure::transport(
+            "list did not end after 2000 pages",
+            false,
+        ))
+    }
+
+    /// The collection watch behind [`Gateway::watch_list`].
+    fn list_watch(&self, query: &ListQuery) -> BoxStream<'static, Result<Vec<Value>, ApiFailure>> {
+        let api = self.query_api(query);
         let mut config = watcher::Config::default();
         if let Some(l) = &query.labels {
             config = config.labels(l);

@@ -2,7 +2,8 @@
 //!
 //! - [`kube::KubeGateway`] talks to the API server (server-side apply with `fieldValidation=Strict`
 //!   and no `force` unless asked, real creates, deletes with a uid precondition and a propagation
-//!   policy, paged lists, watches through `kube::runtime`).
+//!   policy, paged lists, single watch requests from a `resourceVersion` for the apply's watch
+//!   hub, and self-resuming watches through `kube::runtime` for `status --watch` and snapshots).
 //! - [`retry::Retrying`] wraps any gateway with a timeout per request, retries with backoff and
 //!   jitter for 429, 5xx and connection errors (never for other 4xx) and an overall deadline.
 //! - [`fake::FakeGateway`] keeps objects in memory, for unit tests of the planner and executor.
@@ -201,6 +202,26 @@ pub enum Propagation {
     Foreground,
 }
 
+/// A list and the `resourceVersion` it was read at (the version a watch of the same query
+/// resumes from).
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<Value>,
+    pub resource_version: String,
+}
+
+/// One change seen by a watch of a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// An object was added or modified (or now matches the query's selectors).
+    Applied(Value),
+    /// An object was deleted (or no longer matches the query's selectors): the object as it was
+    /// then, carrying the deletion's `resourceVersion`.
+    Deleted(Value),
+    /// Nothing the query selects changed up to this `resourceVersion`.
+    Bookmark(String),
+}
+
 /// Every request the plugin makes. Object-safe, so the executor takes `&dyn Gateway`.
 pub trait Gateway: Send + Sync {
     /// The API server's URL.
@@ -242,6 +263,20 @@ pub trait Gateway: Send + Sync {
         &'a self,
         query: &'a ListQuery,
     ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>>;
+    /// Every object matching the query (paged) and the `resourceVersion` of the list.
+    fn list_versioned<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Listing, ApiFailure>>;
+    /// One watch request: the changes to the objects matching the query after
+    /// `resource_version` (bookmarks included), until the server ends the request. A version
+    /// too old to resume from ends it with `410 Gone`; a lost connection with a transport
+    /// failure. Resuming, re-listing and backing off are the caller's (`apply::watch_hub`).
+    fn watch_from<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        resource_version: &'a str,
+    ) -> BoxStream<'a, Result<WatchEvent, ApiFailure>>;
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! the first attempt is taken to have landed. A write that timed out says that it may have
 //! landed.
 
-use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Propagation};
+use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Listing, Propagation, WatchEvent};
 use crate::kinds::ObjectRef;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -341,6 +341,28 @@ impl<G: Gateway> Gateway for Retrying<G> {
         query: &'a ListQuery,
     ) -> BoxStream<'a, Result<Vec<Value>, ApiFailure>> {
         self.inner.watch_list(query)
+    }
+
+    fn list_versioned<'a>(
+        &'a self,
+        query: &'a ListQuery,
+    ) -> BoxFuture<'a, Result<Listing, ApiFailure>> {
+        self.call(
+            format!("list {}", query.resource.plural),
+            Idempotence::Safe,
+            move || self.inner.list_versioned(query),
+        )
+        .boxed()
+    }
+
+    /// Not retried here: a watch is one long request, and whoever reads it resumes it from the
+    /// last version it saw (with its own backoff), which a retry of the request could not do.
+    fn watch_from<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        resource_version: &'a str,
+    ) -> BoxStream<'a, Result<WatchEvent, ApiFailure>> {
+        self.inner.watch_from(query, resource_version)
     }
 }
 

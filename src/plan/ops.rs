@@ -5,7 +5,9 @@
 //! `keep` for no change), then a `wait` with the kind's rule. A change that takes several steps
 //! is a recipe of operations linked by dependencies, never a branch in the executor: replacing is
 //! `delete` (orphan, uid precondition) → `wait` until gone → `create` → `wait`. The rollout order
-//! is [`ROLLOUT_ORDER`]: every write of a phase depends on the completion of the phase before.
+//! is [`ROLLOUT_ORDER`]: every write of a phase depends on the completion of the phases before,
+//! except where the objects it needs are known (`related`: a claim's volume, a workload's
+//! claims and Service), and then on those alone.
 
 use super::{Action, Step};
 use crate::gateway::Propagation;
@@ -183,6 +185,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             if let Some(dep) = source.and_then(|s| done_of.get(&s)) {
                 gate.push(*dep);
             }
+            gate.extend(related(step, &done_of));
             // Data this change deletes is snapshotted first, and every write waits for that.
             let snapshots = snapshot_ops(&mut b, i, step, gate.clone());
             if !snapshots.is_empty() {
@@ -213,6 +216,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                     },
                     vec![written],
                 );
+                done_of.insert(step.object.clone(), id);
                 next_gate.push(id);
                 continue;
             }
@@ -360,6 +364,55 @@ fn snapshot_ops(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> Ve
             )
         })
         .collect()
+}
+
+/// What an object's change waits for instead of the whole phase before it, so that it starts as
+/// soon as the objects it needs are ready: a claim pinned to a volume of this plan
+/// (`spec.volumeName`) waits for that volume; a workload without claim templates for the claims
+/// it mounts and its governing Service. Empty — the phase gate applies — when none of them is in
+/// the plan, and for a workload with claim templates (its claims may bind any volume).
+fn related(step: &Step, done_of: &std::collections::HashMap<ObjectRef, usize>) -> Vec<usize> {
+    let id = &step.object;
+    let ns = id.namespace.clone().unwrap_or_default();
+    let m = &step.manifest;
+    let str_at = |v: &serde_json::Value, p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let mut needs = Vec::new();
+    if id.kind == Kind::PersistentVolumeClaim {
+        needs.extend(
+            str_at(m, "/spec/volumeName").map(|v| ObjectRef::new(Kind::PersistentVolume, &ns, &v)),
+        );
+    } else if id.kind.is_workload() {
+        let templates = m
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        if templates {
+            return Vec::new();
+        }
+        let volumes = m
+            .pointer("/spec/template/spec/volumes")
+            .and_then(serde_json::Value::as_array);
+        needs.extend(
+            volumes
+                .into_iter()
+                .flatten()
+                .filter_map(|v| str_at(v, "/persistentVolumeClaim/claimName"))
+                .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, &c)),
+        );
+        needs
+            .extend(str_at(m, "/spec/serviceName").map(|s| ObjectRef::new(Kind::Service, &ns, &s)));
+    }
+    let mut deps: Vec<usize> = needs
+        .iter()
+        .filter_map(|n| done_of.get(n).copied())
+        .collect();
+    deps.sort_unstable();
+    deps.dedup();
+    deps
 }
 
 /// Replace: orphan-delete (uid precondition) → wait until gone → create → wait with the kind's
@@ -578,6 +631,53 @@ pub(crate) mod tests {
             Op::Apply {
                 resource_version: Some("7".into())
             }
+        );
+    }
+
+    #[test]
+    fn claims_and_workloads_wait_for_what_they_use_only() {
+        let mut pinned = step(Kind::PersistentVolumeClaim, "pinned", Action::Create);
+        pinned.manifest = json!({"metadata": {"name": "pinned"}, "spec": {"volumeName": "pv-b"}});
+        let mut elsewhere = step(Kind::PersistentVolumeClaim, "elsewhere", Action::Create);
+        elsewhere.manifest =
+            json!({"metadata": {"name": "elsewhere"}, "spec": {"volumeName": "not-in-plan"}});
+        let mut app = step(Kind::Deployment, "app", Action::Create);
+        app.manifest = json!({"metadata": {"name": "app"}, "spec": {"template": {"spec": {
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "pinned"}}]}}}});
+        let mut db = step(Kind::StatefulSet, "db", Action::Create);
+        db.manifest = json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db",
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}});
+        let steps = vec![
+            step(Kind::PersistentVolume, "pv-a", Action::Create),
+            step(Kind::PersistentVolume, "pv-b", Action::Create),
+            pinned,
+            elsewhere,
+            step(Kind::Service, "db", Action::Create),
+            app,
+            db,
+        ];
+        let ops = schedule(&steps);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "pv/pv-a create after []",
+                "pv/pv-a wait VolumeAvailable after [0] completes 0",
+                "pv/pv-b create after []",
+                "pv/pv-b wait VolumeAvailable after [2] completes 0",
+                // Its own volume only, not pv-a.
+                "pvc/pinned create after [3]",
+                "pvc/pinned wait ClaimBound after [4] completes 1",
+                // A volume outside the plan: the whole phase before.
+                "pvc/elsewhere create after [] after phase 0",
+                "pvc/elsewhere wait ClaimBound after [6] completes 1",
+                "service/db create after [] after phase 1 completes 2",
+                // The claim it mounts; no Service governs a Deployment.
+                "deployment/app create after [5]",
+                "deployment/app wait DeploymentReady after [9] completes 3",
+                // Claim templates may bind any volume: the phase order.
+                "statefulset/db create after [] after phase 2",
+                "statefulset/db wait StatefulSetReady after [11] completes 3",
+            ]
         );
     }
 

@@ -28,4 +28,5 @@ mod status;
 mod support;
 mod terminal;
 mod usage;
+mod watches;
 mod workloads;

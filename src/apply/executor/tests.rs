@@ -99,6 +99,24 @@ fn code(code: u16, reason: &str) -> ApiFailure {
     }
 }
 
+fn context<'a>(
+    gw: &'a dyn Gateway,
+    hub: &'a WatchHub<'a>,
+    options: &'a ApplyOptions,
+    sink: &'a dyn Sink,
+    timeout: Duration,
+) -> Ctx<'a> {
+    Ctx {
+        gw,
+        options,
+        deadline: Instant::now() + timeout,
+        sink,
+        written: Written::default(),
+        hub,
+        explaining: tokio::sync::Semaphore::new(1),
+    }
+}
+
 fn fast_retries(fake: FakeGateway) -> Retrying<FakeGateway> {
     Retrying::new(
         fake,
@@ -248,20 +266,18 @@ async fn replace_runs_its_recipe_in_order() {
     // check_executable refuses replacements; the recipe itself is what is tested here.
     let p = plan(vec![replace]);
     let sink = Collect::default();
-    let mut state_ok = true;
-    for op in &p.operations {
-        let r = super::run(
-            &fake,
-            op,
-            &p.steps[op.step],
-            &options(),
-            Instant::now() + Duration::from_secs(5),
-            &sink,
-            &Written::default(),
-        )
+    let hub = WatchHub::new(&fake, &p);
+    let opts = options();
+    let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(5));
+    let state_ok = hub
+        .drive(async {
+            let mut ok = true;
+            for op in &p.operations {
+                ok &= super::run(&ctx, op, &p.steps[op.step]).await.is_ok();
+            }
+            ok
+        })
         .await;
-        state_ok &= r.is_ok();
-    }
     assert!(state_ok, "{:?}", sink.lines());
     assert_eq!(fake.writes(), vec!["delete pv/pv-a", "create pv/pv-a"]);
     let now = fake.object(&id).unwrap();
@@ -296,16 +312,11 @@ async fn a_delete_never_removes_an_object_with_another_uid() {
         completes_phase: None,
     };
     let s = ready_pv("pv-a");
-    let r = super::run(
-        &fake,
-        &op,
-        &s,
-        &options(),
-        Instant::now() + Duration::from_secs(1),
-        &Collect::default(),
-        &Written::default(),
-    )
-    .await;
+    let p = plan(vec![]);
+    let hub = WatchHub::new(&fake, &p);
+    let (opts, sink) = (options(), Collect::default());
+    let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(1));
+    let r = hub.drive(super::run(&ctx, &op, &s)).await;
     assert!(r.is_err());
     assert!(fake.object(&id).is_some());
 }
@@ -434,5 +445,68 @@ async fn a_spec_changed_by_another_writer_during_the_wait_fails_naming_it() {
         err.to_string()
             .contains("changed by kubectl during apply (generation 1 → 2)"),
         "{err}"
+    );
+}
+
+fn pinned_claim(name: &str, volume: &str) -> Step {
+    step(
+        Kind::PersistentVolumeClaim,
+        name,
+        Action::Create,
+        json!({"metadata": {"name": name}, "spec": {"volumeName": volume}, "status": {"phase": "Bound"}}),
+    )
+}
+
+#[tokio::test]
+async fn waits_share_one_watch_per_kind_and_a_claim_needs_only_its_volume() {
+    let fake = FakeGateway::new();
+    let mut steps = Vec::new();
+    for i in 0..5 {
+        steps.push(ready_pv(&format!("pv-{i}")));
+        steps.push(pinned_claim(&format!("c-{i}"), &format!("pv-{i}")));
+    }
+    let mut slow = ready_pv("pv-slow");
+    slow.manifest["status"]["phase"] = json!("Pending");
+    steps.push(slow);
+    steps.push(pinned_claim("c-slow", "pv-slow"));
+    // One write at a time: a wait that takes long must not hold that slot.
+    let opts = ApplyOptions {
+        concurrency: 1,
+        ..options()
+    };
+    let controller = fake.clone();
+    let volume = tokio::spawn(async move {
+        // The slow volume becomes Available only once a claim of another volume was created
+        // (or after 3 s, and the test then fails).
+        let mut early = false;
+        for _ in 0..300 {
+            if controller.writes().contains(&"create pvc/c-4".to_string()) {
+                early = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let id = ObjectRef::new(Kind::PersistentVolume, "", "pv-slow");
+        controller.update(&id, |o| o["status"]["phase"] = json!("Available"));
+        early
+    });
+    let sink = Collect::default();
+    let written = execute(&fake, &plan(steps), &opts, &sink).await.unwrap();
+    assert_eq!(written, 12);
+    assert!(
+        volume.await.unwrap(),
+        "the claims waited for every volume: {:#?}",
+        sink.lines()
+    );
+    let writes = fake.writes();
+    let pos = |w: &str| writes.iter().position(|x| x == w).unwrap();
+    assert!(
+        pos("create pvc/c-slow") > pos("create pvc/c-4"),
+        "{writes:#?}"
+    );
+    assert_eq!(
+        fake.calls("watch"),
+        2,
+        "one watch for the volumes, one for the claims"
     );
 }
