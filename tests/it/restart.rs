@@ -181,17 +181,12 @@ async fn without_restart_pods_offline_claims_end_deferred_in_bounded_time() {
 async fn restart_pods_restarts_no_pod_whose_claims_grew_online() {
     let ctx = TestCtx::new("rsonline").await;
     let (spec, before) = resize_ready(&ctx, "", "fast", 2).await;
-    let apply = ctx.run(&[
-        "apply",
-        "-f",
-        &spec,
-        "--yes",
-        "--restart-pods",
-        "-o",
-        "json",
-        "--timeout",
-        "2m",
-    ]);
+    // The flag is part of the plan: a saved plan made with it restarts as the plan showed.
+    let saved = ctx.dir.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+    ctx.run(&["plan", "-f", &spec, "--restart-pods", "--out", saved])
+        .expect_code(0);
+    let apply = ctx.run(&["apply", saved, "--yes", "-o", "json", "--timeout", "2m"]);
     apply.expect_code(0);
     let events = json_lines(&apply.stdout);
     for n in 0..2 {
