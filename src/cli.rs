@@ -134,6 +134,11 @@ pub struct PlanArgs {
     /// `apply --snapshot-before` would.
     #[arg(long)]
     pub snapshot_before: bool,
+    /// Plan a StatefulSet claim-template resize that restarts, one at a time in ordinal order,
+    /// the pods whose claims wait for their file system to grow on mount, as
+    /// `apply --restart-pods` would.
+    #[arg(long)]
+    pub restart_pods: bool,
 }
 
 /// Removing what left the spec.
@@ -199,6 +204,13 @@ pub struct ApplyArgs {
     /// `plan --snapshot-before` carries it already.
     #[arg(long, conflicts_with = "plan")]
     pub snapshot_before: bool,
+    /// In a StatefulSet claim-template resize, when the driver grows file systems only when a
+    /// pod mounts the volume: restart the pods whose claims wait for that, one at a time in
+    /// ordinal order, each Ready before the next (otherwise those claims are reported as
+    /// deferred). Pods whose claims grew online are not restarted. A saved plan made with
+    /// `plan --restart-pods` carries it already.
+    #[arg(long, conflicts_with = "plan")]
+    pub restart_pods: bool,
     /// Wait this long for another apply of the same stack to finish (default: refuse at once).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub lock_timeout: Option<Duration>,

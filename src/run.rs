@@ -312,6 +312,7 @@ async fn plan_command(
             data: p.prune.prune_data,
             full: p.full,
             snapshot_before: p.snapshot_before,
+            restart_pods: p.restart_pods,
         };
         make_plan(args, &cluster, &spec, &namespace, options).await
     };
@@ -505,6 +506,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 data: a.prune.prune_data,
                 full: a.full,
                 snapshot_before: a.snapshot_before,
+                restart_pods: a.restart_pods,
             };
             let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
             (cluster, plan)
@@ -542,6 +544,7 @@ async fn destroy_command(
         data: d.delete_data,
         full: false,
         snapshot_before: false,
+        restart_pods: false,
     };
     let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
     if d.detailed_exitcode {

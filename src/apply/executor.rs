@@ -45,6 +45,9 @@ const DEFERRED_RESIZE: &str =
 /// `prune`, `destroy`, `scale-down`).
 pub const SNAPSHOT_BEFORE: &str = "kubectl-stateful/snapshot-before";
 
+/// How often a claim whose file system waits for mounted pods is looked at again.
+const RESIZE_RECHECK: Duration = Duration::from_secs(2);
+
 /// How long explaining a failure may take (it runs after the deadline has passed, too).
 const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(15);
 
@@ -263,12 +266,29 @@ async fn rollout(
 /// that sees a newer one knows another writer changed the object during the apply), the
 /// manifest, and the `resourceVersion` of the write (a wait trusts no older state).
 #[derive(Default)]
-pub(crate) struct Written(std::sync::Mutex<std::collections::HashMap<ObjectRef, Write>>);
+pub(crate) struct Written(
+    std::sync::Mutex<std::collections::HashMap<ObjectRef, Write>>,
+    /// Pods a `restart-pod` operation deleted, with the uid of the pod deleted.
+    std::sync::Mutex<std::collections::HashMap<ObjectRef, String>>,
+);
 
 /// One write: the generation after it, the manifest written, the `resourceVersion` after it.
 type Write = (Option<i64>, Value, Option<String>);
 
 impl Written {
+    /// Notes that the pod `id` with `uid` was deleted to be restarted.
+    fn note_restart(&self, id: &ObjectRef, uid: &str) {
+        self.1
+            .lock()
+            .expect("written lock")
+            .insert(id.clone(), uid.to_string());
+    }
+
+    /// The uid of the pod deleted to restart `id`, if it was.
+    fn restarted(&self, id: &ObjectRef) -> Option<String> {
+        self.1.lock().expect("written lock").get(id).cloned()
+    }
+
     /// Notes what `obj` is after our write of `manifest`.
     fn record(&self, id: &ObjectRef, obj: &Value, manifest: &Value) {
         let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
@@ -468,6 +488,63 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
                 Err(f) => fail(write_failure(&f)),
             }
         }
+        Op::RestartPod { claims } => {
+            let ns = op.object.namespace.clone().unwrap_or_default();
+            let mut pending = Vec::new();
+            for c in claims {
+                let claim = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c);
+                match gw.get(&claim).await {
+                    Ok(Some(pvc)) if waits::file_system_pending(&pvc) => pending.push(c.as_str()),
+                    Ok(_) => {}
+                    Err(f) => return fail(format!("cannot read pvc/{c}: {}", f.text())),
+                }
+            }
+            // Its claims grew online: the pod keeps running (the wait after says so).
+            if pending.is_empty() {
+                return Ok(Outcome::Other);
+            }
+            let pod = match gw.get(&op.object).await {
+                Ok(pod) => pod,
+                Err(f) => return fail(format!("cannot read it: {}", f.text())),
+            };
+            let Some(uid) = pod
+                .as_ref()
+                .and_then(|p| p.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                // No pod to restart: its StatefulSet creates it, and that mount grows the file
+                // system.
+                return Ok(Outcome::Other);
+            };
+            written.note_restart(&op.object, &uid);
+            match gw
+                .delete(&op.object, &uid, gateway::Propagation::Background)
+                .await
+            {
+                Ok(()) => {
+                    sink.emit(Event::Deleted {
+                        object: op.object.clone(),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    sink.emit(Event::Waiting {
+                        object: op.object.clone(),
+                        message: format!(
+                            "restarted so that the file system of {} grows on mount",
+                            pending
+                                .iter()
+                                .map(|c| format!("pvc/{c}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                    Ok(Outcome::Other)
+                }
+                // Replaced or deleted meanwhile: whatever runs now started after the expansion.
+                Err(f) if f.code == 409 || f.is_not_found() => Ok(Outcome::Other),
+                Err(f) => fail(write_failure(&f)),
+            }
+        }
         Op::Wait { rule } => {
             let waiting = wait(ctx, &op.object, *rule);
             match options.interrupt.clone() {
@@ -576,10 +653,23 @@ async fn wait(ctx: &Ctx<'_>, id: &ObjectRef, rule: WaitRule) -> Result<(), Strin
     let mut last_message = String::new();
     let mut current: Option<std::sync::Arc<Value>> = None;
     let mut users: Option<String> = None;
+    // ClaimResized: since when the claim's file system has waited for pods that mount it and
+    // are Ready (see `waits::node_resize_stalled`); while set, the claim is looked at again
+    // every few seconds even without a change of it.
+    let mut stalled_since: Option<Instant> = None;
+    let mut recheck = false;
+    let mut deferred = false;
     let outcome = tokio::time::timeout_at(ctx.deadline, async {
         // Bounded by the deadline above; each turn handles one change of the object.
         loop {
-            let status = match events.next().await {
+            let next = match recheck {
+                true => match tokio::time::timeout(RESIZE_RECHECK, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => Some(Ok(current.clone())),
+                },
+                false => events.next().await,
+            };
+            let status = match next {
                 Some(Ok(obj)) => {
                     current = obj;
                     // Another writer changed what we set after our write: its result is not
@@ -601,21 +691,36 @@ async fn wait(ctx: &Ctx<'_>, id: &ObjectRef, rule: WaitRule) -> Result<(), Strin
                         };
                     }
                     let mut status = waits::check(rule, current.as_deref());
+                    if rule == WaitRule::PodReplaced {
+                        status = waits::pod_replaced(
+                            current.as_deref(),
+                            written.restarted(id).as_deref(),
+                        );
+                    }
                     if rule == WaitRule::ClaimResized
                         && status.message.starts_with(waits::FILE_SYSTEM_PENDING)
+                        && let Some(pvc) = current.as_ref()
                     {
-                        if users.is_none() {
-                            users = Some(claim_users(ctx, id).await);
-                        }
-                        if users.as_deref() == Some("") {
+                        let pods = claim_pods(ctx, id).await;
+                        if pods.is_empty() {
                             // No pod mounts it: the file system grows when one does; do not
                             // wait for that forever.
-                            return waits::WaitStatus {
-                                done: true,
-                                ok: true,
-                                message: DEFERRED_RESIZE.into(),
-                            };
+                            deferred = true;
+                            return waits::WaitStatus::ready(DEFERRED_RESIZE);
                         }
+                        // Mounted by pods that started before the expansion: a driver that
+                        // grows file systems only on mount never does it for them.
+                        recheck = true;
+                        stalled_since = waits::node_resize_stalled(pvc, &pods, Duration::MAX)
+                            .map(|_| stalled_since.unwrap_or_else(Instant::now));
+                        if let Some(since) = stalled_since
+                            && let Some(why) = waits::node_resize_stalled(pvc, &pods, since.elapsed())
+                        {
+                            deferred = true;
+                            return waits::WaitStatus::ready(why);
+                        }
+                    } else {
+                        (recheck, stalled_since) = (false, None);
                     }
                     if rule == WaitRule::Gone
                         && id.kind == Kind::PersistentVolumeClaim
@@ -655,7 +760,7 @@ async fn wait(ctx: &Ctx<'_>, id: &ObjectRef, rule: WaitRule) -> Result<(), Strin
     })
     .await;
     let message = match outcome {
-        Ok(status) if status.ok && status.message == DEFERRED_RESIZE => {
+        Ok(status) if status.ok && deferred => {
             sink.emit(Event::Deferred {
                 object: id.clone(),
                 message: status.message,
@@ -701,6 +806,17 @@ async fn wait(ctx: &Ctx<'_>, id: &ObjectRef, rule: WaitRule) -> Result<(), Strin
 
 /// The pods that mount a claim (`pod/a, pod/b`), for a deletion held by `pvc-protection`.
 async fn claim_users(ctx: &Ctx<'_>, claim: &ObjectRef) -> String {
+    claim_pods(ctx, claim)
+        .await
+        .iter()
+        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
+        .map(|n| format!("pod/{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pods that mount a claim (none when they cannot be listed).
+async fn claim_pods(ctx: &Ctx<'_>, claim: &ObjectRef) -> Vec<Value> {
     let gw = ctx.gw;
     let _permit = ctx.explaining.acquire().await;
     let ns = claim.namespace.clone().unwrap_or_default();
@@ -709,9 +825,9 @@ async fn claim_users(ctx: &Ctx<'_>, claim: &ObjectRef) -> String {
         Some(&ns),
     );
     let Ok(pods) = gw.list(&query).await else {
-        return String::new();
+        return Vec::new();
     };
-    pods.iter()
+    pods.into_iter()
         .filter(|p| {
             p.pointer("/spec/volumes")
                 .and_then(Value::as_array)
@@ -723,10 +839,7 @@ async fn claim_users(ctx: &Ctx<'_>, claim: &ObjectRef) -> String {
                         == Some(claim.name.as_str())
                 })
         })
-        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
-        .map(|n| format!("pod/{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
 }
 
 mod queue;

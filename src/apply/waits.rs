@@ -15,6 +15,9 @@ pub fn check(rule: WaitRule, obj: Option<&Value>) -> WaitStatus {
         WaitRule::Gone => gone(obj),
         WaitRule::ClaimResized => claim_resized(obj),
         WaitRule::SnapshotReady => snapshot(obj),
+        WaitRule::ClaimExpanded => claim_expanded(obj),
+        // The uid of the pod deleted is not part of the rule: the executor passes it.
+        WaitRule::PodReplaced => pod_replaced(obj, None),
     }
 }
 
@@ -220,6 +223,117 @@ pub fn claim_resized(pvc: Option<&Value>) -> WaitStatus {
     WaitStatus::waiting(format!("waiting for the resizer ({have} → {want})"))
 }
 
+/// The controller part of an expansion is done: the claim has its new capacity, or only the
+/// node's part (the file system) is left. Failures are those of [`claim_resized`].
+pub fn claim_expanded(pvc: Option<&Value>) -> WaitStatus {
+    let status = claim_resized(pvc);
+    if !status.done && status.message.starts_with(FILE_SYSTEM_PENDING) {
+        let have = pvc
+            .map(|p| str_at(p, "/status/allocatedResources/storage"))
+            .filter(|s| !s.is_empty())
+            .or_else(|| pvc.map(|p| str_at(p, "/spec/resources/requests/storage")))
+            .unwrap_or_default();
+        return WaitStatus::ready(format!(
+            "volume expanded to {have}; the file system grows when a pod mounts it"
+        ));
+    }
+    status
+}
+
+/// Whether a claim's file system waits for the node (`FileSystemResizePending`, or
+/// `NodeResizePending`) and has not reached its request yet.
+pub fn file_system_pending(pvc: &Value) -> bool {
+    let status = claim_resized(Some(pvc));
+    !status.done && status.message.starts_with(FILE_SYSTEM_PENDING)
+}
+
+/// A restarted pod: done when the pod exists, is not the one deleted (`old_uid`), is not being
+/// deleted, and is Ready. A failed pod has failed.
+pub fn pod_replaced(pod: Option<&Value>, old_uid: Option<&str>) -> WaitStatus {
+    let Some(pod) = pod else {
+        return WaitStatus::waiting("waiting for its StatefulSet to create the pod again");
+    };
+    let uid = str_at(pod, "/metadata/uid");
+    if old_uid.is_some_and(|o| o == uid) {
+        return WaitStatus::waiting("waiting for the old pod to terminate");
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return WaitStatus::waiting("waiting for the old pod to terminate");
+    }
+    let phase = str_at(pod, "/status/phase");
+    if phase == "Failed" {
+        return WaitStatus::failed(format!(
+            "the new pod failed: {}",
+            str_at(pod, "/status/message")
+        ));
+    }
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    match (ready, old_uid) {
+        (true, Some(_)) => WaitStatus::ready(format!("restarted and Ready (uid {uid})")),
+        (true, None) => WaitStatus::ready("Ready; not restarted"),
+        (false, _) if phase.is_empty() => WaitStatus::waiting("waiting for the pod to start"),
+        (false, _) => WaitStatus::waiting(format!("{phase}, not Ready yet")),
+    }
+}
+
+/// How long a mounted claim may stay `FileSystemResizePending` after its pods are Ready before
+/// the wait concludes that the driver grows file systems only on mount (offline expansion).
+pub const NODE_RESIZE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A claim whose file system waits for the node while pods that started before the expansion
+/// mount it: once that has lasted [`NODE_RESIZE_GRACE`] (`pending_for`, measured by the caller
+/// from when it first saw the claim and its Ready pods so), the driver evidently grows file
+/// systems only when a pod mounts the volume, and waiting longer would not help. Returns the
+/// explanation to report the claim as deferred with; `None` while it may still grow.
+pub fn node_resize_stalled(
+    pvc: &Value,
+    pods: &[Value],
+    pending_for: std::time::Duration,
+) -> Option<String> {
+    if !file_system_pending(pvc) || pods.is_empty() || pending_for < NODE_RESIZE_GRACE {
+        return None;
+    }
+    // When the node's part became due (the controller finished); a pod started after that
+    // grows the file system on mount, so it is waited for.
+    let since = pvc
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "FileSystemResizePending"))
+        .map(|c| str_at(c, "/lastTransitionTime"))
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    let mut names = Vec::new();
+    for pod in pods {
+        let ready = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        let started = str_at(pod, "/status/startTime")
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .ok();
+        let before = match (started, since) {
+            (Some(s), Some(t)) => s <= t,
+            _ => true,
+        };
+        if !ready || !before || pod.pointer("/metadata/deletionTimestamp").is_some() {
+            return None;
+        }
+        names.push(format!("pod/{}", str_at(pod, "/metadata/name")));
+    }
+    let names = names.join(", ");
+    Some(format!(
+        "expanded, but the file system resize is pending while {names} mounts it: the driver grows file systems only on mount; restart the pod, or apply with --restart-pods (a StatefulSet's claims)"
+    ))
+}
+
 /// A VolumeSnapshot is ready when `status.readyToUse`; a snapshot error is a failure.
 pub fn snapshot(vs: Option<&Value>) -> WaitStatus {
     let Some(vs) = vs else {
@@ -404,6 +518,98 @@ mod tests {
             "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 2048Mi}}",
         );
         assert!(claim_resized(Some(&done)).ok);
+    }
+
+    fn pending_claim() -> Value {
+        yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 1Gi}, allocatedResources: {storage: 2Gi}, \
+             conditions: [{type: Resizing, status: 'True'}, {type: FileSystemResizePending, status: 'True', lastTransitionTime: '2026-01-02T15:00:10Z'}]}",
+        )
+    }
+
+    fn pod(name: &str, uid: &str, started: &str, ready: bool) -> Value {
+        yaml(&format!(
+            "metadata: {{name: {name}, uid: {uid}}}\nstatus: {{phase: Running, startTime: '{started}', conditions: [{{type: Ready, status: '{}'}}]}}",
+            if ready { "True" } else { "False" }
+        ))
+    }
+
+    #[test]
+    fn claim_expanded_is_done_once_only_the_file_system_is_left() {
+        let st = claim_expanded(Some(&pending_claim()));
+        assert!(st.done && st.ok, "{st:?}");
+        assert_eq!(
+            st.message,
+            "volume expanded to 2Gi; the file system grows when a pod mounts it"
+        );
+        let resizing = yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 1Gi}, conditions: [{type: Resizing, status: 'True'}]}",
+        );
+        assert!(!claim_expanded(Some(&resizing)).done);
+        let done = yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 2Gi}}",
+        );
+        assert_eq!(
+            claim_expanded(Some(&done)),
+            WaitStatus::ready("capacity 2Gi")
+        );
+        let infeasible = claim_expanded(Some(&yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 1Gi}, allocatedResourceStatuses: {storage: ControllerResizeInfeasible}}",
+        )));
+        assert!(infeasible.done && !infeasible.ok);
+        assert!(file_system_pending(&pending_claim()));
+        assert!(!file_system_pending(&done));
+    }
+
+    #[test]
+    fn a_restarted_pod_is_done_when_its_replacement_is_ready() {
+        let old = pod("db-0", "u1", "2026-01-02T15:00:00Z", true);
+        assert_eq!(
+            pod_replaced(Some(&old), Some("u1")).message,
+            "waiting for the old pod to terminate"
+        );
+        assert!(!pod_replaced(None, Some("u1")).done);
+        let starting = pod("db-0", "u2", "2026-01-02T15:00:20Z", false);
+        assert_eq!(
+            pod_replaced(Some(&starting), Some("u1")).message,
+            "Running, not Ready yet"
+        );
+        let new = pod("db-0", "u2", "2026-01-02T15:00:20Z", true);
+        assert_eq!(
+            pod_replaced(Some(&new), Some("u1")),
+            WaitStatus::ready("restarted and Ready (uid u2)")
+        );
+        // Not restarted (its claims grew online): Ready is enough.
+        assert_eq!(
+            pod_replaced(Some(&old), None),
+            WaitStatus::ready("Ready; not restarted")
+        );
+        let failed = yaml("metadata: {uid: u3}\nstatus: {phase: Failed, message: evicted}");
+        assert!(!pod_replaced(Some(&failed), Some("u1")).ok);
+    }
+
+    #[test]
+    fn a_file_system_that_waits_for_pods_started_before_the_expansion_is_deferred() {
+        let claim = pending_claim();
+        let long = NODE_RESIZE_GRACE;
+        let early = pod("db-0", "u1", "2026-01-02T15:00:00Z", true);
+        let why = node_resize_stalled(&claim, std::slice::from_ref(&early), long).unwrap();
+        assert!(why.contains("pod/db-0 mounts it"), "{why}");
+        assert!(why.contains("--restart-pods"), "{why}");
+        // Not before the grace period is over: an online driver may still be growing it.
+        assert!(node_resize_stalled(&claim, std::slice::from_ref(&early), long / 2).is_none());
+        // A pod started after the expansion grows it on mount: waited for.
+        let late = pod("db-0", "u2", "2026-01-02T15:00:20Z", true);
+        assert!(node_resize_stalled(&claim, &[late], long).is_none());
+        // A pod that is not Ready yet may still mount it.
+        let unready = pod("db-0", "u1", "2026-01-02T15:00:00Z", false);
+        assert!(node_resize_stalled(&claim, &[unready], long).is_none());
+        // Done, or nothing mounts it (deferred elsewhere): not stalled.
+        let done = yaml(
+            "spec: {resources: {requests: {storage: 2Gi}}}\nstatus: {phase: Bound, capacity: {storage: 2Gi}}",
+        );
+        assert!(node_resize_stalled(&done, &[early], long).is_none());
+        assert!(node_resize_stalled(&claim, &[], long).is_none());
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl LiveState {
             Kind::DaemonSet => &self.daemonsets,
             Kind::Service => &self.services,
             // Not imported: the namespace, the plugin's own records, snapshots.
-            Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot => &[],
+            Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot | Kind::Pod => {
+                &[]
+            }
         }
     }
 

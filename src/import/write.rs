@@ -39,7 +39,7 @@ pub fn table_key(kind: Kind) -> &'static str {
         Kind::Deployment => "deployment",
         Kind::DaemonSet => "daemonset",
         Kind::VolumeSnapshot => "snapshot",
-        Kind::Service | Kind::Namespace | Kind::ConfigMap | Kind::Lease => "",
+        Kind::Service | Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::Pod => "",
     }
 }
 

@@ -11,6 +11,7 @@ mod daemonset;
 mod deployment;
 mod lease;
 mod namespace;
+mod pod;
 mod service;
 pub mod statefulset;
 mod storage_class;
@@ -50,6 +51,9 @@ pub enum Kind {
     /// Not part of a stack's spec: one apply of a stack at a time holds it.
     Lease,
     VolumeSnapshot,
+    /// Not part of a stack's spec: a claim-template resize with `--restart-pods` restarts the
+    /// pods whose file systems grow only on mount.
+    Pod,
 }
 
 /// The rollout phases, in order: every object of a phase is written and waited for before the
@@ -60,7 +64,12 @@ pub const ROLLOUT_ORDER: &[&[Kind]] = &[
     &[Kind::PersistentVolume],
     &[Kind::PersistentVolumeClaim, Kind::VolumeSnapshot],
     &[Kind::Service, Kind::ConfigMap, Kind::Lease],
-    &[Kind::StatefulSet, Kind::Deployment, Kind::DaemonSet],
+    &[
+        Kind::StatefulSet,
+        Kind::Deployment,
+        Kind::DaemonSet,
+        Kind::Pod,
+    ],
 ];
 
 /// The kinds a stack's spec can hold, in rollout order.
@@ -115,7 +124,7 @@ pub trait KindRules: Sync {
 
 impl Kind {
     /// Every kind, in rollout order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::StorageClass,
         Kind::PersistentVolume,
@@ -127,6 +136,7 @@ impl Kind {
         Kind::StatefulSet,
         Kind::Deployment,
         Kind::DaemonSet,
+        Kind::Pod,
     ];
 
     /// The kind's rules.
@@ -143,6 +153,7 @@ impl Kind {
             Kind::ConfigMap => &config_map::Rules,
             Kind::Lease => &lease::Rules,
             Kind::VolumeSnapshot => &volume_snapshot::Rules,
+            Kind::Pod => &pod::Rules,
         }
     }
 
@@ -172,6 +183,7 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Lease => "Lease",
             Kind::VolumeSnapshot => "VolumeSnapshot",
+            Kind::Pod => "Pod",
         }
     }
 

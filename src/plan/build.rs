@@ -43,6 +43,9 @@ pub struct PlanOptions {
     /// The claims a scale-down deletes (`whenScaled: Delete`) are snapshotted first
     /// (`--snapshot-before`).
     pub snapshot_before: bool,
+    /// A StatefulSet claim-template resize restarts, one at a time in ordinal order, the pods
+    /// whose claims wait for their file system to grow on mount (`--restart-pods`).
+    pub restart_pods: bool,
 }
 
 /// Plans the spec against the cluster: reads facts, checks references, then reads and dry-runs
@@ -163,6 +166,11 @@ pub async fn make_plan_with(
     };
     super::safety::plan_in_cluster(gw, &mut steps, facts, &safety).await;
     super::resume::explain(gw, &mut steps, &facts.claims, facts.namespace_exists).await;
+    if options.restart_pods {
+        for r in steps.iter_mut().filter_map(|s| s.resize.as_mut()) {
+            r.restart_pods = true;
+        }
+    }
     if ctx.create_namespace
         && objects.iter().any(|d| d.id.kind.namespaced())
         && let Some(ns_step) = steps.iter_mut().find(|s| s.object.kind == Kind::Namespace)
@@ -575,10 +583,40 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                     Value::from("Retain");
                 m
             });
+            // The pods that mount the claims once the StatefulSet is back: ordinals below its
+            // replicas, in ordinal order.
+            let replicas = step
+                .manifest
+                .pointer("/spec/replicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            let mut pods: Vec<(u64, crate::plan::PodClaims)> = Vec::new();
+            for c in &claims {
+                let ordinal = c
+                    .name
+                    .rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n < replicas);
+                let Some(n) = ordinal else { continue };
+                match pods.iter_mut().find(|(o, _)| *o == n) {
+                    Some((_, p)) => p.claims.push(c.name.clone()),
+                    None => pods.push((
+                        n,
+                        crate::plan::PodClaims {
+                            pod: format!("{name}-{n}"),
+                            claims: vec![c.name.clone()],
+                        },
+                    )),
+                }
+            }
+            pods.sort_by_key(|(n, _)| *n);
             step.resize = Some(crate::plan::ResizePlan {
                 claims,
                 retain_first,
                 retain_manifest,
+                pods: pods.into_iter().map(|(_, p)| p).collect(),
+                restart_pods: false,
             });
         }
         _ => {}

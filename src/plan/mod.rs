@@ -183,6 +183,47 @@ pub struct ResizePlan {
     /// `retain_first`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_manifest: Option<Value>,
+    /// The pods that mount the claims once the StatefulSet is back (ordinals below its
+    /// replicas), in ordinal order, each with its claims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodClaims>,
+    /// `--restart-pods`: after the re-create, each pod whose claims still wait for their file
+    /// system (a driver that grows file systems only on mount) is deleted and waited for until
+    /// its replacement is Ready, one at a time in ordinal order. Without it those claims are
+    /// reported as deferred.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_pods: bool,
+}
+
+/// What a claim-template resize does with the pods when the driver grows file systems only on
+/// mount (offline expansion): restarts them with `--restart-pods`, else reports their claims as
+/// deferred. `None` when no pod mounts the claims.
+pub fn restart_note(r: &ResizePlan) -> Option<String> {
+    if r.pods.is_empty() {
+        return None;
+    }
+    let pods = r
+        .pods
+        .iter()
+        .map(|p| format!("pod/{}", p.pod))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(if r.restart_pods {
+        format!(
+            "then, where the driver grows file systems only on mount: restarts {pods} one at a time in ordinal order, each Ready before the next (--restart-pods); a pod whose claims grew online is not restarted"
+        )
+    } else {
+        format!(
+            "where the driver grows file systems only on mount, the claims of {pods} are reported as deferred until those pods restart (--restart-pods restarts them)"
+        )
+    })
+}
+
+/// A pod of a resized StatefulSet and the claims it mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodClaims {
+    pub pod: String,
+    pub claims: Vec<String>,
 }
 
 /// One claim to expand.

@@ -35,6 +35,13 @@ pub enum WaitRule {
     /// A claim's `status.capacity` has reached its request (an expansion is done); a claim whose
     /// file system waits for a pod that no pod provides is reported as deferred.
     ClaimResized,
+    /// The controller part of a claim's expansion is done: `status.capacity` has reached the
+    /// request, or the claim waits only for the node (`FileSystemResizePending`). What a
+    /// claim-template resize waits for before it re-creates the StatefulSet.
+    ClaimExpanded,
+    /// A pod is Ready and is not the one a `restart-pod` operation deleted (its controller
+    /// created a new one).
+    PodReplaced,
 }
 
 /// One operation.
@@ -98,6 +105,11 @@ pub enum Op {
         class: String,
         before: String,
     },
+    /// Deletes the pod (the operation's object, uid precondition) when one of `claims` still
+    /// waits for its file system to grow on mount (`FileSystemResizePending`); otherwise leaves
+    /// it running. Its controller creates it again, and the new pod's mount grows the file
+    /// system (a driver that expands only offline).
+    RestartPod { claims: Vec<String> },
 }
 
 /// Deferral of a claim whose class binds on first consumer.
@@ -111,6 +123,9 @@ struct Builder {
     gate: Option<usize>,
     /// The next gate's index.
     gates: usize,
+    /// Operations of the current step that end parallel branches of its recipe: they
+    /// complete the phase alongside the step's last operation.
+    extra_done: Vec<usize>,
 }
 
 impl Builder {
@@ -150,6 +165,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
         ops: Vec::new(),
         gate: None,
         gates: 0,
+        extra_done: Vec::new(),
     };
     // Claims whose wait is deferred to their consumer: name → step index.
     let mut deferred: Vec<(String, usize)> = Vec::new();
@@ -252,6 +268,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             };
             done_of.insert(step.object.clone(), done);
             next_gate.push(done);
+            next_gate.append(&mut b.extra_done);
             if step.object.kind.is_workload() {
                 let ns = step.object.namespace.clone().unwrap_or_default();
                 let claims = step.wait.template_claims.iter().chain(
@@ -449,11 +466,16 @@ fn replace_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> 
 }
 
 /// StatefulSet claim-template resize: (retention set to `Retain` first, when it says
-/// `Delete`) → expand every existing claim and wait for each → orphan-delete the StatefulSet
-/// (uid precondition) → wait until gone → create it from the spec → wait until ready. Each step
-/// is idempotent, so an interrupted resize finishes when apply runs again: a claim already
-/// expanded is expanded again at no cost, and a StatefulSet deleted but not re-created is
-/// planned as a create.
+/// `Delete`) → expand every existing claim and wait until the controller part is done (the new
+/// capacity, or only the file system left to grow on the node) → orphan-delete the StatefulSet
+/// (uid precondition) → wait until gone → create it from the spec → wait until ready → wait for
+/// each claim's file system. With `restart_pods`, that last part goes pod by pod in ordinal
+/// order: restart the pod if one of its claims still waits for its file system (a driver that
+/// grows file systems only on mount) → wait until its replacement is Ready → wait for its
+/// claims; the next pod starts after. Without it, a claim whose file system waits for a pod
+/// that started before the expansion is reported as deferred. Each step is idempotent, so an
+/// interrupted resize finishes when apply runs again: a claim already expanded is expanded again
+/// at no cost, and a StatefulSet deleted but not re-created is planned as a create.
 fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> usize {
     let id = &step.object;
     let ns = id.namespace.clone().unwrap_or_default();
@@ -461,9 +483,11 @@ fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> u
         claims: Vec::new(),
         retain_first: false,
         retain_manifest: None,
+        pods: Vec::new(),
+        restart_pods: false,
     });
     let mut gate = after;
-    if let Some(manifest) = plan.retain_manifest.filter(|_| plan.retain_first) {
+    if let Some(manifest) = plan.retain_manifest.clone().filter(|_| plan.retain_first) {
         let retain = b.push(
             i,
             id,
@@ -498,7 +522,7 @@ fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> u
             i,
             &claim,
             Op::Wait {
-                rule: WaitRule::ClaimResized,
+                rule: WaitRule::ClaimExpanded,
             },
             vec![expand],
         ));
@@ -529,14 +553,80 @@ fn resize_recipe(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> u
         vec![delete],
     );
     let create = b.push(i, id, Op::Create, vec![gone]);
-    b.push(
+    let ready = b.push(
         i,
         id,
         Op::Wait {
             rule: WaitRule::StatefulSetReady,
         },
         vec![create],
-    )
+    );
+    // The file systems: pod by pod with `restart_pods`, else every claim at once.
+    let resized = |b: &mut Builder, name: &str, after: usize| {
+        let claim = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, name);
+        b.push(
+            i,
+            &claim,
+            Op::Wait {
+                rule: WaitRule::ClaimResized,
+            },
+            vec![after],
+        )
+    };
+    let mut ends = Vec::new();
+    let mut by_pod: Vec<&str> = Vec::new();
+    if plan.restart_pods {
+        // Each pod restarts once the pod before it is Ready and its claims have grown.
+        let mut prev = vec![ready];
+        for p in &plan.pods {
+            let claims: Vec<String> = p
+                .claims
+                .iter()
+                .filter(|c| plan.claims.iter().any(|r| &r.name == *c))
+                .cloned()
+                .collect();
+            if claims.is_empty() {
+                continue;
+            }
+            let pod = ObjectRef::new(Kind::Pod, &ns, &p.pod);
+            let restart = b.push(
+                i,
+                &pod,
+                Op::RestartPod {
+                    claims: claims.clone(),
+                },
+                prev.clone(),
+            );
+            let replaced = b.push(
+                i,
+                &pod,
+                Op::Wait {
+                    rule: WaitRule::PodReplaced,
+                },
+                vec![restart],
+            );
+            prev = claims.iter().map(|c| resized(b, c, replaced)).collect();
+            by_pod.extend(p.claims.iter().map(String::as_str));
+        }
+        if prev != [ready] {
+            ends.extend(prev);
+        }
+    }
+    for c in plan
+        .claims
+        .iter()
+        .filter(|c| !by_pod.contains(&c.name.as_str()))
+    {
+        ends.push(resized(b, &c.name, ready));
+    }
+    // The recipe's result is one operation; the other final waits complete the phase too.
+    match ends.split_last() {
+        None => ready,
+        Some((last, others)) => {
+            b.extra_done.extend(others.iter().copied());
+            *last
+        }
+    }
 }
 
 #[cfg(test)]
@@ -586,6 +676,7 @@ pub(crate) mod tests {
                     Op::Wait { rule } => format!("wait {rule:?}"),
                     Op::Defer { .. } => "defer".into(),
                     Op::Snapshot { claim, .. } => format!("snapshot of {claim}"),
+                    Op::RestartPod { claims } => format!("restart-pod for {}", claims.join(",")),
                 };
                 let gate = o
                     .after_phase
@@ -754,26 +845,42 @@ pub(crate) mod tests {
         );
     }
 
+    fn resize(claims: &[&str], pods: &[(&str, &[&str])], restart: bool) -> crate::plan::ResizePlan {
+        crate::plan::ResizePlan {
+            claims: claims
+                .iter()
+                .map(|c| crate::plan::ClaimResize {
+                    name: c.to_string(),
+                    from: "1Gi".into(),
+                    to: "2Gi".into(),
+                })
+                .collect(),
+            retain_first: false,
+            retain_manifest: None,
+            pods: pods
+                .iter()
+                .map(|(p, cs)| crate::plan::PodClaims {
+                    pod: p.to_string(),
+                    claims: cs.iter().map(|c| c.to_string()).collect(),
+                })
+                .collect(),
+            restart_pods: restart,
+        }
+    }
+
     #[test]
     fn a_template_resize_expands_claims_then_recreates_without_pods() {
         let mut sts = step(Kind::StatefulSet, "db", Action::Resize);
         sts.resize = Some(crate::plan::ResizePlan {
-            claims: vec![
-                crate::plan::ClaimResize {
-                    name: "data-db-0".into(),
-                    from: "1Gi".into(),
-                    to: "2Gi".into(),
-                },
-                crate::plan::ClaimResize {
-                    name: "data-db-1".into(),
-                    from: "1Gi".into(),
-                    to: "2Gi".into(),
-                },
-            ],
             retain_first: true,
             retain_manifest: Some(
                 json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"}}}),
             ),
+            ..resize(
+                &["data-db-0", "data-db-1"],
+                &[("db-0", &["data-db-0"]), ("db-1", &["data-db-1"])],
+                false,
+            )
         });
         let ops = schedule(&[sts]);
         assert_eq!(
@@ -781,13 +888,17 @@ pub(crate) mod tests {
             vec![
                 "statefulset/db apply-manifest force=false after []",
                 "pvc/data-db-0 apply-manifest force=true after [0]",
-                "pvc/data-db-0 wait ClaimResized after [1]",
+                "pvc/data-db-0 wait ClaimExpanded after [1]",
                 "pvc/data-db-1 apply-manifest force=true after [0]",
-                "pvc/data-db-1 wait ClaimResized after [3]",
+                "pvc/data-db-1 wait ClaimExpanded after [3]",
                 "statefulset/db delete after [2, 4]",
                 "statefulset/db wait Gone after [5]",
                 "statefulset/db create after [6]",
-                "statefulset/db wait StatefulSetReady after [7] completes 0",
+                "statefulset/db wait StatefulSetReady after [7]",
+                // Without --restart-pods, the file systems are waited for at once (a claim
+                // whose pods started before the expansion ends as deferred).
+                "pvc/data-db-0 wait ClaimResized after [8] completes 0",
+                "pvc/data-db-1 wait ClaimResized after [8] completes 0",
             ]
         );
         assert_eq!(
@@ -797,6 +908,68 @@ pub(crate) mod tests {
                 propagation: Propagation::Orphan
             }
         );
+    }
+
+    #[test]
+    fn restart_pods_goes_pod_by_pod_in_ordinal_order_after_the_recreate() {
+        let mut sts = step(Kind::StatefulSet, "db", Action::Resize);
+        // data-db-2 belongs to an ordinal scaled away: no pod to restart, its wait defers.
+        sts.resize = Some(resize(
+            &["data-db-0", "logs-db-0", "data-db-1", "data-db-2"],
+            &[
+                ("db-0", &["data-db-0", "logs-db-0"]),
+                ("db-1", &["data-db-1"]),
+            ],
+            true,
+        ));
+        let ops = schedule(&[sts]);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "pvc/data-db-0 apply-manifest force=true after []",
+                "pvc/data-db-0 wait ClaimExpanded after [0]",
+                "pvc/logs-db-0 apply-manifest force=true after []",
+                "pvc/logs-db-0 wait ClaimExpanded after [2]",
+                "pvc/data-db-1 apply-manifest force=true after []",
+                "pvc/data-db-1 wait ClaimExpanded after [4]",
+                "pvc/data-db-2 apply-manifest force=true after []",
+                "pvc/data-db-2 wait ClaimExpanded after [6]",
+                "statefulset/db delete after [1, 3, 5, 7]",
+                "statefulset/db wait Gone after [8]",
+                "statefulset/db create after [9]",
+                "statefulset/db wait StatefulSetReady after [10]",
+                "pod/db-0 restart-pod for data-db-0,logs-db-0 after [11]",
+                "pod/db-0 wait PodReplaced after [12]",
+                "pvc/data-db-0 wait ClaimResized after [13]",
+                "pvc/logs-db-0 wait ClaimResized after [13]",
+                // The next pod only once the one before is Ready and its claims have grown.
+                "pod/db-1 restart-pod for data-db-1 after [14, 15]",
+                "pod/db-1 wait PodReplaced after [16]",
+                "pvc/data-db-1 wait ClaimResized after [17] completes 0",
+                "pvc/data-db-2 wait ClaimResized after [11] completes 0",
+            ]
+        );
+        // Every operation belongs to the StatefulSet's step.
+        assert!(ops.iter().all(|o| o.step == 0));
+    }
+
+    #[test]
+    fn the_phase_after_a_resize_waits_for_every_claim_it_grows() {
+        let mut sts = step(Kind::StatefulSet, "db", Action::Resize);
+        sts.resize = Some(resize(
+            &["data-db-0", "data-db-1"],
+            &[("db-0", &["data-db-0"]), ("db-1", &["data-db-1"])],
+            false,
+        ));
+        let gone = step(Kind::Service, "old", Action::Delete);
+        let ops = schedule(&[sts, gone]);
+        let completing: Vec<usize> = ops
+            .iter()
+            .filter(|o| o.completes_phase == Some(0))
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(completing, vec![8, 9]);
+        assert_eq!(ops.last().unwrap().object.short(), "service/old");
     }
 
     fn safety(claim: &str, before: &str) -> crate::plan::SafetySnapshot {

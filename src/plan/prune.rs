@@ -240,7 +240,7 @@ pub fn decide(
                     "with its class's deletionPolicy Delete, the snapshot's data goes too".into(),
                 );
             }
-            Kind::Namespace | Kind::ConfigMap | Kind::Lease => {
+            Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::Pod => {
                 kept.push(keep("never deleted by the plugin".into()));
                 continue;
             }

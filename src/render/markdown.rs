@@ -27,6 +27,7 @@ pub fn markdown(plan: &Plan) -> String {
                 .iter()
                 .flat_map(|r| r.claims.iter())
                 .map(|c| format!("expand `pvc/{}` {} → {}", c.name, c.from, c.to))
+                .chain(step.resize.as_ref().and_then(crate::plan::restart_note))
                 .collect::<Vec<_>>()
                 .join(", "),
             Action::Error => match &step.location {

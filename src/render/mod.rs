@@ -116,6 +116,9 @@ pub fn human(plan: &Plan, style: Style) -> String {
                     c.name, c.from, c.to
                 ));
             }
+            if let Some(note) = crate::plan::restart_note(r) {
+                out.push_str(&format!("    {note}\n"));
+            }
         }
         for r in &step.reasons {
             out.push_str(&format!("    {r}\n"));

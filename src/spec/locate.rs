@@ -523,12 +523,13 @@ fn spec_key(
             }
         }
         // Deployments, DaemonSets and snapshots: the object's own table (no deeper mapping yet);
-        // ConfigMaps and Leases are not objects of the spec.
+        // ConfigMaps, Leases and Pods are not objects of the spec.
         Kind::Deployment
         | Kind::DaemonSet
         | Kind::VolumeSnapshot
         | Kind::ConfigMap
-        | Kind::Lease => {}
+        | Kind::Lease
+        | Kind::Pod => {}
     }
     if rel.is_empty() {
         return None;

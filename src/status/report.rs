@@ -34,7 +34,9 @@ impl Snapshot {
             Kind::Deployment => &self.deployments,
             Kind::DaemonSet => &self.daemonsets,
             // Snapshots are listed by `kubectl stateful snapshots`.
-            Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot => &[],
+            Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot | Kind::Pod => {
+                &[]
+            }
         }
     }
 
@@ -146,7 +148,7 @@ fn row(id: &ObjectRef, origin: &str, live: Option<&Value>, snap: &Snapshot) -> R
         Kind::PersistentVolumeClaim => claim(&mut r, live, snap),
         Kind::Service => service(&mut r, live),
         Kind::StatefulSet | Kind::Deployment | Kind::DaemonSet => workload(&mut r, live, snap),
-        Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot => {}
+        Kind::Namespace | Kind::ConfigMap | Kind::Lease | Kind::VolumeSnapshot | Kind::Pod => {}
     }
     if live.pointer("/metadata/deletionTimestamp").is_some() {
         r.healthy = false;

@@ -19,6 +19,7 @@ mod rbac;
 mod readme;
 mod replace;
 mod resize;
+mod restart;
 mod rollout;
 mod safety;
 mod secrets;
