@@ -21,6 +21,18 @@ pub fn masked(plan: &Plan) -> Plan {
     plan
 }
 
+/// The sides of a step's diff with sensitive values masked: copies of only what one step shows,
+/// for views that render step by step (a large plan is never copied whole).
+pub fn masked_sides(step: &super::Step) -> (Option<Value>, Option<Value>) {
+    let mask = |side: &Option<Value>| {
+        side.clone().map(|mut v| {
+            mask_object(&mut v);
+            v
+        })
+    };
+    (mask(&step.before), mask(&step.after))
+}
+
 /// Masks the plain `value` of secret-looking variables anywhere in an object: every container
 /// and init container, and whatever a `patch` added.
 pub fn mask_object(obj: &mut Value) {

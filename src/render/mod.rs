@@ -73,7 +73,6 @@ fn headline(step: &Step) -> String {
 
 /// The human view: per changed object a headline, reasons and a unified YAML diff, then the summary.
 pub fn human(plan: &Plan, style: Style) -> String {
-    let plan = &crate::plan::mask::masked(plan);
     let mut out = String::new();
     out.push_str(&format!(
         "Stack {} in namespace {} ({})\n\n",
@@ -138,7 +137,8 @@ pub fn human(plan: &Plan, style: Style) -> String {
                 | Action::Resize
                 | Action::Release
         ) {
-            let diff = unified_yaml_diff(step.before.as_ref(), step.after.as_ref(), style);
+            let (before, after) = crate::plan::mask::masked_sides(step);
+            let diff = unified_yaml_diff(before.as_ref(), after.as_ref(), style);
             for line in diff.lines() {
                 out.push_str("    ");
                 out.push_str(line);
