@@ -104,7 +104,10 @@ pub async fn observe(
         for kind in NAMESPACED {
             observed.lists.insert(kind, Vec::new());
         }
-        for d in desired.iter().filter(|d| d.id.kind.namespaced()) {
+        for d in desired
+            .iter()
+            .filter(|d| d.id.kind.namespaced() && d.id.kind != Kind::PersistentVolumeClaim)
+        {
             observed.lists.entry(d.id.kind).or_default();
         }
     }
