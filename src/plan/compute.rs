@@ -127,7 +127,8 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
                     conflict_text(&step.conflicts)
                 ));
             }
-            step.after = Some(after);
+            // Nothing changes: the planned object is the live one (`before`); not kept twice.
+            step.after = (step.action != Action::NoOp).then_some(after);
             if step.takes_ownership_only() {
                 step.reasons.push(
                     "only this stack's labels are added; the spec describes the object as it is"

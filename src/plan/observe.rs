@@ -140,6 +140,13 @@ pub async fn observe(
                 typed.append(map);
                 *map = typed;
             }
+            // Of the field managers only our apply entry is read (its fingerprint); the others
+            // are often the larger part of an object, and a plan holds thousands.
+            if let Some(Value::Array(managers)) = obj.pointer_mut("/metadata/managedFields") {
+                managers.retain(|f| {
+                    f["manager"] == crate::kinds::FIELD_MANAGER && f["operation"] == "Apply"
+                });
+            }
             index.insert(ObjectRef::new(kind, ns, &name_of(obj)), i);
         }
     }
