@@ -649,11 +649,14 @@ async fn very_large_specs_scale_linearly_in_bounded_memory() {
         start.elapsed()
     };
     cost(400); // warm up
-    let small = cost(1_000);
-    let large = cost(10_000);
+    // The best of three runs each: the suite runs other tests at the same time, and a linear
+    // cost (a ratio near 10) is told from a quadratic one (near 100) without being a benchmark.
+    let best = |n: usize| (0..3).map(|_| cost(n)).min().unwrap_or_default();
+    let small = best(1_000);
+    let large = best(10_000);
     let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-6);
     assert!(
-        ratio < 30.0,
+        ratio < 50.0,
         "10,000 objects took {ratio:.1} times as long as 1,000 ({small:?} → {large:?}): something is quadratic"
     );
 
