@@ -207,74 +207,13 @@ impl Gateway for KubeGateway {
     }
 
     fn watch<'a>(&'a self, id: &'a ObjectRef) -> BoxStream<'a, Result<Option<Value>, ApiFailure>> {
-        let config = watcher::Config::default().fields(&format!("metadata.name={}", id.name));
-        let events = watcher::watcher(self.api(id), config).boxed();
-        let state = WatchState {
-            events,
-            pending: None,
-            delay: Duration::ZERO,
-            done: false,
-        };
-        futures::stream::unfold(state, move |mut st| async move {
-            if st.done {
-                return None;
-            }
-            // Bounded: at most this many events are read before yielding an item.
-            for _ in 0..10_000 {
-                if !st.delay.is_zero() {
-                    tokio::time::sleep(st.delay).await;
-                }
-                match st.events.next().await {
-                    None => {
-                        st.done = true;
-                        return Some((
-                            Err(ApiFailure::transport(
-                                format!("the watch of {} was closed", id.short()),
-                                false,
-                            )),
-                            st,
-                        ));
-                    }
-                    Some(Ok(event)) => {
-                        st.delay = Duration::ZERO;
-                        match event {
-                            watcher::Event::Init => st.pending = Some(None),
-                            watcher::Event::InitApply(o) => st.pending = Some(Some(to_value(o))),
-                            watcher::Event::InitDone => {
-                                // A (re-)list replaces what was known: an object absent from it is gone.
-                                let current = st.pending.take().unwrap_or(None);
-                                return Some((Ok(current), st));
-                            }
-                            watcher::Event::Apply(o) => return Some((Ok(Some(to_value(o))), st)),
-                            watcher::Event::Delete(_) => return Some((Ok(None), st)),
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let f = watch_failure(e);
-                        if f.is_permanent() && f.code != 410 {
-                            st.done = true;
-                            return Some((Err(f), st));
-                        }
-                        // Transient: back off (exponential, at most 10s) and let the watcher
-                        // resume from its resourceVersion or re-list.
-                        st.delay = (st.delay * 2)
-                            .clamp(Duration::from_millis(200), Duration::from_secs(10));
-                    }
-                }
-            }
-            st.done = true;
-            Some((
-                Err(ApiFailure::transport(
-                    format!(
-                        "the watch of {} kept failing without reporting the object",
-                        id.short()
-                    ),
-                    false,
-                )),
-                st,
-            ))
-        })
-        .boxed()
+        // The collection of this one object (a field selector on its name): the same resumption
+        // and re-listing as any watched collection.
+        let query = ListQuery::new(id.kind.api_resource(), id.namespace.as_deref())
+            .fields(&format!("metadata.name={}", id.name));
+        self.list_watch(&query)
+            .map(|listed| listed.map(|objects| objects.into_iter().next()))
+            .boxed()
     }
 
     fn allowed<'a>(&'a self, verb: &'a str, id: &'a ObjectRef) -> BoxFuture<'a, Option<bool>> {
@@ -509,14 +448,6 @@ impl KubeGateway {
         })
         .boxed()
     }
-}
-
-struct WatchState {
-    events: BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>,
-    /// While a (re-)list is in progress: what it found so far.
-    pending: Option<Option<Value>>,
-    delay: Duration,
-    done: bool,
 }
 
 fn watch_failure(e: watcher::Error) -> ApiFailure {

@@ -7,7 +7,7 @@ use crate::support::{TestCtx, assert_contains, client};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use std::collections::BTreeMap;
 
-async fn pod_uids(ctx: &TestCtx) -> BTreeMap<String, String> {
+pub(crate) async fn pod_uids(ctx: &TestCtx) -> BTreeMap<String, String> {
     let api: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
     api.list(&Default::default())
         .await
@@ -18,7 +18,7 @@ async fn pod_uids(ctx: &TestCtx) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn capacity(ctx: &TestCtx, claim: &str) -> String {
+pub(crate) async fn capacity(ctx: &TestCtx, claim: &str) -> String {
     let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
     let c = api.get(claim).await.unwrap();
     c.status

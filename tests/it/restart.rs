@@ -2,8 +2,8 @@
 //! mounts the volume (`stateful.test/online-expansion: "false"`): `--restart-pods` restarts the
 //! pods one at a time in ordinal order; without it the claims end as deferred, in bounded time.
 
-use crate::support::{TestCtx, assert_contains, client, json_lines};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use crate::resize::{capacity, pod_uids};
+use crate::support::{TestCtx, assert_contains, json_lines};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,26 +14,6 @@ fn sts(replicas: u32, size: &str, class: &str) -> String {
     format!(
         "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = {replicas}\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"{size}\"\nclass = \"{class}\"\nmount = \"/data\"\n"
     )
-}
-
-async fn pod_uids(ctx: &TestCtx) -> BTreeMap<String, String> {
-    let api: kube::Api<Pod> = kube::Api::namespaced(client().await, &ctx.ns);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| (p.metadata.name.unwrap(), p.metadata.uid.unwrap()))
-        .collect()
-}
-
-async fn capacity(ctx: &TestCtx, claim: &str) -> String {
-    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
-    let c = api.get(claim).await.unwrap();
-    c.status
-        .and_then(|s| s.capacity)
-        .and_then(|c| c.get("storage").map(|q| q.0.clone()))
-        .unwrap_or_default()
 }
 
 fn position(events: &[Value], event: &str, kind: &str, name: &str) -> usize {
