@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the JSON plan document; bumped on incompatible changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// What applying does to one object. The executor branches on this only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -327,7 +327,7 @@ mod tests {
         assert!(err("{\"apiVersion\": \"v1\"}").contains("it has no format_version"));
         assert_eq!(
             err("{\"format_version\": 1}"),
-            "plan.json: format_version: the plan has format 1, this version reads format 3"
+            "plan.json: format_version: the plan has format 1, this version reads format 4"
         );
         assert!(
             err("{\"format_version\": 3}")

@@ -116,7 +116,7 @@ fn markdown_view() {
 #[test]
 fn json_view_is_stable() {
     let v: serde_json::Value = serde_json::from_str(&json(&sample())).unwrap();
-    assert_eq!(v["format_version"], 3);
+    assert_eq!(v["format_version"], 4);
     assert_eq!(
         v["summary"],
         json!({"create": 1, "update": 1, "adopt": 0, "replace": 1, "resize": 0, "delete": 0, "release": 0, "unchanged": 1, "error": 1})

@@ -23,7 +23,7 @@ async fn spec_error_exits_1_and_writes_nothing() {
     let json = ctx.run(&["plan", "-f", spec.to_str().unwrap(), "-o", "json"]);
     json.expect_code(1);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["format_version"], 3);
+    assert_eq!(v["format_version"], 4);
     let e = &v["error"]["spec_errors"][0];
     assert_eq!(
         (e["line"].as_u64(), e["column"].as_u64()),
@@ -92,7 +92,7 @@ async fn plan_outputs_json_and_markdown() {
     let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
     json.expect_code(2);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["format_version"], 3);
+    assert_eq!(v["format_version"], 4);
     assert_eq!(v["namespace"], ctx.ns.as_str());
     assert_eq!(v["summary"]["create"], 4);
     let kinds: Vec<&str> = v["steps"]

@@ -1,7 +1,7 @@
 //! The README's documented machine interfaces against real output: the plan JSON example and the
 //! JSON event lines of `apply -o json`.
 
-use crate::support::{TestCtx, assert_contains, json_lines, step_of};
+use crate::support::{TestCtx, assert_contains, json_lines};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -63,37 +63,68 @@ async fn readme_plan_json_example_matches_real_output() {
     std::fs::write(spec, text.replace("replicas = 3", "replicas = 5")).unwrap();
     let run = ctx.run(&["plan", "-f", spec, "-o", "json"]);
     run.expect_code(0);
-    let real: Value = serde_json::from_str(&run.stdout).unwrap();
+    // The README's namespace is `demo`.
+    let real: Value =
+        serde_json::from_str(&run.stdout.replace(&format!("\"{}\"", ctx.ns), "\"demo\"")).unwrap();
     let example = readme_plan_example();
 
     let mut failures = Vec::new();
     same_keys("plan", &example, &real, &mut failures);
-    let ex_step = &example["steps"][0];
-    let step = step_of(&real, "StatefulSet");
-    same_keys("step", ex_step, step, &mut failures);
-    for part in ["object", "live", "wait"] {
-        same_keys(part, &ex_step[part], &step[part], &mut failures);
-    }
     same_keys(
         "summary",
         &example["summary"],
         &real["summary"],
         &mut failures,
     );
+    // The steps, in the real order, with their keys and identifying values.
+    let ex_steps = example["steps"].as_array().unwrap();
+    let steps = real["steps"].as_array().unwrap();
+    assert_eq!(ex_steps.len(), steps.len(), "the README shows every step");
+    for (i, (ex_step, step)) in ex_steps.iter().zip(steps).enumerate() {
+        let what = format!("steps[{i}]");
+        same_keys(&what, ex_step, step, &mut failures);
+        for part in ["object", "live", "wait"] {
+            same_keys(
+                &format!("{what}.{part}"),
+                &ex_step[part],
+                &step[part],
+                &mut failures,
+            );
+        }
+        for key in ["action", "origin", "changed_paths", "object"] {
+            if ex_step.get(key).is_some() && ex_step[key] != serde_json::json!([]) {
+                assert_eq!(ex_step[key], step[key], "{what}.{key}");
+            }
+        }
+        if let Some(g) = ex_step["live"].get("generation") {
+            assert_eq!(g, &step["live"]["generation"], "{what}.live.generation");
+        }
+    }
+    assert_eq!(
+        ex_steps[1]["wait"]["template_claims"][0],
+        steps[1]["wait"]["template_claims"][0]
+    );
+    // The operations shown are the first ones of the real plan, value for value (ids, steps,
+    // rules, dependencies and gates); only the resource version is an elision.
+    let ex_ops = example["operations"].as_array().unwrap();
+    let ops = real["operations"].as_array().unwrap();
+    assert!(ops.len() >= ex_ops.len(), "{ops:#?}");
+    for (i, (ex_op, op)) in ex_ops.iter().zip(ops).enumerate() {
+        let what = format!("operations[{i}]");
+        same_keys(&what, ex_op, op, &mut failures);
+        for (key, value) in ex_op.as_object().unwrap() {
+            if key == "resource_version" {
+                assert!(op[key].is_string(), "{what}.{key}");
+            } else {
+                assert_eq!(value, &op[key], "{what}.{key}");
+            }
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     assert_eq!(example["format_version"], real["format_version"]);
     assert_eq!(example["stack"], real["stack"]);
     assert_eq!(example["summary"], real["summary"]);
-    for key in ["action", "origin", "changed_paths"] {
-        assert_eq!(ex_step[key], step[key], "{key}");
-    }
-    assert_eq!(ex_step["object"]["kind"], step["object"]["kind"]);
-    assert_eq!(ex_step["object"]["name"], step["object"]["name"]);
-    assert_eq!(
-        ex_step["wait"]["template_claims"][0],
-        step["wait"]["template_claims"][0]
-    );
 
     // The human example of the same plan.
     let human = ctx.run(&["plan", "-f", spec]);
@@ -246,7 +277,7 @@ path = "/data"
     assert_eq!(seen, listed, "events seen vs. the README's list");
 
     let plan = all.iter().find(|e| e["event"] == "plan").unwrap();
-    assert_eq!(plan["plan"]["format_version"], 3);
+    assert_eq!(plan["plan"]["format_version"], 4);
     let ready = all.iter().find(|e| e["event"] == "ready").unwrap();
     assert!(ready["seconds"].is_f64(), "{ready}");
     let failed = all.iter().find(|e| e["event"] == "failed").unwrap();

@@ -192,7 +192,7 @@ async fn plan_for_another_server_or_format_is_refused() {
 
     // A plan of another format version.
     let mut future = plan.clone();
-    future["format_version"] = 4.into();
+    future["format_version"] = 5.into();
     let path = ctx.dir.path().join("future.json");
     std::fs::write(&path, future.to_string()).unwrap();
     let run = ctx.run(&["apply", path.to_str().unwrap(), "--yes"]);
@@ -200,7 +200,7 @@ async fn plan_for_another_server_or_format_is_refused() {
     assert_contains(
         &run.stderr,
         &format!(
-            "{}: format_version: the plan has format 4, this version reads format 3",
+            "{}: format_version: the plan has format 5, this version reads format 4",
             path.display()
         ),
     );

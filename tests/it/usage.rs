@@ -174,7 +174,7 @@ async fn failure_documents_in_json_and_markdown() {
     let json = ctx.run(&["plan", "-f", bad, "-o", "json"]);
     json.expect_code(1);
     let v: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["format_version"], 3);
+    assert_eq!(v["format_version"], 4);
     let errors = v["error"]["spec_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2);
     assert_eq!(
