@@ -24,6 +24,11 @@ struct State {
     compacted: u64,
     /// Bumped by [`FakeGateway::cut_watches`]: every open watch ends.
     cuts: u64,
+    /// Verbs that take this long to answer ([`FakeGateway::slow`]).
+    slow: HashMap<String, std::time::Duration>,
+    /// Calls of slow verbs being answered now, and the most there ever were at once.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 /// The fake. Clones share their state.
@@ -165,7 +170,34 @@ impl FakeGateway {
         Some(queue.remove(0))
     }
 
+    /// Every call of these verbs takes `latency` to answer; [`FakeGateway::peak_in_flight`]
+    /// then tells how many of them were ever answered at the same time.
+    pub fn slow(&self, verbs: &[&str], latency: std::time::Duration) {
+        let mut st = self.state.lock().unwrap();
+        for verb in verbs {
+            st.slow.insert((*verb).to_string(), latency);
+        }
+    }
+
+    /// The most calls of slow verbs in flight at once so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.lock().unwrap().peak_in_flight
+    }
+
     async fn outcome(&self, verb: &str, id: &ObjectRef) -> Result<(), ApiFailure> {
+        let latency = {
+            let mut st = self.state.lock().unwrap();
+            let latency = st.slow.get(verb).copied();
+            if latency.is_some() {
+                st.in_flight += 1;
+                st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
+            }
+            latency
+        };
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+            self.state.lock().unwrap().in_flight -= 1;
+        }
         match self.scripted(verb, id) {
             None => Ok(()),
             Some(Some(f)) => Err(f),

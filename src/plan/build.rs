@@ -721,3 +721,44 @@ fn class_exists(spec: &Spec, facts: &ClusterFacts, class: &str) -> bool {
                 .is_some_and(|c| c.get_ref() == class)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::fake::FakeGateway;
+    use crate::kinds::{Kind, ObjectRef};
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// `--concurrency N` bounds the planner's dry runs too: N at once, not more, not fewer.
+    #[tokio::test]
+    async fn concurrency_is_the_number_of_dry_runs_in_flight() {
+        let mut text = String::new();
+        for i in 0..8 {
+            text.push_str(&format!(
+                "[[volume]]\nname = \"pv-{i}\"\ncapacity = \"1Gi\"\nclass = \"standard\"\nhost_path = {{ path = \"/tmp/pv-{i}\" }}\n\n"
+            ));
+        }
+        let spec = crate::spec::load("stack.toml", &text, "s").unwrap();
+        for (concurrency, expected) in [(2, 2), (5, 5), (1, 1)] {
+            let fake = FakeGateway::new();
+            fake.put(
+                &ObjectRef::new(Kind::Namespace, "", "ns"),
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}),
+            );
+            fake.put(
+                &ObjectRef::new(Kind::StorageClass, "", "standard"),
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                       "metadata": {"name": "standard"}, "provisioner": "kubernetes.io/host-path"}),
+            );
+            fake.slow(&["dry-run"], Duration::from_millis(50));
+            let plan = make_plan(&fake, concurrency, &spec, "ns").await.unwrap();
+            assert_eq!(plan.summary.create, 8, "{plan:#?}");
+            assert_eq!(
+                fake.peak_in_flight(),
+                expected,
+                "--concurrency {concurrency}"
+            );
+        }
+    }
+}

@@ -510,3 +510,27 @@ async fn waits_share_one_watch_per_kind_and_a_claim_needs_only_its_volume() {
         "one watch for the volumes, one for the claims"
     );
 }
+
+/// `--concurrency N`: at most N writes are in flight at once, and N of them are when there is
+/// enough to write (a limit that were ignored, or one write at a time, both fail).
+#[tokio::test]
+async fn concurrency_is_the_number_of_writes_in_flight() {
+    for (concurrency, expected) in [(2, 2), (4, 4), (1, 1)] {
+        let fake = FakeGateway::new();
+        fake.slow(&["create"], Duration::from_millis(50));
+        let steps = (0..8).map(|i| ready_pv(&format!("pv-{i}"))).collect();
+        let opts = ApplyOptions {
+            concurrency,
+            ..options()
+        };
+        let sink = Collect::default();
+        let written = execute(&fake, &plan(steps), &opts, &sink).await.unwrap();
+        assert_eq!(written, 8);
+        assert_eq!(
+            fake.peak_in_flight(),
+            expected,
+            "--concurrency {concurrency}: {:#?}",
+            sink.lines()
+        );
+    }
+}
