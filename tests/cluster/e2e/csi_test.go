@@ -28,8 +28,9 @@ import (
 )
 
 const (
-	driverName  = "csi.stateful.test"
-	topologyKey = "topology.stateful.test/zone"
+	driverName         = "csi.stateful.test"
+	topologyKey        = "topology.stateful.test/zone"
+	pvcSourceFinalizer = "snapshot.storage.kubernetes.io/pvc-as-source-protection"
 )
 
 var zoneOf = map[string]string{"node-1": "zone-a", "node-2": "zone-b", "node-3": "zone-c"}
@@ -248,6 +249,31 @@ func watchClaim(t *testing.T, ns string, pvc *corev1.PersistentVolumeClaim) *cla
 	return h
 }
 
+// waitFor waits until a recorded version satisfies ok and returns it.
+func (h *claimHistory) waitFor(t *testing.T, timeout time.Duration, what string, ok func(*corev1.PersistentVolumeClaim) bool) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	var found *corev1.PersistentVolumeClaim
+	eventually(t, timeout, what+" in the claim's watch history", func(context.Context) (bool, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, v := range h.versions {
+			if ok(v) {
+				found = v
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%d versions recorded", len(h.versions))
+	})
+	return found
+}
+
+// first is the index of the first recorded version that satisfies ok, or -1.
+func (h *claimHistory) first(ok func(*corev1.PersistentVolumeClaim) bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.IndexFunc(h.versions, ok)
+}
+
 // seen reports which condition types and resize statuses the claim went through.
 func (h *claimHistory) seen() (conds, statuses map[string]bool) {
 	h.mu.Lock()
@@ -312,6 +338,49 @@ func checkExpanded(t *testing.T, pvc *corev1.PersistentVolumeClaim, size string)
 	}
 	if pv := getPV(t, pvc.Spec.VolumeName); quantity(pv.Spec.Capacity[corev1.ResourceStorage]) != size {
 		t.Errorf("PV capacity %s, want %s", quantity(pv.Spec.Capacity[corev1.ResourceStorage]), size)
+	}
+}
+
+// The driver is registered as the kubelet's plugin registration leaves it: a
+// CSIDriver without attachment, and on every node a CSINode entry with the zone
+// topology key and the zone label.
+func TestCSIDriverRegistration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	drv, err := client.StorageV1().CSIDrivers().Get(ctx, driverName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("CSIDriver %s: %v", driverName, err)
+	}
+	if drv.Spec.AttachRequired == nil || *drv.Spec.AttachRequired {
+		t.Errorf("CSIDriver attachRequired %v, want false", drv.Spec.AttachRequired)
+	}
+	if !slices.Equal(drv.Spec.VolumeLifecycleModes, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent}) {
+		t.Errorf("CSIDriver volumeLifecycleModes %v", drv.Spec.VolumeLifecycleModes)
+	}
+	for node, zone := range zoneOf {
+		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Labels[topologyKey] != zone {
+			t.Errorf("node %s label %s=%q, want %q", node, topologyKey, n.Labels[topologyKey], zone)
+		}
+		cn, err := client.StorageV1().CSINodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("CSINode %s: %v", node, err)
+			continue
+		}
+		i := slices.IndexFunc(cn.Spec.Drivers, func(d storagev1.CSINodeDriver) bool { return d.Name == driverName })
+		if i < 0 {
+			t.Errorf("CSINode %s drivers %+v lack %s", node, cn.Spec.Drivers, driverName)
+			continue
+		}
+		if d := cn.Spec.Drivers[i]; d.NodeID != node || !slices.Equal(d.TopologyKeys, []string{topologyKey}) {
+			t.Errorf("CSINode %s driver entry %+v, want nodeID %s and topology key %s", node, d, node, topologyKey)
+		}
+		if refs := cn.OwnerReferences; len(refs) != 1 || refs[0].Kind != "Node" || refs[0].Name != node || refs[0].UID != n.UID {
+			t.Errorf("CSINode %s owner references %+v, want its Node", node, refs)
+		}
 	}
 }
 
@@ -406,6 +475,8 @@ func TestCSIExpandMountedClaim(t *testing.T) {
 	resizeClaim(t, ns, "data", "2Gi")
 	pvc = waitCapacity(t, ns, "data", "2Gi", 60*time.Second)
 	checkExpanded(t, pvc, "2Gi")
+	// The GET may see the new capacity before the watch delivers that version.
+	h.waitFor(t, 30*time.Second, "capacity 2Gi", func(v *corev1.PersistentVolumeClaim) bool { return claimCapacity(v) == "2Gi" })
 	conds, statuses := h.seen()
 	for _, c := range []string{"Resizing", "FileSystemResizePending"} {
 		if !conds[c] {
@@ -415,6 +486,25 @@ func TestCSIExpandMountedClaim(t *testing.T) {
 	for _, s := range []string{"ControllerResizeInProgress", "NodeResizePending", "NodeResizeInProgress"} {
 		if !statuses[s] {
 			t.Errorf("resize status %s never seen (saw %v)", s, statuses)
+		}
+	}
+	// In the order external-resizer and then the kubelet write them, the new
+	// capacity last.
+	type step struct {
+		what string
+		ok   func(*corev1.PersistentVolumeClaim) bool
+	}
+	var steps []step
+	for _, s := range []corev1.ClaimResourceStatus{corev1.PersistentVolumeClaimControllerResizeInProgress,
+		corev1.PersistentVolumeClaimNodeResizePending, corev1.PersistentVolumeClaimNodeResizeInProgress} {
+		steps = append(steps, step{"resize status " + string(s), func(v *corev1.PersistentVolumeClaim) bool { return resizeStatus(v) == s }})
+	}
+	steps = append(steps, step{"capacity 2Gi", func(v *corev1.PersistentVolumeClaim) bool { return claimCapacity(v) == "2Gi" }})
+	for i := 1; i < len(steps); i++ {
+		before, after := h.first(steps[i-1].ok), h.first(steps[i].ok)
+		if before >= 0 && after >= 0 && before >= after {
+			t.Errorf("%s first in version %d, %s in version %d: want %s first",
+				steps[i-1].what, before, steps[i].what, after, steps[i-1].what)
 		}
 	}
 	for _, reason := range []string{"ExternalExpanding", "Resizing", "FileSystemResizeRequired", "FileSystemResizeSuccessful"} {
@@ -592,8 +682,10 @@ func TestCSISnapshotAndRestore(t *testing.T) {
 	snapHandle, _, _ := unstructured.NestedString(content.Object, "status", "snapshotHandle")
 	ready, _, _ := unstructured.NestedBool(content.Object, "status", "readyToUse")
 	restore, _, _ := unstructured.NestedInt64(content.Object, "status", "restoreSize")
-	if handle != pv.Spec.CSI.VolumeHandle || snapHandle == "" || !ready || restore != 2<<30 {
-		t.Errorf("content source %q (want %q) handle %q ready %v restoreSize %d", handle, pv.Spec.CSI.VolumeHandle, snapHandle, ready, restore)
+	contentCreated, _, _ := unstructured.NestedInt64(content.Object, "status", "creationTime")
+	if handle != pv.Spec.CSI.VolumeHandle || snapHandle == "" || !ready || restore != 2<<30 || contentCreated <= 0 {
+		t.Errorf("content source %q (want %q) handle %q ready %v restoreSize %d creationTime %d",
+			handle, pv.Spec.CSI.VolumeHandle, snapHandle, ready, restore, contentCreated)
 	}
 	// The snapshot-controller adds the content's finalizer on its own schedule (it
 	// may come after readyToUse, as on real clusters).
@@ -610,7 +702,7 @@ func TestCSISnapshotAndRestore(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "source claim's snapshot finalizer removed", func(ctx context.Context) (bool, error) {
 		c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
-		return err == nil && !slices.Contains(c.Finalizers, "snapshot.storage.kubernetes.io/pvc-as-source-protection"), err
+		return err == nil && !slices.Contains(c.Finalizers, pvcSourceFinalizer), err
 	})
 
 	createClaim(t, ns, restoreClaim("restored", "fast-immediate", "2Gi", "snap"))
@@ -647,11 +739,16 @@ func TestCSISnapshotDelayAndRetain(t *testing.T) {
 	ns := namespace(t)
 	ctx := context.Background()
 	vsc := "e2e-retain-" + suffix()
-	snapshotClass(t, vsc, "Retain", map[string]string{"stateful.test/snapshot-delay": "4s"})
+	snapshotClass(t, vsc, "Retain", map[string]string{"stateful.test/snapshot-delay": "6s"})
 	createClaim(t, ns, claim("data", "fast-immediate", "1Gi"))
 	waitClaimBound(t, ns, "data", 60*time.Second)
 	createSnapshot(t, ns, "snap", "data", vsc)
 	waitEvent(t, ns, "VolumeSnapshot", "snap", "SnapshotCreated", 30*time.Second)
+	// The snapshot-controller protects the source claim while the snapshot is
+	// being cut (ensurePVCFinalizer, before it creates the content).
+	if c := getClaim(t, ns, "data"); !slices.Contains(c.Finalizers, pvcSourceFinalizer) {
+		t.Errorf("source claim finalizers %v while the snapshot is not ready, want %s", c.Finalizers, pvcSourceFinalizer)
+	}
 	if ready, _, _ := unstructured.NestedBool(getSnapshot(t, ns, "snap").Object, "status", "readyToUse"); ready {
 		t.Fatal("snapshot ready before its snapshot-delay")
 	}
@@ -661,6 +758,14 @@ func TestCSISnapshotDelayAndRetain(t *testing.T) {
 		t.Errorf("ProvisioningFailed message %q", ev.Message)
 	}
 	s := waitSnapshotReady(t, ns, "snap", 60*time.Second)
+	// … and removes the protection once no snapshot of the claim is still unready.
+	eventually(t, 30*time.Second, "source claim's snapshot finalizer removed", func(ctx context.Context) (bool, error) {
+		c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return !slices.Contains(c.Finalizers, pvcSourceFinalizer), fmt.Errorf("finalizers %v", c.Finalizers)
+	})
 	waitClaimBound(t, ns, "restored", 60*time.Second)
 
 	contentName, _, _ := unstructured.NestedString(s.Object, "status", "boundVolumeSnapshotContentName")
@@ -751,6 +856,81 @@ func TestCSIFaults(t *testing.T) {
 					resizeStatus(c) == corev1.PersistentVolumeClaimControllerResizeInProgress,
 				fmt.Errorf("status %q conditions %v", resizeStatus(c), conditionTypes(c))
 		})
+		if pv := getPV(t, pvc.Spec.VolumeName); quantity(pv.Spec.Capacity[corev1.ResourceStorage]) != "1Gi" {
+			t.Fatalf("PV grew to %v despite the failure", pv.Spec.Capacity)
+		}
+		replaceClass(t, sc, nil)
+		waitNodeResizePending(t, ns, "data", 60*time.Second)
+		runPod(t, ns, consumer("app", "data", ""))
+		checkExpanded(t, waitCapacity(t, ns, "data", "2Gi", 60*time.Second), "2Gi")
+	})
+
+	t.Run("resize-delay", func(t *testing.T) {
+		t.Parallel()
+		ns := namespace(t)
+		sc := csiClass(t, "e2e-slowresize-"+suffix(), storagev1.VolumeBindingImmediate, map[string]string{"stateful.test/resize-delay": "3s"})
+		createClaim(t, ns, claim("data", sc.Name, "1Gi"))
+		pvc := waitClaimBound(t, ns, "data", 60*time.Second)
+		h := watchClaim(t, ns, pvc)
+		resizeClaim(t, ns, "data", "2Gi")
+		// From the resizer's first status write (seen through the watch, without
+		// polling latency) ControllerExpandVolume takes 3s: well over 2s of it the
+		// claim must show the controller part in progress and the PV keep its size.
+		h.waitFor(t, 30*time.Second, "ControllerResizeInProgress", func(v *corev1.PersistentVolumeClaim) bool {
+			return resizeStatus(v) == corev1.PersistentVolumeClaimControllerResizeInProgress
+		})
+		consistently(t, 2*time.Second, "claim stays at ControllerResizeInProgress during the resize-delay", func(ctx context.Context) error {
+			c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			pv, err := client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			pvSize := quantity(pv.Spec.Capacity[corev1.ResourceStorage])
+			if resizeStatus(c) != corev1.PersistentVolumeClaimControllerResizeInProgress ||
+				!hasConditionType(c, corev1.PersistentVolumeClaimResizing) || claimCapacity(c) != "1Gi" || pvSize != "1Gi" {
+				return fmt.Errorf("status %q conditions %v capacity %s PV capacity %s, want ControllerResizeInProgress, Resizing, 1Gi, 1Gi",
+					resizeStatus(c), conditionTypes(c), claimCapacity(c), pvSize)
+			}
+			return nil
+		})
+		// Then it proceeds: no pod mounts the claim, so it stops at NodeResizePending.
+		pvc = waitNodeResizePending(t, ns, "data", 30*time.Second)
+		if pv := getPV(t, pvc.Spec.VolumeName); quantity(pv.Spec.Capacity[corev1.ResourceStorage]) != "2Gi" {
+			t.Errorf("PV capacity %v after the resize-delay, want 2Gi", pv.Spec.Capacity)
+		}
+		waitEvent(t, ns, "PersistentVolumeClaim", "data", "FileSystemResizeRequired", 10*time.Second)
+	})
+
+	t.Run("resize-failure-recovery", func(t *testing.T) {
+		t.Parallel()
+		ns := namespace(t)
+		sc := csiClass(t, "e2e-failrecover-"+suffix(), storagev1.VolumeBindingImmediate, map[string]string{"stateful.test/fail": "resize"})
+		createClaim(t, ns, claim("data", sc.Name, "1Gi"))
+		pvc := waitClaimBound(t, ns, "data", 60*time.Second)
+		allocated := func(c *corev1.PersistentVolumeClaim) string {
+			return quantity(c.Status.AllocatedResources[corev1.ResourceStorage])
+		}
+		failingAt := func(size string) {
+			t.Helper()
+			eventually(t, 30*time.Second, "expansion to "+size+" failing", func(ctx context.Context) (bool, error) {
+				c, err := client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+				if err != nil {
+					return false, err
+				}
+				return allocated(c) == size && resizeStatus(c) == corev1.PersistentVolumeClaimControllerResizeInProgress &&
+						hasConditionType(c, corev1.PersistentVolumeClaimControllerResizeError),
+					fmt.Errorf("allocated %s status %q conditions %v", allocated(c), resizeStatus(c), conditionTypes(c))
+			})
+		}
+		resizeClaim(t, ns, "data", "3Gi")
+		failingAt("3Gi")
+		// Expansion recovery: after a final error the resizer takes the lowered
+		// request (still above the capacity) as its new target, while it fails.
+		resizeClaim(t, ns, "data", "2Gi")
+		failingAt("2Gi")
 		if pv := getPV(t, pvc.Spec.VolumeName); quantity(pv.Spec.Capacity[corev1.ResourceStorage]) != "1Gi" {
 			t.Fatalf("PV grew to %v despite the failure", pv.Spec.Capacity)
 		}

@@ -235,17 +235,34 @@ func TestDriverAgainstFakeClients(t *testing.T) {
 		}
 	}
 
-	// Registration.
-	n2, _ := client.CoreV1().Nodes().Get(ctx, "node-2", metav1.GetOptions{})
-	if n2.Labels[TopologyKey] != "zone-b" {
-		t.Errorf("node-2 labels %v", n2.Labels)
+	// Registration: every node, and a CSIDriver without attachment.
+	for node, zone := range map[string]string{"node-1": "zone-a", "node-2": "zone-b", "node-3": "zone-c"} {
+		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Labels[TopologyKey] != zone {
+			t.Errorf("%s labels %v, want %s=%s", node, n.Labels, TopologyKey, zone)
+		}
+		cn, err := client.StorageV1().CSINodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("CSINode %s: %v", node, err)
+			continue
+		}
+		if len(cn.Spec.Drivers) != 1 || cn.Spec.Drivers[0].Name != DriverName || cn.Spec.Drivers[0].NodeID != node ||
+			!slices.Equal(cn.Spec.Drivers[0].TopologyKeys, []string{TopologyKey}) {
+			t.Errorf("CSINode %s drivers %+v", node, cn.Spec.Drivers)
+		}
+		if len(cn.OwnerReferences) != 1 || cn.OwnerReferences[0].Kind != "Node" || cn.OwnerReferences[0].Name != node {
+			t.Errorf("CSINode %s owner references %+v", node, cn.OwnerReferences)
+		}
 	}
-	cn, err := client.StorageV1().CSINodes().Get(ctx, "node-2", metav1.GetOptions{})
-	if err != nil || len(cn.Spec.Drivers) != 1 || cn.Spec.Drivers[0].TopologyKeys[0] != TopologyKey || cn.OwnerReferences[0].Kind != "Node" {
-		t.Errorf("CSINode %+v %v", cn, err)
+	drv, err := client.StorageV1().CSIDrivers().Get(ctx, DriverName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("CSIDriver: %v", err)
 	}
-	if drv, err := client.StorageV1().CSIDrivers().Get(ctx, DriverName, metav1.GetOptions{}); err != nil || *drv.Spec.AttachRequired {
-		t.Errorf("CSIDriver %+v %v", drv, err)
+	if drv.Spec.AttachRequired == nil || *drv.Spec.AttachRequired {
+		t.Errorf("CSIDriver attachRequired %v, want false", drv.Spec.AttachRequired)
 	}
 
 	// Provisioning on the selected node's zone.
