@@ -334,13 +334,20 @@ async fn plan_command(
             return Err(report);
         }
     };
-    let text = match p.output {
-        PlanFormat::Human => render::human(&plan, style),
-        PlanFormat::Json => render::json(&plan),
-        PlanFormat::Markdown => render::markdown(&plan),
-        PlanFormat::Dot => render::dot(&plan),
-    };
-    out(&text);
+    match p.output {
+        PlanFormat::Human => {
+            // Printed step by step; a closed stdout ends the output quietly, as `out` does.
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut ok = true;
+            render::human_to(&plan, style, &mut |chunk| {
+                ok = ok && stdout.write_all(chunk.as_bytes()).is_ok();
+            });
+            let _ = stdout.flush();
+        }
+        PlanFormat::Json => out(&render::json(&plan)),
+        PlanFormat::Markdown => out(&render::markdown(&plan)),
+        PlanFormat::Dot => out(&render::dot(&plan)),
+    }
     if let Some(file) = &p.out {
         save_plan(&plan, file)?;
         if p.output == PlanFormat::Human {

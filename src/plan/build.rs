@@ -95,7 +95,10 @@ pub async fn make_plan_with(
     let facts = &observed.facts;
     let recorded = observed.inventory.index();
     let full = options.full;
-    let steps: Vec<Step> = stream::iter(objects.iter().map(|d| {
+    // What the rest needs of the desired objects; each object itself moves into its step (a
+    // large stack is never held twice).
+    let desired_ids: Vec<ObjectRef> = objects.iter().map(|d| d.id.clone()).collect();
+    let steps: Vec<Step> = stream::iter(objects.into_iter().map(|d| {
         let recorded = recorded.get(&d.id).and_then(|e| e.fingerprint());
         plan_one(
             gw,
@@ -126,13 +129,13 @@ pub async fn make_plan_with(
     let mut not_in_spec_ids = Vec::new();
     if facts.namespace_exists || options.destroy {
         let inventory = &observed.inventory;
-        let mut candidates = stack_objects(gw, stack, namespace, &observed, &objects).await;
+        let mut candidates = stack_objects(gw, stack, namespace, &observed, &desired_ids).await;
         if options.destroy {
             candidates.extend(template_claims_of(&candidates, facts));
         }
         not_in_spec_ids = candidates.iter().map(|c| c.id.clone()).collect();
         if options.prune || options.destroy {
-            let mut owned: BTreeSet<ObjectRef> = objects.iter().map(|d| d.id.clone()).collect();
+            let mut owned: BTreeSet<ObjectRef> = desired_ids.iter().cloned().collect();
             owned.extend(not_in_spec_ids.iter().cloned());
             let (removal, k) = prune::decide(
                 &candidates,
@@ -172,7 +175,7 @@ pub async fn make_plan_with(
         }
     }
     if ctx.create_namespace
-        && objects.iter().any(|d| d.id.kind.namespaced())
+        && desired_ids.iter().any(|id| id.kind.namespaced())
         && let Some(ns_step) = steps.iter_mut().find(|s| s.object.kind == Kind::Namespace)
     {
         ns_step.reasons.push(format!(
@@ -224,7 +227,7 @@ async fn stack_objects(
     stack: &str,
     namespace: &str,
     observed: &Observed,
-    desired: &[DesiredObject],
+    desired: &[ObjectRef],
 ) -> Vec<Candidate> {
     let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
     let inventory = &observed.inventory;
@@ -278,7 +281,7 @@ async fn stack_objects(
             });
         }
     }
-    let desired: HashSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
+    let desired: HashSet<&ObjectRef> = desired.iter().collect();
     found.retain(|c| !desired.contains(&c.id));
     found.sort_by_key(|c| c.id.kind.phase());
     found
@@ -303,9 +306,10 @@ async fn plan_one(
     spec: &Spec,
     observed: &Observed,
     ctx: &desired::Context,
-    d: &DesiredObject,
+    d: DesiredObject,
     recorded: Option<Fingerprint>,
 ) -> Step {
+    let d = &d;
     let facts = &observed.facts;
     let wait = wait_plan(spec, facts, d);
     let input = |live, dry_run, conflicts| StepInput {

@@ -73,6 +73,14 @@ fn headline(step: &Step) -> String {
 
 /// The human view: per changed object a headline, reasons and a unified YAML diff, then the summary.
 pub fn human(plan: &Plan, style: Style) -> String {
+    let mut text = String::new();
+    human_to(plan, style, &mut |chunk| text.push_str(chunk));
+    text
+}
+
+/// [`human`], handed to `emit` a step at a time (a large plan is printed as it is rendered, never
+/// held whole as text).
+pub fn human_to(plan: &Plan, style: Style, emit: &mut dyn FnMut(&str)) {
     let mut out = String::new();
     out.push_str(&format!(
         "Stack {} in namespace {} ({})\n\n",
@@ -146,6 +154,8 @@ pub fn human(plan: &Plan, style: Style) -> String {
             }
         }
         out.push('\n');
+        emit(&out);
+        out.clear();
     }
     if !plan.kept.is_empty() {
         out.push_str(&format!("Kept, not deleted ({}):\n", plan.kept.len()));
@@ -178,7 +188,7 @@ pub fn human(plan: &Plan, style: Style) -> String {
         out.push_str(&summary);
     }
     out.push('\n');
-    out
+    emit(&out);
 }
 
 /// The JSON view: the plan document itself (see README, "JSON plan"), sensitive values masked.
