@@ -79,6 +79,16 @@ fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The object whose bindings a step's node shows: the manifest apply sends, or — for a step that
+/// sends only a name (`delete`, `release`, a protected object's `error`) — the live object as the
+/// plan saw it, so that a deleted claim still shows its volume and a deleted workload its claims.
+fn bindings_of(step: &crate::plan::Step) -> &Value {
+    match &step.before {
+        Some(before) if step.manifest.get("spec").is_none() => before,
+        _ => &step.manifest,
+    }
+}
+
 /// Builds the graph of a plan.
 pub fn graph(plan: &Plan) -> Graph {
     let mut g = Graph::default();
@@ -96,7 +106,7 @@ pub fn graph(plan: &Plan) -> Graph {
     }
     let workloads = ROLLOUT_ORDER.len() - 1;
     for (step, id) in plan.steps.iter().zip(step_nodes) {
-        let m = &step.manifest;
+        let m = bindings_of(step);
         match step.object.kind {
             Kind::PersistentVolume => {
                 if let Some(class) = str_at(m, "/spec/storageClassName") {
@@ -130,12 +140,12 @@ pub fn graph(plan: &Plan) -> Graph {
                             continue;
                         };
                         let prefix = format!("{tpl}-{}-", step.object.name);
-                        let count = step
-                            .wait
-                            .template_claims
-                            .iter()
-                            .filter(|c| c.starts_with(&prefix))
-                            .count();
+                        let claims = if step.wait.template_claims.is_empty() {
+                            crate::kinds::template_claims(&step.object.name, m)
+                        } else {
+                            step.wait.template_claims.clone()
+                        };
+                        let count = claims.iter().filter(|c| c.starts_with(&prefix)).count();
                         let name = match count {
                             0 => format!("pvc/{prefix}N"),
                             1 => format!("pvc/{prefix}0"),
@@ -167,8 +177,10 @@ fn colors(role: &str) -> (&'static str, &'static str) {
         "update" => ("#fff8c5", "#9a6700"),
         "adopt" => ("#ddf4ff", "#0969da"),
         "replace" => ("#fbefff", "#8250df"),
+        "resize" => ("#fff1e5", "#bc4c00"),
+        "release" => ("#ffeff7", "#bf3989"),
         "delete" => ("#ffebe9", "#cf222e"),
-        "error" => ("#ffebe9", "#cf222e"),
+        "error" => ("#ffebe9", "#82071e"),
         "no-op" => ("#f6f8fa", "#8c959f"),
         "template" => ("#ffffff", "#57606a"),
         _ => ("#ffffff", "#8c959f"),
@@ -315,6 +327,7 @@ fn dot_text(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::kinds::ObjectRef;
+    use crate::plan::Action;
     use serde_json::json;
 
     /// A plan of a stack with every kind of binding, its steps given several actions.
@@ -373,23 +386,57 @@ path = "/uploads"
                 ..Default::default()
             },
         );
-        let action = |name: &str| match name {
-            "disk-1" => "no-op",
-            "uploads" => "update",
-            "db" => "replace",
-            "web" => "adopt",
+        let action = |id: &ObjectRef| match (id.kind, id.name.as_str()) {
+            (_, "disk-1") => "no-op",
+            (_, "uploads") => "update",
+            (Kind::Service, "db") => "replace",
+            (Kind::StatefulSet, "db") => "resize",
+            (_, "web") => "adopt",
             _ => "create",
         };
-        let steps = objects
+        let mut steps: Vec<crate::plan::Step> = objects
             .iter()
             .map(|d| {
                 serde_json::from_value(json!({
-                    "object": d.id, "action": action(&d.id.name), "origin": d.origin,
+                    "object": d.id, "action": action(&d.id), "origin": d.origin,
                     "manifest": d.manifest, "wait": {"template_claims": d.template_claims},
                 }))
                 .unwrap()
             })
             .collect();
+        // Objects that left the spec: their steps send only a name (as `plan::prune` makes
+        // them); what they were bound to is in the live object, `before`.
+        let gone = |kind: Kind, name: &str, action: &str, before: Value| {
+            let id = ObjectRef::new(kind, "demo", name);
+            serde_json::from_value::<crate::plan::Step>(json!({
+                "object": id, "action": action, "origin": "not in the spec",
+                "manifest": {"apiVersion": kind.api_version(), "kind": kind.as_str(),
+                             "metadata": {"name": name, "namespace": "demo"}},
+                "before": before,
+            }))
+            .unwrap()
+        };
+        steps.push(gone(
+            Kind::PersistentVolumeClaim,
+            "logs",
+            "delete",
+            json!({"spec": {"volumeName": "disk-1", "storageClassName": "local"}}),
+        ));
+        steps.push(gone(
+            Kind::StatefulSet,
+            "cache",
+            "delete",
+            json!({"spec": {"replicas": 2, "serviceName": "db",
+                "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                          "spec": {"storageClassName": "standard"}}]}}),
+        ));
+        steps.push(gone(
+            Kind::Deployment,
+            "legacy",
+            "release",
+            json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "m", "persistentVolumeClaim": {"claimName": "media"}}]}}}}),
+        ));
         let mut plan = Plan::new("shop".into(), "demo".into(), String::new(), steps);
         plan.not_in_spec = vec![ObjectRef::new(
             Kind::PersistentVolumeClaim,
@@ -419,6 +466,11 @@ path = "/uploads"
                 "pvc/data-db-0…2 -template-> statefulset/db",
                 "pvc/media -mounts-> deployment/web",
                 "pvc/uploads -mounts-> deployment/web",
+                "pv/disk-1 -binds-> pvc/logs",
+                "service/db -governs-> statefulset/cache",
+                "storageclass/standard -class-> pvc/data-cache-0…1",
+                "pvc/data-cache-0…1 -template-> statefulset/cache",
+                "pvc/media -mounts-> deployment/legacy",
             ]
         );
         let external = g
@@ -427,6 +479,65 @@ path = "/uploads"
             .find(|n| n.name == "storageclass/standard")
             .unwrap();
         assert_eq!((external.role.as_str(), external.phase), ("external", 1));
+    }
+
+    #[test]
+    fn objects_that_leave_keep_their_bindings_from_the_live_object() {
+        let plan = sample();
+        let g = graph(&plan);
+        for (name, action) in [
+            ("pvc/logs", "delete"),
+            ("statefulset/cache", "delete"),
+            ("deployment/legacy", "release"),
+        ] {
+            let node = g.nodes.iter().find(|n| n.name == name).unwrap();
+            assert_eq!(node.role, action);
+            let step = plan
+                .steps
+                .iter()
+                .find(|s| s.object.short() == name)
+                .unwrap();
+            assert!(step.manifest.get("spec").is_none(), "{name}: a name only");
+            assert!(
+                g.edges.iter().any(|e| e.to == node.id),
+                "{name} is drawn with what it was bound to"
+            );
+        }
+    }
+
+    #[test]
+    fn every_action_has_a_colour_and_a_class_of_its_own() {
+        let actions = [
+            Action::Create,
+            Action::Update,
+            Action::Adopt,
+            Action::Replace,
+            Action::Resize,
+            Action::NoOp,
+            Action::Delete,
+            Action::Release,
+            Action::Error,
+        ];
+        let mut seen = std::collections::BTreeMap::new();
+        for a in actions {
+            let c = colors(a.as_str());
+            assert_ne!(c, colors("unknown"), "{} has no colour", a.as_str());
+            if let Some(other) = seen.insert(c, a.as_str()) {
+                panic!("{} and {other} look the same", a.as_str());
+            }
+        }
+        let classes: std::collections::BTreeSet<String> =
+            actions.iter().map(|a| class_name(a.as_str())).collect();
+        assert_eq!(classes.len(), actions.len());
+        // The sample draws every action but `error`.
+        let text = mermaid(&sample());
+        for a in actions.iter().filter(|a| **a != Action::Error) {
+            assert!(
+                text.contains(&format!(":::{}\n", class_name(a.as_str()))),
+                "{} is not in the sample",
+                a.as_str()
+            );
+        }
     }
 
     #[test]
@@ -452,7 +563,7 @@ path = "/uploads"
             .iter()
             .filter(|s| matches!(s, graphviz_rust::dot_structures::Stmt::Edge(_)))
             .count();
-        assert_eq!(edges, 8);
+        assert_eq!(edges, 13);
         insta::assert_snapshot!(text);
     }
 

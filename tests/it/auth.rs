@@ -247,7 +247,8 @@ async fn impersonation_with_as_and_as_group() {
     let who = format!("system:serviceaccount:{}:nobody", ctx.ns);
     let denied = ctx.run(&["plan", "-f", spec, "--as", &who]);
     denied.expect_code(1);
-    assert_contains(&denied.stderr, &format!("User \"{who}\" cannot list"));
+    // The first read refused (the namespace or a list, whichever the plan sends first).
+    assert_contains(&denied.stderr, &format!("User \"{who}\" cannot "));
 
     ctx.run(&[
         "plan",
@@ -264,4 +265,84 @@ async fn impersonation_with_as_and_as_group() {
     let usage = ctx.run(&["plan", "-f", spec, "--as-group", "system:masters"]);
     usage.expect_code(1);
     assert_contains(&usage.stderr, "--as-group needs --as");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_one_line_naming_the_context() {
+    let ctx = TestCtx::new("authrevoked").await;
+    // A token bound to a Secret: deleting the Secret revokes it, as logging out of a cloud
+    // provider's session does.
+    service_account_token(&ctx, "bound");
+    kubectl(&["-n", &ctx.ns, "create", "secret", "generic", "session"]);
+    let token = kubectl(&[
+        "-n",
+        &ctx.ns,
+        "create",
+        "token",
+        "bound",
+        "--bound-object-kind",
+        "Secret",
+        "--bound-object-name",
+        "session",
+        "--duration=1h",
+    ]);
+    let kc = kubeconfig(&ctx, "session", &format!("    token: {token}\n"));
+    let spec = ctx.spec("s", SPEC);
+    let spec = spec.to_str().unwrap();
+    run_with(&kc, &["plan", "-f", spec, "--detailed-exitcode"]).expect_code(2);
+
+    kubectl(&["-n", &ctx.ns, "delete", "secret", "session"]);
+    // The API server learns of the deletion through its informers: wait (bounded) until it
+    // refuses the token three times in a row, so that the plugin meets a token that is revoked
+    // from its first request on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut refusals = 0;
+    while refusals < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API server still takes the token 30 s after its Secret was deleted"
+        );
+        let whoami = std::process::Command::new(cluster().kubectl_dir.join("kubectl"))
+            .args(["auth", "whoami", "--kubeconfig"])
+            .arg(&kc)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&whoami.stderr).contains("Unauthorized") {
+            refusals += 1;
+        } else {
+            refusals = 0;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let refused = run_with(&kc, &["plan", "-f", spec]);
+    one_line_error(&refused, "session", &token);
+    assert_contains(
+        &refused.stderr,
+        "rejected the credentials of user \"session-user\" (401 Unauthorized): they are wrong, expired or revoked",
+    );
+    // No piece of the token either (its signature, the last part of the JWT).
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(signature.len() > 20 && !refused.stderr.contains(signature));
+}
+
+#[tokio::test]
+async fn an_unreadable_token_file_is_one_line_naming_the_file() {
+    let ctx = TestCtx::new("authnofile").await;
+    let missing = ctx.dir.path().join("secrets/ci/token");
+    let kc = kubeconfig(
+        &ctx,
+        "prod",
+        &format!("    tokenFile: {}\n", missing.display()),
+    );
+    let spec = ctx.spec("s", SPEC);
+    let run = run_with(&kc, &["plan", "-f", spec.to_str().unwrap()]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr.trim(),
+        format!(
+            "× context \"prod\": cannot read the token file {}: No such file or directory (os error 2)",
+            missing.display()
+        ),
+        "the README's one line"
+    );
 }

@@ -30,17 +30,38 @@ size = "1Gi"
 mount = "/var/lib/postgresql"
 "#;
 
+/// A volume bound to a claim of the stack, besides [`HEALTHY`].
+const ARCHIVE: &str = r#"
+[[volume]]
+name = "archive"
+capacity = "2Gi"
+host_path = { path = "/srv/archive" }
+
+[[claim]]
+name = "archive"
+size = "2Gi"
+volume = "archive"
+"#;
+
 #[tokio::test]
 async fn a_healthy_stack_exits_0_with_every_object_and_its_template_claims() {
     let ctx = TestCtx::new("statushealthy").await;
-    let spec = ctx.spec("s", HEALTHY);
+    let spec = ctx.spec("s", &format!("{ARCHIVE}{HEALTHY}"));
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    let volume = ctx.unique("archive");
 
     let status = ctx.run(&["status", "-f", spec]);
     status.expect_code(0);
-    assert_contains(&status.stdout, "all 6 objects healthy");
+    assert_contains(&status.stdout, "all 8 objects healthy");
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!("pv/{volume}")))
+        .unwrap_or_else(|| panic!("no row of pv/{volume}:\n{}", status.stdout));
+    assert_contains(row, "Bound");
+    assert_contains(row, &format!("2Gi, claim {}/archive", ctx.ns));
     assert_contains(&status.stdout, "pvc/data-db-0");
     assert_contains(&status.stdout, "1Gi of 1Gi requested");
     assert_contains(&status.stdout, "2/2 replicas ready");
@@ -65,6 +86,8 @@ async fn a_healthy_stack_exits_0_with_every_object_and_its_template_claims() {
     assert_eq!(
         kinds,
         vec![
+            ("PersistentVolume", volume.as_str()),
+            ("PersistentVolumeClaim", "archive"),
             ("PersistentVolumeClaim", "shared"),
             ("Service", "db"),
             ("StatefulSet", "db"),
@@ -73,10 +96,20 @@ async fn a_healthy_stack_exits_0_with_every_object_and_its_template_claims() {
             ("Deployment", "web"),
         ]
     );
-    let sts = &doc["objects"][2]["details"];
+    let pv = &doc["objects"][0];
+    assert_eq!(pv["state"], "Bound");
+    assert_eq!(pv["healthy"], true);
+    assert_eq!(
+        (&pv["details"]["phase"], &pv["details"]["claim"]),
+        (
+            &Value::from("Bound"),
+            &Value::from(format!("{}/archive", ctx.ns))
+        )
+    );
+    let sts = &doc["objects"][4]["details"];
     assert_eq!(sts["ready"], 2);
     assert_eq!(sts["current_revision"], sts["update_revision"]);
-    let claim = &doc["objects"][0]["details"];
+    let claim = &doc["objects"][2]["details"];
     assert_eq!(
         (&claim["phase"], &claim["capacity"], &claim["request"]),
         (
@@ -86,7 +119,7 @@ async fn a_healthy_stack_exits_0_with_every_object_and_its_template_claims() {
         )
     );
     assert_eq!(
-        doc["objects"][3]["origin"],
+        doc["objects"][5]["origin"],
         "statefulset[0].volume_claim[data]"
     );
 }
@@ -258,5 +291,96 @@ async fn watch_redraws_as_the_stack_comes_up() {
         docs.iter()
             .any(|d| d["objects"][0]["state"] == "Bound" && d["healthy"] == false),
         "{docs:#?}"
+    );
+}
+
+/// `--watch` lists each collection once and then watches it: through the logging proxy, a
+/// stack that does not change for its whole run gets one LIST per collection, a watch of each,
+/// and no object or collection read again.
+#[tokio::test]
+async fn watch_watches_rather_than_polls() {
+    let ctx = TestCtx::new("statuswatchreq").await;
+    let spec = ctx.spec("q", "[[claim]]\nname = \"quiet\"\nsize = \"1Gi\"\n");
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+
+    let proxy = crate::proxy::Proxy::start(&cluster().kubeconfig);
+    let kc = proxy.kubeconfig(&cluster().kubeconfig, ctx.dir.path());
+    // Stops by itself: --timeout ends the watch (exit 0: the stack is healthy).
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-stateful"))
+        .args([
+            "status",
+            "-f",
+            spec,
+            "--watch",
+            "-o",
+            "json",
+            "--timeout",
+            "8s",
+        ])
+        .args(["-n", &ctx.ns, "--kubeconfig", kc.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .env(
+            "KUBECTL_STATEFUL_CONFIG",
+            "/nonexistent/kubectl-stateful.toml",
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "drawn once, nothing changed:\n{stdout}"
+    );
+
+    let log = proxy.log();
+    let gets: Vec<_> = log.iter().filter(|l| l.method == "GET").collect();
+    let path = |p: &str| p.split('?').next().unwrap().to_string();
+    let is_watch = |p: &str| p.contains("watch=true") || p.contains("watch=1");
+    let collections = [
+        "/apis/storage.k8s.io/v1/storageclasses".to_string(),
+        "/api/v1/persistentvolumes".to_string(),
+        format!("/api/v1/namespaces/{}/persistentvolumeclaims", ctx.ns),
+        format!("/api/v1/namespaces/{}/services", ctx.ns),
+        format!("/apis/apps/v1/namespaces/{}/statefulsets", ctx.ns),
+        format!("/apis/apps/v1/namespaces/{}/deployments", ctx.ns),
+        format!("/apis/apps/v1/namespaces/{}/daemonsets", ctx.ns),
+        format!("/api/v1/namespaces/{}/pods", ctx.ns),
+        format!("/api/v1/namespaces/{}/events", ctx.ns),
+    ];
+    for c in &collections {
+        let lists = gets
+            .iter()
+            .filter(|l| path(&l.path) == *c && !is_watch(&l.path))
+            .count();
+        assert_eq!(lists, 1, "one LIST of {c}: {gets:#?}");
+        assert!(
+            gets.iter()
+                .any(|l| path(&l.path) == *c && is_watch(&l.path)),
+            "a watch of {c}: {gets:#?}"
+        );
+    }
+    let mut reads: Vec<String> = gets
+        .iter()
+        .filter(|l| !is_watch(&l.path))
+        .map(|l| l.path.clone())
+        .collect();
+    let all = reads.len();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(reads.len(), all, "a read repeated (polling): {gets:#?}");
+    let watches = gets.iter().filter(|l| is_watch(&l.path)).count();
+    assert!(
+        watches <= 2 * collections.len(),
+        "{watches} watches in 8 s for {} collections (re-watching in a loop?): {gets:#?}",
+        collections.len()
     );
 }
