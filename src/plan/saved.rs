@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn every_way_to_be_wrong_names_the_file_and_where() {
         assert_eq!(
-            err("{\"format_version\": 3,\n  \"steps\": [}"),
+            err("{\"format_version\": 4,\n  \"steps\": [}"),
             "plan.json:2:13: not a saved plan: it is not JSON: expected value"
         );
         assert_eq!(
@@ -330,11 +330,11 @@ mod tests {
             "plan.json: format_version: the plan has format 1, this version reads format 4"
         );
         assert!(
-            err("{\"format_version\": 3}")
+            err("{\"format_version\": 4}")
                 .starts_with("plan.json:1:21: not a valid saved plan: missing field")
         );
         assert_eq!(
-            err("{\"format_version\": 3,\n \"x\": 599999999999999999999432}"),
+            err("{\"format_version\": 4,\n \"x\": 599999999999999999999432}"),
             "plan.json:2:7: not a valid saved plan: the integer 599999999999999999999432 is out of range (a plan holds 64-bit integers)"
         );
         let bytes = b"{\"a\": \"\xff\"}";
