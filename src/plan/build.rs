@@ -98,7 +98,8 @@ pub async fn make_plan_with(
     // What the rest needs of the desired objects; each object itself moves into its step (a
     // large stack is never held twice).
     let desired_ids: Vec<ObjectRef> = objects.iter().map(|d| d.id.clone()).collect();
-    let steps: Vec<Step> = stream::iter(objects.into_iter().map(|d| {
+    let mut steps: Vec<Step> = Vec::with_capacity(objects.len());
+    stream::iter(objects.into_iter().map(|d| {
         let recorded = recorded.get(&d.id).and_then(|e| e.fingerprint());
         plan_one(
             gw,
@@ -110,9 +111,11 @@ pub async fn make_plan_with(
         )
     }))
     .buffered(concurrency.max(1))
-    .collect()
+    .for_each(|step| {
+        steps.push(step);
+        std::future::ready(())
+    })
     .await;
-    let mut steps = steps;
     for step in steps
         .iter_mut()
         .filter(|s| s.protect && s.action == Action::Replace)
