@@ -263,13 +263,18 @@ async fn make_plan(
             PlanError::Cluster(crate::live::ClusterError::Api { failure, .. })
                 if failure.code == 401 =>
             {
-                // Names the context whose credentials were refused, never the credentials.
-                miette::miette!(
-                    help = "log in again or renew the credentials of that context (kubectl config view --minify shows which user it uses)",
-                    "the API server at {} rejected the credentials of context {:?} (401 Unauthorized): they are invalid or expired",
-                    cluster.server,
-                    context_name(args)
-                )
+                // Credentials revoked after the check made on connecting: the same one line,
+                // naming the context, never the credentials.
+                let target = target(args);
+                let id = crate::auth::Identity::of(
+                    target.kubeconfig.as_deref(),
+                    target.context.as_deref(),
+                );
+                miette::Report::new(crate::auth::AuthError::Rejected {
+                    context: id.context,
+                    user: id.user,
+                    server: cluster.server.clone(),
+                })
             }
             PlanError::Cluster(c) => miette::Report::new(c).wrap_err(format!(
                 "cannot plan against context {:?} ({})",
