@@ -179,6 +179,7 @@ pub async fn make_plan_with(
             "the API server runs no dry run in a namespace that does not exist: the stack's namespaced objects were validated by dry-run creates in namespace {VALIDATION_NAMESPACE}"
         ));
     }
+    super::ops::explain_order(&mut steps);
     let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
