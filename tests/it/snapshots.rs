@@ -44,7 +44,9 @@ async fn a_snapshot_of_a_first_consumer_claim_and_a_claim_restored_from_it_bind_
     // `orders` binds WaitForFirstConsumer: deferred, bound once its Deployment's pod is
     // scheduled, then snapshotted, then restored.
     assert_contains(
-        events[at("deferred", "orders")]["message"].as_str().unwrap(),
+        events[at("deferred", "orders")]["message"]
+            .as_str()
+            .unwrap(),
         "confirmed after deployment/orders-app's pods are scheduled",
     );
     assert!(at("applied", "orders-app") < at("ready", "orders"));

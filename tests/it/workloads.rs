@@ -252,3 +252,57 @@ env_from = [{ config_map = "api-settings" }]
         "api-settings"
     );
 }
+
+#[tokio::test]
+async fn a_changed_sensitive_value_shows_as_a_change_in_every_view_without_either_value() {
+    let ctx = TestCtx::new("secretchange").await;
+    let stack = |password: &str| {
+        format!(
+            "[[deployment]]\nname = \"api\"\nimage = \"api:1\"\nenv = {{ DB_PASSWORD = \"{password}\", DB_HOST = \"db\" }}\n"
+        )
+    };
+    let (old, new) = ("first-hunter2", "second-hunter3");
+    let spec = ctx.spec("c", &stack(old));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    std::fs::write(spec, stack(new)).unwrap();
+    let human = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    let md = ctx.run(&["plan", "-f", spec, "-o", "markdown", "--detailed-exitcode"]);
+    for run in [&human, &json, &md] {
+        run.expect_code(2);
+        for value in [old, new] {
+            assert!(
+                !run.stdout.contains(value) && !run.stderr.contains(value),
+                "{value} leaked:\n{}",
+                run.stdout
+            );
+        }
+        assert_contains(&run.stdout, "(sensitive value, changed)");
+    }
+    // The diff shows the change: the masked value before, the changed mark after.
+    let diff_line = |text: &str, sign: char, value: &str| {
+        text.lines().any(|l| {
+            l.trim_start().starts_with(sign) && l.trim_end().ends_with(&format!("value: {value}"))
+        })
+    };
+    for text in [&human.stdout, &md.stdout] {
+        assert!(diff_line(text, '-', "(sensitive value)"), "{text}");
+        assert!(diff_line(text, '+', "(sensitive value, changed)"), "{text}");
+    }
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let step = &v["steps"][0];
+    assert_eq!(step["action"], "update");
+    let value = |side: &str| {
+        step[side]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DB_PASSWORD")
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(value("before"), "(sensitive value)");
+    assert_eq!(value("after"), "(sensitive value, changed)");
+}
