@@ -121,7 +121,7 @@ pub fn defer_to_consumer(consumer: Option<&ObjectRef>) -> String {
             "waits for first consumer (class binds WaitForFirstConsumer); confirmed after {}'s pods are scheduled",
             w.short()
         ),
-        None => "waits for first consumer (class binds WaitForFirstConsumer); confirmed after the workload that mounts it is scheduled".into(),
+        None => "waits for first consumer (class binds WaitForFirstConsumer); it binds when a pod mounts it".into(),
     }
 }
 /// A claim that waits for a consumer no workload of the stack provides.
@@ -356,7 +356,8 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
                 }
                 for (j, after) in ready {
                     waiting.retain(|w| *w != j);
-                    let defer = defer_to_consumer(None);
+                    let consumer = bound_by.get(&steps[j].object).map(|w| &steps[*w].object);
+                    let defer = defer_to_consumer(consumer);
                     schedule_step(
                         &mut b,
                         &mut st,
@@ -381,7 +382,7 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
             j,
             &steps[j],
             Vec::new(),
-            &defer_to_consumer(None),
+            &defer_to_consumer(bound_by.get(&steps[j].object).map(|w| &steps[*w].object)),
             &mut next_gate,
         );
     }
@@ -1008,6 +1009,19 @@ pub(crate) mod tests {
         );
         // The deferred claim's wait belongs to the claim's own step.
         assert_eq!(ops[7].step, 0);
+        // The deferral names the workload that binds the claim, and promises none otherwise.
+        let message = |o: &Operation| match &o.op {
+            Op::Defer { message } => message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(&ops[1]),
+            "waits for first consumer (class binds WaitForFirstConsumer); confirmed after statefulset/db's pods are scheduled"
+        );
+        assert_eq!(
+            message(&ops[3]),
+            "waits for first consumer (class binds WaitForFirstConsumer); it binds when a pod mounts it"
+        );
     }
 
     fn snapshot_of(name: &str, claim: &str) -> Step {

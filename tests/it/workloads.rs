@@ -121,7 +121,7 @@ path = "/data"
     let deferred = position(&ev, "deferred", "data");
     assert_contains(
         ev[deferred]["message"].as_str().unwrap(),
-        "waits for first consumer",
+        "waits for first consumer (class binds WaitForFirstConsumer); confirmed after deployment/app's pods are scheduled",
     );
     assert!(deferred < position(&ev, "applied", "app"));
     assert!(position(&ev, "ready", "app") < position(&ev, "ready", "data"));
