@@ -150,6 +150,34 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
         rows.iter()
             .all(|r| r["ready"] == true && r["size"] == "1Gi")
     );
+    // Named `<claim>-<UTC stamp>`, labelled with the stack, the claim and when it was taken.
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshot"),
+        "volumesnapshots",
+    );
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client().await, &ctx.ns, &ar);
+    let taken = api.list(&Default::default()).await.unwrap().items;
+    assert_eq!(taken.len(), 2);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    for snap in &taken {
+        let name = snap.metadata.name.as_deref().unwrap();
+        let labels = snap.metadata.labels.as_ref().unwrap();
+        let claim = labels["kubectl-stateful/snapshot-of"].as_str();
+        assert!(claim == "data-db-0" || claim == "data-db-1", "{labels:?}");
+        assert_eq!(labels["kubectl-stateful/stack"], "o", "{labels:?}");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "kubectl-stateful");
+        // <claim>-YYYYMMDD-HHMMSS
+        let stamp = name.strip_prefix(&format!("{claim}-")).unwrap();
+        let (day, time) = stamp.split_once('-').unwrap();
+        assert!(
+            day.len() == 8 && digits(day) && time.len() == 6 && digits(time),
+            "{name}"
+        );
+        // YYYYMMDDTHHMMSSZ, the same moment as the name's.
+        let at = &labels["kubectl-stateful/taken-at"];
+        assert_eq!(at, &format!("{day}T{time}Z"), "{labels:?}");
+    }
     let one = ctx.run(&["snapshot", "-f", spec, "--claim", "data-db-1"]);
     one.expect_code(0);
     assert!(!one.stdout.contains("data-db-0"));
