@@ -306,6 +306,59 @@ pub fn table(rows: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::fake::FakeGateway;
+
+    /// A fake cluster whose namespace `ns` holds the claim `data` of stack `s`, and that has
+    /// no snapshot API.
+    fn no_snapshot_api() -> (FakeGateway, Spec) {
+        let gw = FakeGateway::new();
+        gw.without_api(Kind::VolumeSnapshot);
+        gw.put(
+            &ObjectRef::new(Kind::PersistentVolumeClaim, "ns", "data"),
+            json!({"metadata": {"name": "data", "namespace": "ns"}, "status": {"phase": "Bound"}}),
+        );
+        let spec = crate::spec::load(
+            "stack.toml",
+            "name = \"s\"\n[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n",
+            "s",
+        )
+        .unwrap();
+        (gw, spec)
+    }
+
+    fn says_no_api(e: &SnapshotError) {
+        use miette::Diagnostic;
+        assert!(matches!(e, SnapshotError::NoApi), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "this cluster has no snapshot.storage.k8s.io/v1 API"
+        );
+        assert_eq!(
+            e.help().unwrap().to_string(),
+            "VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller, and a CSI driver that can snapshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn taking_a_snapshot_without_the_snapshot_api_says_so() {
+        let (gw, spec) = no_snapshot_api();
+        let err = take(&gw, &spec, "ns", &[], None, Duration::from_secs(5))
+            .await
+            .expect_err("no snapshot API");
+        says_no_api(&err);
+        assert_eq!(
+            gw.calls("create"),
+            1,
+            "one try, no retry under another name"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_snapshots_without_the_snapshot_api_says_so() {
+        let (gw, _) = no_snapshot_api();
+        let err = list(&gw, "s", "ns").await.expect_err("no snapshot API");
+        says_no_api(&err);
+    }
 
     #[test]
     fn names_and_label_values_stay_within_kubernetes_limits() {

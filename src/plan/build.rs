@@ -722,3 +722,38 @@ fn class_exists(spec: &Spec, facts: &ClusterFacts, class: &str) -> bool {
                 .is_some_and(|c| c.get_ref() == class)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::fake::FakeGateway;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_snapshot_on_a_cluster_without_the_snapshot_api_says_what_is_missing() {
+        let gw = FakeGateway::new();
+        let ns = ObjectRef::new(Kind::Namespace, "", "ns");
+        gw.put(&ns, json!({"metadata": {"name": "ns"}}));
+        let snap = ObjectRef::new(Kind::VolumeSnapshot, "ns", "data-backup");
+        gw.without_api(Kind::VolumeSnapshot);
+        let spec = crate::spec::load(
+            "stack.toml",
+            "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n\n[[snapshot]]\nname = \"data-backup\"\nclaim = \"data\"\n",
+            "s",
+        )
+        .unwrap();
+        let plan = make_plan(&gw, 4, &spec, "ns").await.unwrap();
+        let step = plan.steps.iter().find(|s| s.object == snap).unwrap();
+        assert_eq!(step.action, Action::Error);
+        assert_eq!(
+            step.error.as_deref(),
+            Some(
+                "this cluster has no snapshot.storage.k8s.io/v1 API: VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller (the server said: the server could not find the requested resource) (NotFound, HTTP 404)"
+            ),
+            "{step:#?}"
+        );
+        // The claim is planned as usual.
+        let claim = plan.steps.iter().find(|s| s.object.name == "data").unwrap();
+        assert_eq!(claim.action, Action::Create);
+    }
+}
