@@ -170,6 +170,61 @@ async fn a_class_nobody_has_is_a_warning_and_the_claim_is_not_waited_for() {
         &apply.stdout,
         "pvc/data: stays Pending until a volume of class \"gold\" exists",
     );
+    // Applied: nothing to change, so 0, not 2, although the warning still shows.
+    let again = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    again.expect_code(0);
+    assert_contains(
+        &again.stdout,
+        &format!(
+            "Warning: {spec}:4:9: claim[0].class: no StorageClass and no volume has class \"gold\""
+        ),
+    );
+    assert_contains(
+        &again.stdout,
+        "Plan: 0 to create, 0 to update, 0 to replace",
+    );
+}
+
+#[tokio::test]
+async fn a_readwriteonce_claim_under_a_deployment_of_two_is_a_warning_in_the_plan() {
+    let ctx = TestCtx::new("rwowarn").await;
+    let spec = ctx.spec(
+        "r",
+        r#"[[claim]]
+name = "data"
+size = "1Gi"
+access_modes = ["ReadWriteOnce"]
+
+[[deployment]]
+name = "web"
+image = "web:1"
+replicas = 2
+[[deployment.mount]]
+claim = "data"
+path = "/data"
+"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let message = "claim \"data\" is ReadWriteOnce but 2 replicas may run on different nodes: pods on other nodes cannot mount it and stay Pending";
+    let human = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    // A warning leaves the exit code to the changes: 2, as without it.
+    human.expect_code(2);
+    assert_contains(
+        &human.stdout,
+        &format!("Warning: {spec}:12:9: deployment[0].mount[0].claim: {message}"),
+    );
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    json.expect_code(2);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["key"], "deployment[0].mount[0].claim");
+    assert_eq!(warnings[0]["message"], message);
+    assert_eq!(
+        (warnings[0]["line"].as_u64(), warnings[0]["column"].as_u64()),
+        (Some(12), Some(9))
+    );
+    assert_eq!(v["summary"]["error"], 0);
 }
 
 #[tokio::test]
