@@ -270,6 +270,14 @@ fn late_steps(steps: &[Step], bound_by: &HashMap<ObjectRef, usize>) -> BTreeMap<
     }
 }
 
+/// The steps applied in the workloads' phase although their kind is applied with the claims
+/// (see [`late_steps`]).
+pub fn late_step_indices(steps: &[Step]) -> Vec<usize> {
+    late_steps(steps, &bound_by_workload(steps))
+        .into_keys()
+        .collect()
+}
+
 /// What the plan says of the steps scheduled in the workloads' phase although their kind is
 /// applied with the claims (see [`late_steps`]): one reason each, for steps that change.
 pub fn explain_order(steps: &mut [Step]) {
