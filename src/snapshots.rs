@@ -5,6 +5,7 @@
 
 use crate::apply::waits;
 use crate::gateway::{Gateway, ListQuery};
+use crate::kinds::statefulset::template_claim_ordinal;
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
 use crate::spec::Spec;
 use futures::StreamExt;
@@ -14,6 +15,33 @@ use std::time::Duration;
 
 /// Label naming the claim an on-demand snapshot was taken of.
 pub const SNAPSHOT_OF: &str = "kubectl-stateful/snapshot-of";
+/// Label of an on-demand snapshot: when it was taken, in UTC (`20260102T150405Z`).
+pub const TAKEN_AT: &str = "kubectl-stateful/taken-at";
+
+/// The longest object name (a DNS subdomain) and label value Kubernetes accepts.
+const MAX_NAME: usize = 253;
+const MAX_LABEL_VALUE: usize = 63;
+
+/// `value` cut to at most `max` characters, ending with a letter or digit as names and label
+/// values must (the values here are names, all ASCII).
+fn cut(value: &str, max: usize) -> &str {
+    let mut end = value.len().min(max);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value[..end].trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+}
+
+/// The name of the `attempt`th on-demand snapshot of `claim` taken at `stamp`:
+/// `<claim>-<stamp>`, `-2`, `-3`… for another one in the same second; the claim's part is cut
+/// so that the name stays within 253 characters.
+fn on_demand_name(claim: &str, stamp: &str, attempt: usize) -> String {
+    let suffix = match attempt {
+        1 => format!("-{stamp}"),
+        n => format!("-{stamp}-{n}"),
+    };
+    format!("{}{suffix}", cut(claim, MAX_NAME - suffix.len()))
+}
 
 /// Why snapshots could not be taken or listed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -54,7 +82,11 @@ pub fn manifest(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": { MANAGED_BY.0: MANAGED_BY.1, STACK_LABEL: stack, SNAPSHOT_OF: claim },
+            "labels": {
+                MANAGED_BY.0: MANAGED_BY.1,
+                STACK_LABEL: cut(stack, MAX_LABEL_VALUE),
+                SNAPSHOT_OF: cut(claim, MAX_LABEL_VALUE),
+            },
         },
         "spec": spec,
     })
@@ -83,12 +115,8 @@ pub async fn stack_claims(
         let from_template = spec.statefulsets.iter().any(|s| {
             let s = s.get_ref();
             s.volume_claims.iter().any(|t| {
-                name.strip_prefix(&format!(
-                    "{}-{}-",
-                    t.get_ref().name.get_ref(),
-                    s.name.get_ref()
-                ))
-                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                template_claim_ordinal(&name, t.get_ref().name.get_ref(), s.name.get_ref())
+                    .is_some()
             })
         });
         if standalone.contains(&name.as_str()) || from_template {
@@ -131,18 +159,18 @@ pub async fn take(
             namespace.to_string(),
         ));
     }
-    let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
+    let now = Timestamp::now();
+    let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+    let taken_at = now.strftime("%Y%m%dT%H%M%SZ").to_string();
     let mut taken = Vec::new();
     for claim in &chosen {
         // Two snapshots of a claim within one second get `-2`, `-3`… (bounded).
         let mut attempt = 1;
         loop {
-            let name = match attempt {
-                1 => format!("{claim}-{stamp}"),
-                n => format!("{claim}-{stamp}-{n}"),
-            };
+            let name = on_demand_name(claim, &stamp, attempt);
             let id = ObjectRef::new(Kind::VolumeSnapshot, namespace, &name);
-            let manifest = manifest(namespace, &name, claim, class, stack);
+            let mut manifest = manifest(namespace, &name, claim, class, stack);
+            manifest["metadata"]["labels"][TAKEN_AT] = json!(taken_at);
             match gw.create(&id, &manifest, false).await {
                 Ok(_) => {
                     taken.push((claim.clone(), id));
@@ -278,6 +306,90 @@ pub fn table(rows: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::fake::FakeGateway;
+
+    /// A fake cluster whose namespace `ns` holds the claim `data` of stack `s`, and that has
+    /// no snapshot API.
+    fn no_snapshot_api() -> (FakeGateway, Spec) {
+        let gw = FakeGateway::new();
+        gw.without_api(Kind::VolumeSnapshot);
+        gw.put(
+            &ObjectRef::new(Kind::PersistentVolumeClaim, "ns", "data"),
+            json!({"metadata": {"name": "data", "namespace": "ns"}, "status": {"phase": "Bound"}}),
+        );
+        let spec = crate::spec::load(
+            "stack.toml",
+            "name = \"s\"\n[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n",
+            "s",
+        )
+        .unwrap();
+        (gw, spec)
+    }
+
+    fn says_no_api(e: &SnapshotError) {
+        use miette::Diagnostic;
+        assert!(matches!(e, SnapshotError::NoApi), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "this cluster has no snapshot.storage.k8s.io/v1 API"
+        );
+        assert_eq!(
+            e.help().unwrap().to_string(),
+            "VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller, and a CSI driver that can snapshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn taking_a_snapshot_without_the_snapshot_api_says_so() {
+        let (gw, spec) = no_snapshot_api();
+        let err = take(&gw, &spec, "ns", &[], None, Duration::from_secs(5))
+            .await
+            .expect_err("no snapshot API");
+        says_no_api(&err);
+        assert_eq!(
+            gw.calls("create"),
+            1,
+            "one try, no retry under another name"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_snapshots_without_the_snapshot_api_says_so() {
+        let (gw, _) = no_snapshot_api();
+        let err = list(&gw, "s", "ns").await.expect_err("no snapshot API");
+        says_no_api(&err);
+    }
+
+    #[test]
+    fn names_and_label_values_stay_within_kubernetes_limits() {
+        assert_eq!(
+            on_demand_name("data-db-0", "20260102-150405", 1),
+            "data-db-0-20260102-150405"
+        );
+        assert_eq!(
+            on_demand_name("data-db-0", "20260102-150405", 3),
+            "data-db-0-20260102-150405-3"
+        );
+        // A claim name of 253 characters: cut, never ending in a dash before the stamp.
+        let long = format!("{}-{}", "a".repeat(236), "b".repeat(16));
+        for attempt in [1, 10] {
+            let name = on_demand_name(&long, "20260102-150405", attempt);
+            assert!(name.len() <= MAX_NAME, "{}", name.len());
+            assert!(name.starts_with(&"a".repeat(230)));
+            assert!(!name.contains("--"), "{name}");
+        }
+        let m = manifest("ns", "n", &long, None, &"s".repeat(70));
+        let labels = m["metadata"]["labels"].as_object().unwrap();
+        for key in [SNAPSHOT_OF, STACK_LABEL] {
+            let value = labels[key].as_str().unwrap();
+            assert!(value.len() <= MAX_LABEL_VALUE, "{key}: {value}");
+            assert!(
+                value.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                "{value}"
+            );
+        }
+        assert_eq!(labels[SNAPSHOT_OF], "a".repeat(63));
+    }
 
     #[test]
     fn ages_read_like_kubectl() {

@@ -334,7 +334,9 @@ pub fn node_resize_stalled(
     ))
 }
 
-/// A VolumeSnapshot is ready when `status.readyToUse`; a snapshot error is a failure.
+/// A VolumeSnapshot is ready when `status.readyToUse`; a snapshot error is a failure, but for
+/// the one the snapshot controller sets while the source claim is not Bound yet (it retries):
+/// that is still waiting.
 pub fn snapshot(vs: Option<&Value>) -> WaitStatus {
     let Some(vs) = vs else {
         return WaitStatus::waiting("waiting for the snapshot to appear");
@@ -347,6 +349,12 @@ pub fn snapshot(vs: Option<&Value>) -> WaitStatus {
         ));
     }
     let error = str_at(vs, "/status/error/message");
+    if error.contains(CLAIM_NOT_BOUND) {
+        return WaitStatus::waiting(format!(
+            "waiting for pvc/{} to be Bound (the snapshot controller retries: {error})",
+            str_at(vs, "/spec/source/persistentVolumeClaimName")
+        ));
+    }
     if !error.is_empty() {
         return WaitStatus::failed(format!("snapshot failed: {error}"));
     }
@@ -356,6 +364,10 @@ pub fn snapshot(vs: Option<&Value>) -> WaitStatus {
         WaitStatus::waiting("taking the snapshot")
     }
 }
+
+/// What the snapshot controller's error says while the snapshot's claim is not Bound ("the PVC
+/// data is not yet bound to a PV, will not attempt to take a snapshot").
+const CLAIM_NOT_BOUND: &str = "is not yet bound to a PV";
 
 /// The start of the message of a claim whose file system grows only when a pod mounts it.
 pub const FILE_SYSTEM_PENDING: &str = "file system resize pending: waits for a pod to mount it";
@@ -610,6 +622,30 @@ mod tests {
         );
         assert!(node_resize_stalled(&done, &[early], long).is_none());
         assert!(node_resize_stalled(&claim, &[], long).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_of_a_claim_not_bound_yet_waits_and_other_errors_fail() {
+        let unbound = snapshot(Some(&yaml(
+            "spec: {source: {persistentVolumeClaimName: orders}}\n\
+             status: {readyToUse: false, error: {message: 'Failed to create snapshot content with error the PVC orders is not yet bound to a PV, will not attempt to take a snapshot'}}",
+        )));
+        assert!(!unbound.done, "{unbound:?}");
+        assert!(
+            unbound
+                .message
+                .starts_with("waiting for pvc/orders to be Bound"),
+            "{unbound:?}"
+        );
+        let failed = snapshot(Some(&yaml(
+            "spec: {source: {persistentVolumeClaimName: orders}}\n\
+             status: {readyToUse: false, error: {message: 'Failed to create snapshot content with error cannot find default snapshot class'}}",
+        )));
+        assert!(failed.done && !failed.ok, "{failed:?}");
+        assert_eq!(
+            failed.message,
+            "snapshot failed: Failed to create snapshot content with error cannot find default snapshot class"
+        );
     }
 
     #[test]

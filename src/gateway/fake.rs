@@ -29,6 +29,8 @@ struct State {
     /// Calls of slow verbs being answered now, and the most there ever were at once.
     in_flight: usize,
     peak_in_flight: usize,
+    /// Resources (plurals) the server has no API for: every request for them answers 404.
+    missing: Vec<String>,
 }
 
 /// The fake. Clones share their state.
@@ -133,6 +135,13 @@ impl FakeGateway {
         queue.extend(std::iter::repeat_n(Some(failure), times));
     }
 
+    /// The server has no API for `kind` (a CRD not installed): every request for its objects
+    /// or its collection answers `404 NotFound`.
+    pub fn without_api(&self, kind: Kind) {
+        let plural = kind.api_resource().plural;
+        self.state.lock().unwrap().missing.push(plural);
+    }
+
     /// The next `times` calls of `verb` on `id` never answer.
     pub fn hang(&self, verb: &str, id: &ObjectRef, times: usize) {
         let mut st = self.state.lock().unwrap();
@@ -162,6 +171,19 @@ impl FakeGateway {
         *st.calls.entry(verb.to_string()).or_default() += 1;
         if !matches!(verb, "get" | "list" | "dry-run" | "watch") {
             st.log.push(format!("{verb} {}", id.short()));
+        }
+        // A collection is keyed by its plural (see [`FakeGateway::collection`]).
+        let plural = match id.kind {
+            Kind::Namespace => id.name.clone(),
+            kind => kind.api_resource().plural,
+        };
+        if st.missing.contains(&plural) {
+            return Some(Some(ApiFailure {
+                code: 404,
+                reason: "NotFound".into(),
+                message: "the server could not find the requested resource".into(),
+                ..Default::default()
+            }));
         }
         let queue = st.failures.get_mut(&(verb.to_string(), id.clone()))?;
         if queue.is_empty() {

@@ -185,6 +185,7 @@ pub async fn make_plan_with(
             "the API server runs no dry run in a namespace that does not exist: the stack's namespaced objects were validated by dry-run creates in namespace {VALIDATION_NAMESPACE}"
         ));
     }
+    super::ops::explain_order(&mut steps);
     let mut plan = Plan::new(
         spec.stack_name().to_string(),
         namespace.to_string(),
@@ -767,5 +768,33 @@ mod tests {
                 "--concurrency {concurrency}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_on_a_cluster_without_the_snapshot_api_says_what_is_missing() {
+        let gw = FakeGateway::new();
+        let ns = ObjectRef::new(Kind::Namespace, "", "ns");
+        gw.put(&ns, json!({"metadata": {"name": "ns"}}));
+        let snap = ObjectRef::new(Kind::VolumeSnapshot, "ns", "data-backup");
+        gw.without_api(Kind::VolumeSnapshot);
+        let spec = crate::spec::load(
+            "stack.toml",
+            "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n\n[[snapshot]]\nname = \"data-backup\"\nclaim = \"data\"\n",
+            "s",
+        )
+        .unwrap();
+        let plan = make_plan(&gw, 4, &spec, "ns").await.unwrap();
+        let step = plan.steps.iter().find(|s| s.object == snap).unwrap();
+        assert_eq!(step.action, Action::Error);
+        assert_eq!(
+            step.error.as_deref(),
+            Some(
+                "this cluster has no snapshot.storage.k8s.io/v1 API: VolumeSnapshots need the external-snapshotter CRDs and the snapshot controller (the server said: the server could not find the requested resource) (NotFound, HTTP 404)"
+            ),
+            "{step:#?}"
+        );
+        // The claim is planned as usual.
+        let claim = plan.steps.iter().find(|s| s.object.name == "data").unwrap();
+        assert_eq!(claim.action, Action::Create);
     }
 }

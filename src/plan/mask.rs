@@ -8,13 +8,20 @@ use serde_json::Value;
 
 /// What a masked value shows.
 pub const MASK: &str = "(sensitive value)";
+/// What the after side of a change shows for a masked value that changes: the change is
+/// visible, the values are not.
+pub const MASK_CHANGED: &str = "(sensitive value, changed)";
 
 /// A copy of the plan with sensitive values masked in every manifest and diff side.
 pub fn masked(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     for step in &mut plan.steps {
-        mask_object(&mut step.manifest);
-        for side in [&mut step.before, &mut step.after].into_iter().flatten() {
+        let before = step.before.clone();
+        mask_changes(&mut step.manifest, before.as_ref());
+        if let Some(after) = &mut step.after {
+            mask_changes(after, before.as_ref());
+        }
+        if let Some(side) = &mut step.before {
             mask_object(side);
         }
     }
@@ -22,33 +29,60 @@ pub fn masked(plan: &Plan) -> Plan {
 }
 
 /// The sides of a step's diff with sensitive values masked: copies of only what one step shows,
-/// for views that render step by step (a large plan is never copied whole).
+/// for views that render step by step (a large plan is never copied whole). A value that
+/// differs between the sides shows [`MASK_CHANGED`] on the after side.
 pub fn masked_sides(step: &super::Step) -> (Option<Value>, Option<Value>) {
-    let mask = |side: &Option<Value>| {
-        side.clone().map(|mut v| {
-            mask_object(&mut v);
-            v
-        })
-    };
-    (mask(&step.before), mask(&step.after))
+    let after = step.after.clone().map(|mut v| {
+        mask_changes(&mut v, step.before.as_ref());
+        v
+    });
+    let before = step.before.clone().map(|mut v| {
+        mask_object(&mut v);
+        v
+    });
+    (before, after)
 }
 
 /// Masks the plain `value` of secret-looking variables anywhere in an object: every container
 /// and init container, and whatever a `patch` added.
 pub fn mask_object(obj: &mut Value) {
+    mask_changes(obj, None);
+}
+
+/// [`mask_object`], where a value that differs from the one of the same variable at the same
+/// place in `before` (the other side of a diff) shows [`MASK_CHANGED`]. A variable `before`
+/// lacks is an addition, which the diff shows as such: [`MASK`].
+fn mask_changes(obj: &mut Value, before: Option<&Value>) {
     match obj {
         Value::Object(map) => {
             if let Some(Value::Array(env)) = map.get_mut("env") {
+                let old_env = before.and_then(|b| b.get("env")).and_then(Value::as_array);
                 for var in env.iter_mut() {
-                    let secret = var["name"].as_str().is_some_and(looks_secret);
-                    if secret && let Some(v) = var.get_mut("value").filter(|v| v.is_string()) {
-                        *v = Value::from(MASK);
+                    let Some(name) = var["name"].as_str().filter(|n| looks_secret(n)) else {
+                        continue;
+                    };
+                    let old = old_env
+                        .and_then(|e| e.iter().find(|o| o["name"].as_str() == Some(name)))
+                        .and_then(|o| o.get("value"));
+                    if let Some(v) = var.get_mut("value").filter(|v| v.is_string()) {
+                        let changed = old.is_some_and(|o| o != v);
+                        *v = Value::from(if changed { MASK_CHANGED } else { MASK });
                     }
                 }
             }
-            map.values_mut().for_each(mask_object);
+            for (key, value) in map.iter_mut() {
+                if key == "env" && value.is_array() {
+                    // Its variables are masked above; values nested deeper are not variables.
+                    continue;
+                }
+                mask_changes(value, before.and_then(|b| b.get(key)));
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(mask_object),
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                mask_changes(item, before.and_then(|b| b.get(i)));
+            }
+        }
         _ => {}
     }
 }
@@ -70,5 +104,28 @@ mod tests {
         assert_eq!(env[0]["value"], MASK);
         assert_eq!(env[1]["valueFrom"]["secretKeyRef"]["key"], "t");
         assert_eq!(env[2]["value"], "fast");
+    }
+
+    #[test]
+    fn a_changed_sensitive_value_shows_as_changed_without_either_value() {
+        let obj = |password: &str, token: &str| {
+            json!({"spec": {"template": {"spec": {"containers": [{"env": [
+                {"name": "DB_PASSWORD", "value": password},
+                {"name": "API_TOKEN", "value": token},
+            ]}]}}}})
+        };
+        let before = obj("first-secret", "same-token");
+        let mut after = obj("second-secret", "same-token");
+        mask_changes(&mut after, Some(&before));
+        let env = &after["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env[0]["value"], MASK_CHANGED);
+        assert_eq!(env[1]["value"], MASK);
+        // Without a before side (a create), nothing is a change.
+        let mut created = obj("second-secret", "same-token");
+        mask_changes(&mut created, None);
+        assert_eq!(
+            created["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+            MASK
+        );
     }
 }

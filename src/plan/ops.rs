@@ -13,6 +13,7 @@ use super::{Action, Step};
 use crate::gateway::Propagation;
 use crate::kinds::{Kind, ObjectRef, ROLLOUT_ORDER};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a wait waits for. Each rule is a pure function of the object (see `apply::waits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +113,17 @@ pub enum Op {
     RestartPod { claims: Vec<String> },
 }
 
-/// Deferral of a claim whose class binds on first consumer.
-pub const DEFER_TO_CONSUMER: &str = "waits for first consumer (class binds WaitForFirstConsumer); confirmed after its StatefulSet's pods are scheduled";
+/// Deferral of a claim whose class binds on first consumer, confirmed after `consumer` (the
+/// workload of the plan that mounts it) when there is one.
+pub fn defer_to_consumer(consumer: Option<&ObjectRef>) -> String {
+    match consumer {
+        Some(w) => format!(
+            "waits for first consumer (class binds WaitForFirstConsumer); confirmed after {}'s pods are scheduled",
+            w.short()
+        ),
+        None => "waits for first consumer (class binds WaitForFirstConsumer); it binds when a pod mounts it".into(),
+    }
+}
 /// A claim that waits for a consumer no workload of the stack provides.
 pub const NO_CONSUMER: &str = "still waits for its first consumer: no workload of this stack mounts it, so it binds when a pod uses it";
 
@@ -159,6 +169,156 @@ impl Builder {
     }
 }
 
+/// The state of the scheduling of one plan.
+#[derive(Default)]
+struct State {
+    /// Claims whose wait is deferred to their consumer: name → step index.
+    deferred: Vec<(String, usize)>,
+    consumed: Vec<String>,
+    /// The last operation of each object's change, for dependencies inside a phase (a snapshot
+    /// after its claim is Bound, a restored claim after its snapshot is ready).
+    done_of: HashMap<ObjectRef, usize>,
+    /// The `ClaimBound` wait of each claim bound in the workloads' phase (see
+    /// [`bound_by_workload`]).
+    bound: HashMap<ObjectRef, usize>,
+}
+
+/// The object a step's object is made from: a snapshot's claim, a restored claim's snapshot.
+fn source(step: &Step) -> Option<ObjectRef> {
+    let ns = step.object.namespace.clone().unwrap_or_default();
+    match step.object.kind {
+        Kind::VolumeSnapshot => step
+            .manifest
+            .pointer("/spec/source/persistentVolumeClaimName")
+            .and_then(serde_json::Value::as_str)
+            .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c)),
+        Kind::PersistentVolumeClaim => step
+            .manifest
+            .pointer("/spec/dataSourceRef")
+            .filter(|r| r["kind"] == "VolumeSnapshot")
+            .and_then(|r| r["name"].as_str())
+            .map(|s| ObjectRef::new(Kind::VolumeSnapshot, &ns, s)),
+        _ => None,
+    }
+}
+
+fn planned(step: &Step) -> bool {
+    !matches!(step.action, Action::Error | Action::Delete)
+}
+
+/// Claims that are Bound only in the workloads' phase, each with the step of the workload that
+/// binds it: a claim of a `WaitForFirstConsumer` class that a workload of the plan mounts (the
+/// first such workload), and a claim made from a StatefulSet's template.
+fn bound_by_workload(steps: &[Step]) -> HashMap<ObjectRef, usize> {
+    let deferred: HashSet<&ObjectRef> = steps
+        .iter()
+        .filter(|s| {
+            s.object.kind == Kind::PersistentVolumeClaim
+                && planned(s)
+                && s.wait.first_consumer
+                && s.wait.stays_pending.is_none()
+        })
+        .map(|s| &s.object)
+        .collect();
+    let mut out = HashMap::new();
+    for (i, w) in steps.iter().enumerate() {
+        if !w.object.kind.is_workload() || !planned(w) {
+            continue;
+        }
+        let ns = w.object.namespace.clone().unwrap_or_default();
+        for c in &w.wait.template_claims {
+            out.entry(ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c))
+                .or_insert(i);
+        }
+        for c in &w.wait.consumed_claims {
+            let id = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c);
+            if deferred.contains(&id) {
+                out.entry(id).or_insert(i);
+            }
+        }
+    }
+    out
+}
+
+/// Steps of the claims' phase that need a claim Bound only in the workloads' phase (see
+/// [`bound_by_workload`]), and so are scheduled there: a snapshot of such a claim, a claim
+/// restored from such a snapshot, a snapshot of that claim… Each with the object it needs
+/// (that claim, or that snapshot).
+fn late_steps(steps: &[Step], bound_by: &HashMap<ObjectRef, usize>) -> BTreeMap<usize, ObjectRef> {
+    let mut late = BTreeMap::new();
+    if bound_by.is_empty() {
+        return late;
+    }
+    let mut needed: HashSet<ObjectRef> = bound_by.keys().cloned().collect();
+    // Each round adds a link of a chain claim → snapshot → restored claim → …; bounded by the
+    // number of steps.
+    loop {
+        let mut grew = false;
+        for (i, s) in steps.iter().enumerate() {
+            if late.contains_key(&i) || !planned(s) {
+                continue;
+            }
+            if let Some(src) = source(s).filter(|src| needed.contains(src)) {
+                late.insert(i, src);
+                needed.insert(s.object.clone());
+                grew = true;
+            }
+        }
+        if !grew {
+            return late;
+        }
+    }
+}
+
+/// The steps applied in the workloads' phase although their kind is applied with the claims
+/// (see [`late_steps`]).
+pub fn late_step_indices(steps: &[Step]) -> Vec<usize> {
+    late_steps(steps, &bound_by_workload(steps))
+        .into_keys()
+        .collect()
+}
+
+/// What the plan says of the steps scheduled in the workloads' phase although their kind is
+/// applied with the claims (see [`late_steps`]): one reason each, for steps that change.
+pub fn explain_order(steps: &mut [Step]) {
+    let bound_by = bound_by_workload(steps);
+    let late = late_steps(steps, &bound_by);
+    for (i, needs) in late {
+        if steps[i].action == Action::NoOp {
+            continue;
+        }
+        let why = match bound_by.get(&needs) {
+            Some(w) => {
+                let workload = &steps[*w];
+                let how = if workload.wait.template_claims.contains(&needs.name) {
+                    format!(
+                        "{} creates it from its claim template",
+                        workload.object.short()
+                    )
+                } else {
+                    format!(
+                        "its class binds WaitForFirstConsumer, so it binds once {}'s pods are scheduled",
+                        workload.object.short()
+                    )
+                };
+                format!(
+                    "taken in the workloads' phase, once {} is Bound: {how}",
+                    needs.short()
+                )
+            }
+            None if needs.kind == Kind::VolumeSnapshot => format!(
+                "created in the workloads' phase, once {} is ready",
+                needs.short()
+            ),
+            None => format!(
+                "taken in the workloads' phase, once {} is Bound",
+                needs.short()
+            ),
+        };
+        steps[i].reasons.push(why);
+    }
+}
+
 /// The operations that carry out `steps`, in rollout order. Steps that failed to plan get none.
 pub fn schedule(steps: &[Step]) -> Vec<Operation> {
     let mut b = Builder {
@@ -167,137 +327,77 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
         gates: 0,
         extra_done: Vec::new(),
     };
-    // Claims whose wait is deferred to their consumer: name → step index.
-    let mut deferred: Vec<(String, usize)> = Vec::new();
-    let mut consumed: Vec<String> = Vec::new();
-    // The last operation of each object's change, for dependencies inside a phase (a snapshot
-    // after its claim is Bound, a restored claim after its snapshot is ready).
-    let mut done_of: std::collections::HashMap<ObjectRef, usize> = Default::default();
+    let mut st = State::default();
+    let bound_by = bound_by_workload(steps);
+    // Steps that wait for a claim bound in the workloads' phase, not yet scheduled.
+    let late = late_steps(steps, &bound_by);
+    let mut waiting: Vec<usize> = late.keys().copied().collect();
     for phase in ROLLOUT_ORDER {
         let mut next_gate = Vec::new();
         for (i, step) in steps.iter().enumerate() {
-            if !phase.contains(&step.object.kind)
-                || matches!(step.action, Action::Error | Action::Delete)
-            {
+            if !phase.contains(&step.object.kind) || !planned(step) || late.contains_key(&i) {
                 continue;
             }
-            let rule = step.object.kind.rules().wait_rule();
-            let ns = step.object.namespace.clone().unwrap_or_default();
-            let source = match step.object.kind {
-                Kind::VolumeSnapshot => step
-                    .manifest
-                    .pointer("/spec/source/persistentVolumeClaimName")
-                    .and_then(serde_json::Value::as_str)
-                    .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c)),
-                Kind::PersistentVolumeClaim => step
-                    .manifest
-                    .pointer("/spec/dataSourceRef")
-                    .filter(|r| r["kind"] == "VolumeSnapshot")
-                    .and_then(|r| r["name"].as_str())
-                    .map(|s| ObjectRef::new(Kind::VolumeSnapshot, &ns, s)),
-                _ => None,
-            };
-            let mut gate = Vec::new();
-            if let Some(dep) = source.and_then(|s| done_of.get(&s)) {
-                gate.push(*dep);
-            }
-            gate.extend(related(step, &done_of));
-            // Data this change deletes is snapshotted first, and every write waits for that.
-            let snapshots = snapshot_ops(&mut b, i, step, gate.clone());
-            if !snapshots.is_empty() {
-                gate = snapshots;
-            }
-            let written = match step.action {
-                Action::Replace => replace_recipe(&mut b, i, step, gate.clone()),
-                Action::Resize => resize_recipe(&mut b, i, step, gate.clone()),
-                Action::Create => b.push(i, &step.object, Op::Create, gate.clone()),
-                Action::Update | Action::Adopt | Action::Release => b.push(
-                    i,
-                    &step.object,
-                    Op::Apply {
-                        resource_version: step.live.as_ref().map(|l| l.resource_version.clone()),
-                    },
-                    gate,
-                ),
-                Action::NoOp | Action::Error | Action::Delete => {
-                    b.push(i, &step.object, Op::Keep, gate.clone())
-                }
-            };
-            if let Some(why) = &step.wait.stays_pending {
-                let id = b.push(
-                    i,
-                    &step.object,
-                    Op::Defer {
-                        message: why.clone(),
-                    },
-                    vec![written],
-                );
-                done_of.insert(step.object.clone(), id);
-                next_gate.push(id);
+            let consumer = bound_by.get(&step.object).map(|w| &steps[*w].object);
+            let defer = defer_to_consumer(consumer);
+            schedule_step(&mut b, &mut st, i, step, Vec::new(), &defer, &mut next_gate);
+            if !step.object.kind.is_workload() || waiting.is_empty() {
                 continue;
             }
-            if step.wait.first_consumer {
-                let id = b.push(
-                    i,
-                    &step.object,
-                    Op::Defer {
-                        message: DEFER_TO_CONSUMER.into(),
-                    },
-                    vec![written],
-                );
-                deferred.push((step.object.name.clone(), i));
-                done_of.insert(step.object.clone(), id);
-                next_gate.push(id);
-                continue;
-            }
-            let grows = step.object.kind == Kind::PersistentVolumeClaim
-                && step
-                    .changed_paths
+            // The steps this workload's claims were waited for: each once what it needs is
+            // done (a claim Bound, a snapshot ready), in this phase.
+            loop {
+                let ready: Vec<(usize, usize)> = waiting
                     .iter()
-                    .any(|p| p == "spec.resources.requests.storage");
-            let rule = if grows {
-                Some(WaitRule::ClaimResized)
-            } else {
-                rule
-            };
-            let done = match (rule, step.action) {
-                // A replaced or resized object's recipe ends with its own wait; a released one
-                // is no longer the stack's to wait for.
-                (_, Action::Replace | Action::Resize | Action::Release) | (None, _) => written,
-                (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
-            };
-            done_of.insert(step.object.clone(), done);
-            next_gate.push(done);
-            next_gate.append(&mut b.extra_done);
-            if step.object.kind.is_workload() {
-                let ns = step.object.namespace.clone().unwrap_or_default();
-                let claims = step.wait.template_claims.iter().chain(
-                    step.wait
-                        .consumed_claims
-                        .iter()
-                        .filter(|c| deferred.iter().any(|(d, _)| d == *c)),
-                );
-                for claim in claims {
-                    let claim_ref = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, claim);
-                    let owner = deferred
-                        .iter()
-                        .find(|(d, _)| d == claim)
-                        .map_or(i, |(_, s)| *s);
-                    let id = b.push(
-                        owner,
-                        &claim_ref,
-                        Op::Wait {
-                            rule: WaitRule::ClaimBound,
-                        },
-                        vec![done],
-                    );
-                    next_gate.push(id);
+                    .filter_map(|j| {
+                        let needs = &late[j];
+                        let done = if bound_by.contains_key(needs) {
+                            st.bound.get(needs)
+                        } else {
+                            st.done_of.get(needs)
+                        };
+                        done.map(|d| (*j, *d))
+                    })
+                    .collect();
+                if ready.is_empty() {
+                    break;
                 }
-                consumed.extend(step.wait.consumed_claims.iter().cloned());
+                for (j, after) in ready {
+                    waiting.retain(|w| *w != j);
+                    let consumer = bound_by.get(&steps[j].object).map(|w| &steps[*w].object);
+                    let defer = defer_to_consumer(consumer);
+                    schedule_step(
+                        &mut b,
+                        &mut st,
+                        j,
+                        &steps[j],
+                        vec![after],
+                        &defer,
+                        &mut next_gate,
+                    );
+                }
             }
         }
         b.close_phase(next_gate);
     }
+    // What waited for a workload that did not bind its claim (none is planned): after the
+    // rollout, as before.
+    let mut next_gate = Vec::new();
+    for j in waiting {
+        schedule_step(
+            &mut b,
+            &mut st,
+            j,
+            &steps[j],
+            Vec::new(),
+            &defer_to_consumer(bound_by.get(&steps[j].object).map(|w| &steps[*w].object)),
+            &mut next_gate,
+        );
+    }
+    b.close_phase(next_gate);
+    let State {
+        deferred, consumed, ..
+    } = st;
     // Claims deleted with their data are snapshotted before the first deletion.
     let mut snapshots = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -354,6 +454,125 @@ pub fn schedule(steps: &[Step]) -> Vec<Operation> {
     b.ops
 }
 
+/// The operations of one step: its write, its wait, and for a workload the waits of the claims
+/// it binds. `extra`: operations it waits for besides those it needs by its kind; `defer`: the
+/// message of a claim deferred to its first consumer. The operations that end the step go to
+/// `next_gate`.
+fn schedule_step(
+    b: &mut Builder,
+    st: &mut State,
+    i: usize,
+    step: &Step,
+    extra: Vec<usize>,
+    defer: &str,
+    next_gate: &mut Vec<usize>,
+) {
+    let rule = step.object.kind.rules().wait_rule();
+    let mut gate = extra;
+    if let Some(dep) = source(step).and_then(|s| st.done_of.get(&s)) {
+        gate.push(*dep);
+    }
+    gate.extend(related(step, &st.done_of));
+    gate.sort_unstable();
+    gate.dedup();
+    // Data this change deletes is snapshotted first, and every write waits for that.
+    let snapshots = snapshot_ops(b, i, step, gate.clone());
+    if !snapshots.is_empty() {
+        gate = snapshots;
+    }
+    let written = match step.action {
+        Action::Replace => replace_recipe(b, i, step, gate.clone()),
+        Action::Resize => resize_recipe(b, i, step, gate.clone()),
+        Action::Create => b.push(i, &step.object, Op::Create, gate.clone()),
+        Action::Update | Action::Adopt | Action::Release => b.push(
+            i,
+            &step.object,
+            Op::Apply {
+                resource_version: step.live.as_ref().map(|l| l.resource_version.clone()),
+            },
+            gate,
+        ),
+        Action::NoOp | Action::Error | Action::Delete => {
+            b.push(i, &step.object, Op::Keep, gate.clone())
+        }
+    };
+    if let Some(why) = &step.wait.stays_pending {
+        let id = b.push(
+            i,
+            &step.object,
+            Op::Defer {
+                message: why.clone(),
+            },
+            vec![written],
+        );
+        st.done_of.insert(step.object.clone(), id);
+        next_gate.push(id);
+        return;
+    }
+    if step.wait.first_consumer {
+        let id = b.push(
+            i,
+            &step.object,
+            Op::Defer {
+                message: defer.into(),
+            },
+            vec![written],
+        );
+        st.deferred.push((step.object.name.clone(), i));
+        st.done_of.insert(step.object.clone(), id);
+        next_gate.push(id);
+        return;
+    }
+    let grows = step.object.kind == Kind::PersistentVolumeClaim
+        && step
+            .changed_paths
+            .iter()
+            .any(|p| p == "spec.resources.requests.storage");
+    let rule = if grows {
+        Some(WaitRule::ClaimResized)
+    } else {
+        rule
+    };
+    let done = match (rule, step.action) {
+        // A replaced or resized object's recipe ends with its own wait; a released one
+        // is no longer the stack's to wait for.
+        (_, Action::Replace | Action::Resize | Action::Release) | (None, _) => written,
+        (Some(rule), _) => b.push(i, &step.object, Op::Wait { rule }, vec![written]),
+    };
+    st.done_of.insert(step.object.clone(), done);
+    next_gate.push(done);
+    next_gate.append(&mut b.extra_done);
+    if step.object.kind.is_workload() {
+        let ns = step.object.namespace.clone().unwrap_or_default();
+        let claims = step.wait.template_claims.iter().chain(
+            step.wait
+                .consumed_claims
+                .iter()
+                .filter(|c| st.deferred.iter().any(|(d, _)| d == *c)),
+        );
+        for claim in claims {
+            let claim_ref = ObjectRef::new(Kind::PersistentVolumeClaim, &ns, claim);
+            let owner = st
+                .deferred
+                .iter()
+                .find(|(d, _)| d == claim)
+                .map_or(i, |(_, s)| *s);
+            let id = b.push(
+                owner,
+                &claim_ref,
+                Op::Wait {
+                    rule: WaitRule::ClaimBound,
+                },
+                vec![done],
+            );
+            st.bound.entry(claim_ref).or_insert(id);
+            next_gate.push(id);
+        }
+        st.consumed
+            .extend(step.wait.consumed_claims.iter().cloned());
+    }
+}
+
 /// The snapshots a step takes before it deletes data: per claim, a create of the snapshot and a
 /// wait until it is `readyToUse`. Returns the waits' ids (what the deletion must wait for).
 fn snapshot_ops(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> Vec<usize> {
@@ -388,7 +607,7 @@ fn snapshot_ops(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> Ve
 /// (`spec.volumeName`) waits for that volume; a workload without claim templates for the claims
 /// it mounts and its governing Service. Empty — the phase gate applies — when none of them is in
 /// the plan, and for a workload with claim templates (its claims may bind any volume).
-fn related(step: &Step, done_of: &std::collections::HashMap<ObjectRef, usize>) -> Vec<usize> {
+fn related(step: &Step, done_of: &HashMap<ObjectRef, usize>) -> Vec<usize> {
     let id = &step.object;
     let ns = id.namespace.clone().unwrap_or_default();
     let m = &step.manifest;
@@ -798,6 +1017,139 @@ pub(crate) mod tests {
         );
         // The deferred claim's wait belongs to the claim's own step.
         assert_eq!(ops[7].step, 0);
+        // The deferral names the workload that binds the claim, and promises none otherwise.
+        let message = |o: &Operation| match &o.op {
+            Op::Defer { message } => message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(&ops[1]),
+            "waits for first consumer (class binds WaitForFirstConsumer); confirmed after statefulset/db's pods are scheduled"
+        );
+        assert_eq!(
+            message(&ops[3]),
+            "waits for first consumer (class binds WaitForFirstConsumer); it binds when a pod mounts it"
+        );
+    }
+
+    fn snapshot_of(name: &str, claim: &str) -> Step {
+        let mut s = step(Kind::VolumeSnapshot, name, Action::Create);
+        s.manifest = json!({"metadata": {"name": name},
+            "spec": {"source": {"persistentVolumeClaimName": claim}}});
+        s
+    }
+
+    fn restored(name: &str, snapshot: &str) -> Step {
+        let mut s = step(Kind::PersistentVolumeClaim, name, Action::Create);
+        s.manifest = json!({"metadata": {"name": name}, "spec": {"dataSourceRef": {
+            "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot}}});
+        s
+    }
+
+    #[test]
+    fn a_snapshot_of_a_first_consumer_claim_is_taken_once_its_deployment_bound_it() {
+        let mut claim = step(Kind::PersistentVolumeClaim, "orders", Action::Create);
+        claim.wait.first_consumer = true;
+        let mut app = step(Kind::Deployment, "app", Action::Create);
+        app.wait.consumed_claims = vec!["orders".into()];
+        let mut steps = vec![
+            claim,
+            snapshot_of("orders-snap", "orders"),
+            restored("orders-copy", "orders-snap"),
+            app,
+        ];
+        let ops = schedule(&steps);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "pvc/orders create after []",
+                "pvc/orders defer after [0] completes 0",
+                // Nothing else waits in the claims' phase: the Deployment that binds the claim
+                // is not held back by its snapshot.
+                "deployment/app create after [] after phase 0",
+                "deployment/app wait DeploymentReady after [2] completes 1",
+                "pvc/orders wait ClaimBound after [3] completes 1",
+                "volumesnapshot/orders-snap create after [1, 4]",
+                "volumesnapshot/orders-snap wait SnapshotReady after [5] completes 1",
+                "pvc/orders-copy create after [6]",
+                "pvc/orders-copy wait ClaimBound after [7] completes 1",
+            ]
+        );
+        assert_eq!(
+            ops[1].op,
+            Op::Defer {
+                message: "waits for first consumer (class binds WaitForFirstConsumer); confirmed after deployment/app's pods are scheduled".into()
+            }
+        );
+        explain_order(&mut steps);
+        assert_eq!(
+            steps[1].reasons,
+            vec![
+                "taken in the workloads' phase, once pvc/orders is Bound: its class binds WaitForFirstConsumer, so it binds once deployment/app's pods are scheduled"
+            ]
+        );
+        assert_eq!(
+            steps[2].reasons,
+            vec!["created in the workloads' phase, once volumesnapshot/orders-snap is ready"]
+        );
+        assert!(steps[0].reasons.is_empty() && steps[3].reasons.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_of_a_template_claim_is_taken_once_its_statefulset_bound_it() {
+        let mut sts = step(Kind::StatefulSet, "db", Action::Create);
+        sts.wait.template_claims = vec!["data-db-0".into()];
+        let mut bound = step(Kind::PersistentVolumeClaim, "logs", Action::Create);
+        bound.wait = WaitPlan::default();
+        let mut steps = vec![
+            bound,
+            snapshot_of("logs-snap", "logs"),
+            snapshot_of("db-snap", "data-db-0"),
+            sts,
+        ];
+        let ops = schedule(&steps);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "pvc/logs create after []",
+                "pvc/logs wait ClaimBound after [0] completes 0",
+                // A claim Bound in the claims' phase: its snapshot stays there.
+                "volumesnapshot/logs-snap create after [1]",
+                "volumesnapshot/logs-snap wait SnapshotReady after [2] completes 0",
+                "statefulset/db create after [] after phase 0",
+                "statefulset/db wait StatefulSetReady after [4] completes 1",
+                "pvc/data-db-0 wait ClaimBound after [5] completes 1",
+                "volumesnapshot/db-snap create after [6]",
+                "volumesnapshot/db-snap wait SnapshotReady after [7] completes 1",
+            ]
+        );
+        explain_order(&mut steps);
+        assert!(steps[1].reasons.is_empty());
+        assert_eq!(
+            steps[2].reasons,
+            vec![
+                "taken in the workloads' phase, once pvc/data-db-0 is Bound: statefulset/db creates it from its claim template"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_of_a_claim_no_planned_workload_binds_stays_with_the_claims() {
+        let mut claim = step(Kind::PersistentVolumeClaim, "orders", Action::Create);
+        claim.wait.first_consumer = true;
+        let mut app = step(Kind::Deployment, "app", Action::Error);
+        app.wait.consumed_claims = vec!["orders".into()];
+        let ops = schedule(&[claim, snapshot_of("orders-snap", "orders"), app]);
+        assert_eq!(
+            describe(&ops),
+            vec![
+                "pvc/orders create after []",
+                "pvc/orders defer after [0] completes 0",
+                "volumesnapshot/orders-snap create after [1]",
+                "volumesnapshot/orders-snap wait SnapshotReady after [2] completes 0",
+                "pvc/orders defer after [] after phase 0",
+            ]
+        );
     }
 
     #[test]

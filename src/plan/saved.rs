@@ -85,7 +85,8 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
             ));
         }
     };
-    if let Some(at) = text.find(crate::plan::mask::MASK) {
+    let masks = [crate::plan::mask::MASK, crate::plan::mask::MASK_CHANGED];
+    if let Some(at) = masks.iter().filter_map(|m| text.find(m)).min() {
         let before = &text[..at];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

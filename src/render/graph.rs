@@ -93,18 +93,21 @@ fn bindings_of(step: &crate::plan::Step) -> &Value {
 pub fn graph(plan: &Plan) -> Graph {
     let mut g = Graph::default();
     let mut step_nodes = Vec::new();
-    for step in &plan.steps {
-        let id = g.node(
-            step.object.short(),
-            step.action.as_str(),
-            step.object.kind.phase(),
-        );
+    let workloads = ROLLOUT_ORDER.len() - 1;
+    // Snapshots of claims that a workload binds, and their restores, go with the workloads.
+    let late = crate::plan::ops::late_step_indices(&plan.steps);
+    for (i, step) in plan.steps.iter().enumerate() {
+        let phase = if late.contains(&i) {
+            workloads
+        } else {
+            step.object.kind.phase()
+        };
+        let id = g.node(step.object.short(), step.action.as_str(), phase);
         step_nodes.push(id);
     }
     for id in &plan.not_in_spec {
         g.node(id.short(), "not-in-spec", id.kind.phase());
     }
-    let workloads = ROLLOUT_ORDER.len() - 1;
     for (step, id) in plan.steps.iter().zip(step_nodes) {
         let m = bindings_of(step);
         match step.object.kind {
@@ -538,6 +541,32 @@ path = "/uploads"
                 a.as_str()
             );
         }
+    }
+
+    #[test]
+    fn a_snapshot_of_a_template_claim_sits_with_the_workloads() {
+        let text = "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nmount = \"/data\"\n\n[[claim]]\nname = \"logs\"\nsize = \"1Gi\"\n\n[[snapshot]]\nname = \"db-backup\"\nclaim = \"data-db-0\"\n\n[[snapshot]]\nname = \"logs-backup\"\nclaim = \"logs\"\n";
+        let spec = crate::spec::load("s.toml", text, "s").unwrap();
+        let steps = crate::desired::desired_objects(
+            &spec,
+            &crate::desired::Context {
+                namespace: "ns".into(),
+                ..Default::default()
+            },
+        )
+        .iter()
+        .map(|d| {
+            serde_json::from_value(json!({
+                "object": d.id, "action": "create", "origin": d.origin,
+                "manifest": d.manifest, "wait": {"template_claims": d.template_claims},
+            }))
+            .unwrap()
+        })
+        .collect();
+        let g = graph(&Plan::new("s".into(), "ns".into(), String::new(), steps));
+        let phase = |name: &str| g.nodes.iter().find(|n| n.name == name).unwrap().phase;
+        assert_eq!(phase("volumesnapshot/db-backup"), phase("statefulset/db"));
+        assert_eq!(phase("volumesnapshot/logs-backup"), phase("pvc/logs"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::quantity::Quantity;
 use super::{AccessMode, Spec, SpecIssue};
+use crate::kinds::statefulset::template_claim_ordinal;
 use crate::kinds::{MANAGED_BY, STACK_LABEL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -465,12 +466,10 @@ impl Validator {
             v.labels(&format!("{tkey}.labels"), &t.labels);
             v.selector(&format!("{tkey}.selector"), &t.selector);
             // A standalone claim named like one this template creates would be taken by a pod.
-            let prefix = format!("{}-{}-", t.name.get_ref(), w.name.get_ref());
             for (c, claim) in claims.iter().enumerate() {
                 let name = claim.get_ref().name.get_ref();
-                if let Some(ordinal) = name.strip_prefix(&prefix)
-                    && !ordinal.is_empty()
-                    && ordinal.bytes().all(|b| b.is_ascii_digit())
+                if let Some(ordinal) =
+                    template_claim_ordinal(name, t.name.get_ref(), w.name.get_ref())
                 {
                     v.push(
                         SpecIssue::new(
@@ -547,13 +546,8 @@ pub fn check_references(spec: &Spec, cluster: &ClusterNames) -> Vec<SpecIssue> {
         spec.statefulsets.iter().any(|s| {
             let s = s.get_ref();
             s.volume_claims.iter().any(|t| {
-                claim
-                    .strip_prefix(&format!(
-                        "{}-{}-",
-                        t.get_ref().name.get_ref(),
-                        s.name.get_ref()
-                    ))
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                template_claim_ordinal(claim, t.get_ref().name.get_ref(), s.name.get_ref())
+                    .is_some()
             })
         })
     };

@@ -69,7 +69,9 @@ use serde::Deserialize;
 /// A stack that needs every rule of the documented role: a StorageClass and a PersistentVolume
 /// (cluster-scoped), a namespace that does not exist yet, a claim, a Service, a StatefulSet whose
 /// second replica cannot be scheduled until a second disk exists. The failed rollout is explained
-/// with its pods' conditions and Events, which the role lets the plugin read.
+/// with its pods' conditions and Events, which the role lets the plugin read. The StatefulSet's
+/// environment comes from Secrets (a `secret` reference and `env_from`), which the role gives no
+/// right to read: the plugin never reads them.
 const RBAC_STACK: &str = r#"
 namespace = "NAMESPACE"
 
@@ -94,6 +96,8 @@ name = "db"
 replicas = 2
 image = "registry.k8s.io/pause:3.10"
 pod_management_policy = "Parallel"
+env = { DB_PASSWORD = { secret = "db-credentials", key = "password" } }
+env_from = [{ secret = "db-settings" }]
 [[statefulset.volume_claim]]
 name = "data"
 size = "1Gi"
@@ -113,7 +117,16 @@ local = { path = "/mnt/disks/a" }
 #[tokio::test]
 async fn the_documented_role_can_plan_and_apply() {
     let ctx = TestCtx::new("rbac").await;
-    let kubeconfig = account_with(&ctx, "deployer", example_role()).await;
+    let role = example_role();
+    // The stack's Secret references work without any right on Secrets.
+    for rule in role.rules.iter().flatten() {
+        let resources = rule.resources.iter().flatten();
+        assert!(
+            !resources.clone().any(|r| r == "secrets" || r == "*"),
+            "the documented role grants {rule:?}"
+        );
+    }
+    let kubeconfig = account_with(&ctx, "deployer", role).await;
     let kc = kubeconfig.to_str().unwrap().to_string();
     let ns = format!("{}-stack", ctx.ns);
     let stack = RBAC_STACK.replace("NAMESPACE", &ns);

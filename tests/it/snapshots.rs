@@ -6,9 +6,19 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
 
 #[tokio::test]
-async fn a_snapshot_in_the_spec_and_a_claim_restored_from_it_bind_in_order() {
+async fn a_snapshot_of_a_first_consumer_claim_and_a_claim_restored_from_it_bind_in_order() {
     let ctx = TestCtx::new("restore").await;
     let spec = ctx.example("backup-restore");
+    let plan = ctx.run(&["plan", "-f", spec.to_str().unwrap()]);
+    plan.expect_code(0);
+    assert_contains(
+        &plan.stdout,
+        "taken in the workloads' phase, once pvc/orders is Bound: its class binds WaitForFirstConsumer, so it binds once deployment/orders-app's pods are scheduled",
+    );
+    assert_contains(
+        &plan.stdout,
+        "created in the workloads' phase, once volumesnapshot/orders-before-migration is ready",
+    );
     let apply = ctx.run(&[
         "apply",
         "-f",
@@ -31,8 +41,21 @@ async fn a_snapshot_in_the_spec_and_a_claim_restored_from_it_bind_in_order() {
             .position(|e| e["event"] == event && e["object"]["name"] == name)
             .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
     };
+    // `orders` binds WaitForFirstConsumer: deferred, bound once its Deployment's pod is
+    // scheduled, then snapshotted, then restored.
+    assert_contains(
+        events[at("deferred", "orders")]["message"]
+            .as_str()
+            .unwrap(),
+        "confirmed after deployment/orders-app's pods are scheduled",
+    );
+    assert!(at("applied", "orders-app") < at("ready", "orders"));
     assert!(at("ready", "orders") < at("applied", "orders-before-migration"));
     assert!(at("ready", "orders-before-migration") < at("applied", "orders-copy"));
+    assert!(
+        !events.iter().any(|e| e["event"] == "failed"),
+        "{events:#?}"
+    );
     assert_contains(
         events[at("ready", "orders-before-migration")]["message"]
             .as_str()
@@ -46,6 +69,61 @@ async fn a_snapshot_in_the_spec_and_a_claim_restored_from_it_bind_in_order() {
         copy.spec.unwrap().data_source_ref.unwrap().name,
         "orders-before-migration"
     );
+}
+
+#[tokio::test]
+async fn a_snapshot_of_a_template_claim_is_taken_once_its_statefulset_made_it() {
+    let ctx = TestCtx::new("tplsnap").await;
+    let spec = ctx.spec(
+        "t",
+        r#"
+[[statefulset]]
+name = "db"
+image = "img:1"
+[[statefulset.volume_claim]]
+name = "data"
+size = "1Gi"
+class = "fast"
+mount = "/data"
+
+[[snapshot]]
+name = "db-backup"
+claim = "data-db-0"
+
+[[claim]]
+name = "db-copy"
+size = "1Gi"
+class = "fast-immediate"
+from_snapshot = "db-backup"
+"#,
+    );
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "-o",
+        "json",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(0);
+    let events: Vec<Value> = apply
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let at = |event: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["object"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
+    };
+    assert!(at("ready", "data-db-0") < at("applied", "db-backup"));
+    assert!(at("ready", "db-backup") < at("applied", "db-copy"));
+    let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    let copy = api.get("db-copy").await.unwrap();
+    assert_eq!(copy.status.unwrap().phase.as_deref(), Some("Bound"));
 }
 
 #[tokio::test]
@@ -72,6 +150,34 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
         rows.iter()
             .all(|r| r["ready"] == true && r["size"] == "1Gi")
     );
+    // Named `<claim>-<UTC stamp>`, labelled with the stack, the claim and when it was taken.
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshot"),
+        "volumesnapshots",
+    );
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client().await, &ctx.ns, &ar);
+    let taken = api.list(&Default::default()).await.unwrap().items;
+    assert_eq!(taken.len(), 2);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    for snap in &taken {
+        let name = snap.metadata.name.as_deref().unwrap();
+        let labels = snap.metadata.labels.as_ref().unwrap();
+        let claim = labels["kubectl-stateful/snapshot-of"].as_str();
+        assert!(claim == "data-db-0" || claim == "data-db-1", "{labels:?}");
+        assert_eq!(labels["kubectl-stateful/stack"], "o", "{labels:?}");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "kubectl-stateful");
+        // <claim>-YYYYMMDD-HHMMSS
+        let stamp = name.strip_prefix(&format!("{claim}-")).unwrap();
+        let (day, time) = stamp.split_once('-').unwrap();
+        assert!(
+            day.len() == 8 && digits(day) && time.len() == 6 && digits(time),
+            "{name}"
+        );
+        // YYYYMMDDTHHMMSSZ, the same moment as the name's.
+        let at = &labels["kubectl-stateful/taken-at"];
+        assert_eq!(at, &format!("{day}T{time}Z"), "{labels:?}");
+    }
     let one = ctx.run(&["snapshot", "-f", spec, "--claim", "data-db-1"]);
     one.expect_code(0);
     assert!(!one.stdout.contains("data-db-0"));

@@ -121,7 +121,7 @@ path = "/data"
     let deferred = position(&ev, "deferred", "data");
     assert_contains(
         ev[deferred]["message"].as_str().unwrap(),
-        "waits for first consumer",
+        "waits for first consumer (class binds WaitForFirstConsumer); confirmed after deployment/app's pods are scheduled",
     );
     assert!(deferred < position(&ev, "applied", "app"));
     assert!(position(&ev, "ready", "app") < position(&ev, "ready", "data"));
@@ -170,6 +170,61 @@ async fn a_class_nobody_has_is_a_warning_and_the_claim_is_not_waited_for() {
         &apply.stdout,
         "pvc/data: stays Pending until a volume of class \"gold\" exists",
     );
+    // Applied: nothing to change, so 0, not 2, although the warning still shows.
+    let again = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    again.expect_code(0);
+    assert_contains(
+        &again.stdout,
+        &format!(
+            "Warning: {spec}:4:9: claim[0].class: no StorageClass and no volume has class \"gold\""
+        ),
+    );
+    assert_contains(
+        &again.stdout,
+        "Plan: 0 to create, 0 to update, 0 to replace",
+    );
+}
+
+#[tokio::test]
+async fn a_readwriteonce_claim_under_a_deployment_of_two_is_a_warning_in_the_plan() {
+    let ctx = TestCtx::new("rwowarn").await;
+    let spec = ctx.spec(
+        "r",
+        r#"[[claim]]
+name = "data"
+size = "1Gi"
+access_modes = ["ReadWriteOnce"]
+
+[[deployment]]
+name = "web"
+image = "web:1"
+replicas = 2
+[[deployment.mount]]
+claim = "data"
+path = "/data"
+"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let message = "claim \"data\" is ReadWriteOnce but 2 replicas may run on different nodes: pods on other nodes cannot mount it and stay Pending";
+    let human = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    // A warning leaves the exit code to the changes: 2, as without it.
+    human.expect_code(2);
+    assert_contains(
+        &human.stdout,
+        &format!("Warning: {spec}:12:9: deployment[0].mount[0].claim: {message}"),
+    );
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    json.expect_code(2);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["key"], "deployment[0].mount[0].claim");
+    assert_eq!(warnings[0]["message"], message);
+    assert_eq!(
+        (warnings[0]["line"].as_u64(), warnings[0]["column"].as_u64()),
+        (Some(12), Some(9))
+    );
+    assert_eq!(v["summary"]["error"], 0);
 }
 
 #[tokio::test]
@@ -251,4 +306,58 @@ env_from = [{ config_map = "api-settings" }]
         c.env_from.unwrap()[0].config_map_ref.as_ref().unwrap().name,
         "api-settings"
     );
+}
+
+#[tokio::test]
+async fn a_changed_sensitive_value_shows_as_a_change_in_every_view_without_either_value() {
+    let ctx = TestCtx::new("secretchange").await;
+    let stack = |password: &str| {
+        format!(
+            "[[deployment]]\nname = \"api\"\nimage = \"api:1\"\nenv = {{ DB_PASSWORD = \"{password}\", DB_HOST = \"db\" }}\n"
+        )
+    };
+    let (old, new) = ("first-hunter2", "second-hunter3");
+    let spec = ctx.spec("c", &stack(old));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    std::fs::write(spec, stack(new)).unwrap();
+    let human = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
+    let json = ctx.run(&["plan", "-f", spec, "-o", "json", "--detailed-exitcode"]);
+    let md = ctx.run(&["plan", "-f", spec, "-o", "markdown", "--detailed-exitcode"]);
+    for run in [&human, &json, &md] {
+        run.expect_code(2);
+        for value in [old, new] {
+            assert!(
+                !run.stdout.contains(value) && !run.stderr.contains(value),
+                "{value} leaked:\n{}",
+                run.stdout
+            );
+        }
+        assert_contains(&run.stdout, "(sensitive value, changed)");
+    }
+    // The diff shows the change: the masked value before, the changed mark after.
+    let diff_line = |text: &str, sign: char, value: &str| {
+        text.lines().any(|l| {
+            l.trim_start().starts_with(sign) && l.trim_end().ends_with(&format!("value: {value}"))
+        })
+    };
+    for text in [&human.stdout, &md.stdout] {
+        assert!(diff_line(text, '-', "(sensitive value)"), "{text}");
+        assert!(diff_line(text, '+', "(sensitive value, changed)"), "{text}");
+    }
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let step = &v["steps"][0];
+    assert_eq!(step["action"], "update");
+    let value = |side: &str| {
+        step[side]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DB_PASSWORD")
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(value("before"), "(sensitive value)");
+    assert_eq!(value("after"), "(sensitive value, changed)");
 }
