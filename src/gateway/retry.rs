@@ -43,6 +43,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Work that did not finish by its deadline (planning, or the check of a plan's freshness).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what} did not finish within {limit}: the API server answers too slowly, or not at all")]
+#[diagnostic(help("{help}"))]
+pub struct DeadlineExceeded {
+    pub what: String,
+    /// The bound, as the user would write it (`1m`, `0.5s`).
+    pub limit: String,
+    pub help: String,
+}
+
 /// Told about every retry: what failed and when it is tried again.
 pub type RetryReporter = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
@@ -129,6 +140,28 @@ impl<G: Gateway> Retrying<G> {
 
     fn deadline(&self) -> Option<Instant> {
         *self.deadline.lock().expect("deadline lock")
+    }
+
+    /// Runs `work` with a fresh deadline `limit` from now, and ends it there: requests that
+    /// start near or after the deadline (each of which would otherwise still get its full
+    /// request timeout) cannot make it overrun. `what` and `help` say what did not finish and
+    /// what to do about it.
+    pub async fn bounded<F: Future>(
+        &self,
+        limit: Duration,
+        what: &str,
+        help: &str,
+        work: F,
+    ) -> Result<F::Output, DeadlineExceeded> {
+        let deadline = Instant::now() + limit;
+        self.set_deadline(Some(deadline));
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| DeadlineExceeded {
+                what: what.to_string(),
+                limit: human(limit),
+                help: help.to_string(),
+            })
     }
 
     async fn call<T, F, Fut>(
@@ -620,6 +653,56 @@ mod tests {
         fake.fail_next("create", &pv(), exists, 1);
         let gw = Retrying::new(fake.clone(), policy());
         assert!(gw.create(&pv(), &labelled, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bounded_work_ends_at_its_deadline_whatever_its_requests_would_wait() {
+        // Each request alone would wait its full 30 s: the second starts after the deadline.
+        let fake = FakeGateway::new();
+        let other = ObjectRef::new(Kind::PersistentVolume, "", "pv-2");
+        fake.hang("get", &pv(), 1);
+        fake.hang("get", &other, 1);
+        let gw = Retrying::new(
+            fake.clone(),
+            RetryPolicy {
+                request_timeout: Duration::from_secs(30),
+                max_attempts: 1,
+                ..policy()
+            },
+        );
+        let work = async {
+            let _ = gw.get(&pv()).await;
+            gw.get(&other).await
+        };
+        let bounded = gw.bounded(
+            Duration::from_millis(200),
+            "planning",
+            "raise --timeout",
+            work,
+        );
+        let outcome = tokio::time::timeout(Duration::from_secs(10), bounded)
+            .await
+            .expect("ended by its own deadline, not by the request timeout");
+        let err = outcome.expect_err("the deadline passed");
+        assert_eq!(
+            err.to_string(),
+            "planning did not finish within 0.2s: the API server answers too slowly, or not at all"
+        );
+
+        // Each bounded piece of work gets a fresh deadline: one that passed (the planning's,
+        // before a confirmation prompt) does not stop the retries of the next.
+        let fake = FakeGateway::new();
+        fake.put(&pv(), json!({"metadata": {"name": "pv-1"}}));
+        fake.fail_next("get", &pv(), code(503), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        gw.set_deadline(Some(Instant::now()));
+        let got = gw
+            .bounded(Duration::from_secs(5), "checking", "", gw.get(&pv()))
+            .await
+            .expect("within the fresh deadline")
+            .expect("retried after the 503");
+        assert!(got.is_some());
+        assert_eq!(fake.calls("get"), 2);
     }
 
     #[tokio::test]
