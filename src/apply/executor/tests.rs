@@ -258,33 +258,52 @@ async fn replace_runs_its_recipe_in_order() {
     );
     let mut replace = ready_pv("pv-a");
     replace.action = Action::Replace;
+    replace.allow_replace = true;
     replace.live = Some(LiveVersion {
         uid: "old".into(),
         resource_version: "1".into(),
         ..Default::default()
     });
-    // check_executable refuses replacements; the recipe itself is what is tested here.
     let p = plan(vec![replace]);
+    // The delete is answered only at its third attempt, after backoffs: a queue that started
+    // the create without waiting for the delete and for the object to be gone would find the
+    // old object (AlreadyExists) and fail.
+    fake.fail_next("delete", &id, code(503, "ServiceUnavailable"), 2);
+    let gw = Retrying::new(
+        fake.clone(),
+        RetryPolicy {
+            request_timeout: Duration::from_secs(1),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(50),
+        },
+    );
     let sink = Collect::default();
-    let hub = WatchHub::new(&fake, &p);
-    let opts = options();
-    let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(5));
-    let state_ok = hub
-        .drive(async {
-            let mut ok = true;
-            for op in &p.operations {
-                ok &= super::run(&ctx, op, &p.steps[op.step]).await.is_ok();
-            }
-            ok
-        })
-        .await;
-    assert!(state_ok, "{:?}", sink.lines());
-    assert_eq!(fake.writes(), vec!["delete pv/pv-a", "create pv/pv-a"]);
+    let opts = ApplyOptions {
+        replace: vec!["pv/pv-a".into()],
+        ..options()
+    };
+    let written = execute(&gw, &p, &opts, &sink).await;
+    assert!(written.is_ok(), "{written:?}: {:?}", sink.lines());
+    assert_eq!(
+        fake.writes(),
+        vec![
+            "delete pv/pv-a",
+            "delete pv/pv-a",
+            "delete pv/pv-a",
+            "create pv/pv-a"
+        ]
+    );
     let now = fake.object(&id).unwrap();
     assert_ne!(now["metadata"]["uid"], "old");
     assert_eq!(now["spec"].get("old"), None);
+    let lines: Vec<String> = sink
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("pv/pv-a"))
+        .collect();
     assert_eq!(
-        sink.lines(),
+        lines,
         vec![
             "pv/pv-a: deleted",
             "pv/pv-a: ready: deleted",
