@@ -1,7 +1,7 @@
 //! The object kinds the plugin manages. Everything that differs between kinds lives in one module
 //! per kind, behind the [`KindRules`] trait: its API resource (from k8s-openapi's types), scope,
-//! immutable fields, normalisation, wait rule, what replacing it costs and which related objects
-//! explain a failed wait. The rest of the code asks `kind.rules()` instead of matching on kinds.
+//! immutable fields, normalisation, wait rule, what replacing it costs, which objects its change
+//! waits for, and which related objects explain a failed wait. The rest of the code asks `kind.rules()` instead of matching on kinds.
 //!
 //! The rollout order is data too: [`ROLLOUT_ORDER`] lists the phases; deletions run in reverse.
 
