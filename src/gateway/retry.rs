@@ -155,13 +155,18 @@ impl<G: Gateway> Retrying<G> {
     ) -> Result<F::Output, DeadlineExceeded> {
         let deadline = Instant::now() + limit;
         self.set_deadline(Some(deadline));
-        tokio::time::timeout_at(deadline, work)
-            .await
-            .map_err(|_| DeadlineExceeded {
-                what: what.to_string(),
-                limit: human(limit),
-                help: help.to_string(),
-            })
+        let exceeded = || DeadlineExceeded {
+            what: what.to_string(),
+            limit: human(limit),
+            help: help.to_string(),
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            // Requests are cut at the deadline too, and their failures come back first: the
+            // work ended because the deadline came, which is what to say.
+            Ok(_) if Instant::now() >= deadline => Err(exceeded()),
+            Ok(output) => Ok(output),
+            Err(_) => Err(exceeded()),
+        }
     }
 
     async fn call<T, F, Fut>(
@@ -687,6 +692,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "planning did not finish within 0.2s: the API server answers too slowly, or not at all"
+        );
+        // A request cut at the deadline (its own timeout shortened to the time left) does not
+        // make it a request timeout.
+        let fake = FakeGateway::new();
+        fake.hang("get", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw
+            .bounded(Duration::from_millis(100), "planning", "", gw.get(&pv()))
+            .await
+            .expect_err("the deadline passed");
+        assert_eq!(
+            err.to_string(),
+            "planning did not finish within 0.1s: the API server answers too slowly, or not at all"
         );
 
         // Each bounded piece of work gets a fresh deadline: one that passed (the planning's,
