@@ -399,6 +399,42 @@ async fn an_update_survives_status_changes_but_not_spec_changes_since_the_plan()
 }
 
 #[tokio::test]
+async fn a_stale_version_after_a_lost_answer_is_a_write_that_may_have_landed() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.put(&id, json!({"spec": {"size": 1}}));
+    let live = fake.object(&id).unwrap();
+    let mut s = ready_pv("pv-a");
+    s.action = Action::Update;
+    s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
+    s.before = Some(crate::plan::normalize::normalize(
+        Kind::PersistentVolume,
+        &live,
+        &s.manifest,
+    ));
+    s.live = Some(LiveVersion {
+        uid: live["metadata"]["uid"].as_str().unwrap().into(),
+        resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        ..Default::default()
+    });
+    // The first attempt's answer is lost (as if it landed and changed the version); the
+    // second is refused as stale.
+    fake.update(&id, |o| o["spec"]["size"] = json!(2));
+    fake.fail_next("apply", &id, code(504, "Timeout"), 1);
+    fake.fail_next("apply", &id, code(409, "Conflict"), 1);
+    let gw = fast_retries(fake.clone());
+    let err = execute(&gw, &plan(vec![s]), &options(), &Collect::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the write may have been applied all the same: run apply again to converge"),
+        "{err}"
+    );
+    assert!(!err.contains("changed since the plan was made"), "{err}");
+}
+
+#[tokio::test]
 async fn adoption_and_conflicts_need_consent() {
     let mut adopt = ready_pv("pv-a");
     adopt.action = Action::Adopt;
