@@ -140,6 +140,13 @@ pub async fn run(cli: Cli) -> miette::Result<i32> {
     }
 }
 
+/// What to do when planning inside `plan` does not finish in time.
+const PLAN_DEADLINE_HELP: &str = "check that the cluster is reachable, or raise `timeout` in the user config file (the bound on planning, default 5m)";
+
+/// What to do when planning inside apply or destroy does not finish in time.
+const APPLY_DEADLINE_HELP: &str =
+    "check that the cluster is reachable, or raise --timeout (planning gets at least 60s)";
+
 /// How long planning inside apply or destroy may take: `--timeout` bounds the rollout, and a
 /// short one must not starve the reads and dry runs before it.
 fn planning_deadline(timeout: std::time::Duration) -> std::time::Duration {
@@ -308,9 +315,6 @@ async fn plan_command(
 ) -> miette::Result<i32> {
     let planned = async {
         let (cluster, spec, namespace) = prepare(args, &p.file).await?;
-        cluster
-            .gateway
-            .set_deadline(Some(tokio::time::Instant::now() + deadline));
         let options = PlanOptions {
             prune: p.prune.prune || p.destroy,
             destroy: p.destroy,
@@ -319,7 +323,15 @@ async fn plan_command(
             snapshot_before: p.snapshot_before,
             restart_pods: p.restart_pods,
         };
-        make_plan(args, &cluster, &spec, &namespace, options).await
+        cluster
+            .gateway
+            .bounded(
+                deadline,
+                "planning",
+                PLAN_DEADLINE_HELP,
+                make_plan(args, &cluster, &spec, &namespace, options),
+            )
+            .await?
     };
     let plan = match planned.await {
         Ok(plan) => plan,
@@ -499,19 +511,20 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                     cluster.server
                 ));
             }
-            cluster.gateway.set_deadline(Some(
-                tokio::time::Instant::now() + planning_deadline(timeout),
-            ));
-            apply::check_fresh(cluster.gw(), &plan, cluster.concurrency)
-                .await
+            cluster
+                .gateway
+                .bounded(
+                    planning_deadline(timeout),
+                    "checking the saved plan against the cluster",
+                    APPLY_DEADLINE_HELP,
+                    apply::check_fresh(cluster.gw(), &plan, cluster.concurrency),
+                )
+                .await?
                 .map_err(|e| saved_plan_error(&file, e))?;
             (cluster, plan)
         }
         (None, Some(file)) => {
             let (cluster, spec, namespace) = prepare(args, file).await?;
-            cluster.gateway.set_deadline(Some(
-                tokio::time::Instant::now() + planning_deadline(timeout),
-            ));
             let plan_options = PlanOptions {
                 prune: a.prune.prune,
                 destroy: false,
@@ -520,7 +533,15 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 snapshot_before: a.snapshot_before,
                 restart_pods: a.restart_pods,
             };
-            let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
+            let plan = cluster
+                .gateway
+                .bounded(
+                    planning_deadline(timeout),
+                    "planning",
+                    APPLY_DEADLINE_HELP,
+                    make_plan(args, &cluster, &spec, &namespace, plan_options),
+                )
+                .await??;
             (cluster, plan)
         }
         (None, None) => {
@@ -547,9 +568,6 @@ async fn destroy_command(
     let json = d.output == ApplyFormat::Json;
     let timeout = d.timeout.unwrap_or(crate::cli::DEFAULT_TIMEOUT);
     let (cluster, spec, namespace) = prepare(args, &d.file).await?;
-    cluster.gateway.set_deadline(Some(
-        tokio::time::Instant::now() + planning_deadline(timeout),
-    ));
     let plan_options = PlanOptions {
         prune: true,
         destroy: true,
@@ -558,7 +576,15 @@ async fn destroy_command(
         snapshot_before: false,
         restart_pods: false,
     };
-    let plan = make_plan(args, &cluster, &spec, &namespace, plan_options).await?;
+    let plan = cluster
+        .gateway
+        .bounded(
+            planning_deadline(timeout),
+            "planning",
+            APPLY_DEADLINE_HELP,
+            make_plan(args, &cluster, &spec, &namespace, plan_options),
+        )
+        .await??;
     if d.detailed_exitcode {
         out(&render::human(&plan, style));
         return Ok(if plan.summary.error > 0 {
@@ -626,9 +652,17 @@ async fn rollout(
     apply::check_executable(plan, &options)?;
     if plan.summary.has_changes() && !yes {
         confirm()?;
-        // The prompt may have waited for long: check again that nothing changed meanwhile.
-        apply::check_fresh(cluster.gw(), plan, cluster.concurrency)
-            .await
+        // The prompt may have waited for long: check again that nothing changed meanwhile,
+        // with a deadline of its own (the planning's may have passed while the prompt waited).
+        cluster
+            .gateway
+            .bounded(
+                planning_deadline(timeout),
+                "checking the plan against the cluster again",
+                APPLY_DEADLINE_HELP,
+                apply::check_fresh(cluster.gw(), plan, cluster.concurrency),
+            )
+            .await?
             .map_err(|e| match saved {
                 Some(file) => saved_plan_error(file, e),
                 None => miette::Report::new(e),

@@ -598,7 +598,9 @@ async fn apply(
         }
         match result {
             Ok(obj) => return Ok(obj),
-            Err(f) if f.is_stale_write() && rv.is_some() => {
+            // A stale version after an attempt whose answer was lost may be our own write's:
+            // not "changed since the plan", but a write that may have been applied.
+            Err(f) if f.is_stale_write() && rv.is_some() && !f.may_have_landed => {
                 let live = gw
                     .get(&step.object)
                     .await

@@ -5,8 +5,9 @@
 //! deadline (or, during a rollout, until the deadline alone); other 4xx answers are returned at
 //! once. A create can never land twice (the second one finds the object), so a create whose
 //! answer was lost is sent again, and when that one finds the object with this stack's labels
-//! the first attempt is taken to have landed. A write that timed out says that it may have
-//! landed.
+//! the first attempt is taken to have landed. A write (not a dry run) that failed without an
+//! answer, or with an answer that does not say it was refused (500, 502, 504), after any of its
+//! attempts says that it may have landed.
 
 use super::{ApiFailure, ApplyOptions, Gateway, ListQuery, Listing, Propagation, WatchEvent};
 use crate::kinds::ObjectRef;
@@ -42,6 +43,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Work that did not finish by its deadline (planning, or the check of a plan's freshness).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what} did not finish within {limit}: the API server answers too slowly, or not at all")]
+#[diagnostic(help("{help}"))]
+pub struct DeadlineExceeded {
+    pub what: String,
+    /// The bound, as the user would write it (`1m`, `0.5s`).
+    pub limit: String,
+    pub help: String,
+}
+
 /// Told about every retry: what failed and when it is tried again.
 pub type RetryReporter = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
@@ -56,19 +68,24 @@ pub struct Retrying<G> {
     reporter: Mutex<Option<RetryReporter>>,
 }
 
-/// Whether a failed request may be sent again.
+/// What a request does, for retries and for what its failure says.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Idempotence {
-    /// Reads, applies and deletes with preconditions: sending twice is harmless.
-    Safe,
+    /// Reads and dry runs: nothing changes, sending twice is harmless.
+    Read,
+    /// Applies and deletes with preconditions: sending twice is harmless, and a failure whose
+    /// answer was lost may have changed the cluster.
+    Write,
     /// A create: sent again, but an `AlreadyExists` after an answer was lost needs a look.
     CreateOnce,
 }
 
 /// A failure after which the request may have been carried out all the same: no answer (the
-/// connection broke or timed out after the request may have been sent), or a server error.
+/// connection broke or timed out after the request may have been sent), or a server or gateway
+/// error that does not say the request was refused. 429 and 503 say it was not handled; a 500
+/// for a body that does not fit the schema is a refusal too.
 fn ambiguous(f: &ApiFailure) -> bool {
-    f.code == 0 || f.code == 500 || f.code == 504
+    f.code == 0 || (matches!(f.code, 500 | 502 | 504) && f.is_retryable())
 }
 
 /// The object found after a create whose first answer was lost is the one that create made:
@@ -125,6 +142,33 @@ impl<G: Gateway> Retrying<G> {
         *self.deadline.lock().expect("deadline lock")
     }
 
+    /// Runs `work` with a fresh deadline `limit` from now, and ends it there: requests that
+    /// start near or after the deadline (each of which would otherwise still get its full
+    /// request timeout) cannot make it overrun. `what` and `help` say what did not finish and
+    /// what to do about it.
+    pub async fn bounded<F: Future>(
+        &self,
+        limit: Duration,
+        what: &str,
+        help: &str,
+        work: F,
+    ) -> Result<F::Output, DeadlineExceeded> {
+        let deadline = Instant::now() + limit;
+        self.set_deadline(Some(deadline));
+        let exceeded = || DeadlineExceeded {
+            what: what.to_string(),
+            limit: human(limit),
+            help: help.to_string(),
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            // Requests are cut at the deadline too, and their failures come back first: the
+            // work ended because the deadline came, which is what to say.
+            Ok(_) if Instant::now() >= deadline => Err(exceeded()),
+            Ok(output) => Ok(output),
+            Err(_) => Err(exceeded()),
+        }
+    }
+
     async fn call<T, F, Fut>(
         &self,
         what: String,
@@ -137,6 +181,9 @@ impl<G: Gateway> Retrying<G> {
     {
         let mut attempt = 0;
         let mut backoff = self.policy.base_backoff;
+        let write = idem != Idempotence::Read;
+        // Whether an attempt so far may have been carried out although it failed.
+        let mut maybe_landed = false;
         loop {
             attempt += 1;
             let mut limit = self.policy.request_timeout;
@@ -153,9 +200,7 @@ impl<G: Gateway> Retrying<G> {
                         "no answer from the API server within {} ({what}); check that the cluster is reachable, or raise --request-timeout",
                         human(limit)
                     ),
-                    idem == Idempotence::CreateOnce
-                        || what.starts_with("apply")
-                        || what.starts_with("delete"),
+                    write,
                 )),
             };
             let failure = match result {
@@ -172,8 +217,9 @@ impl<G: Gateway> Retrying<G> {
                 }
                 Err(f) => f,
             };
+            maybe_landed |= write && (failure.may_have_landed || ambiguous(&failure));
             let retry_allowed = match idem {
-                Idempotence::Safe => failure.is_retryable(),
+                Idempotence::Read | Idempotence::Write => failure.is_retryable(),
                 Idempotence::CreateOnce => failure.is_retryable() || failure.code == 0,
             };
             let sleep = jitter(backoff);
@@ -183,6 +229,7 @@ impl<G: Gateway> Retrying<G> {
             let attempts_left = persistent || attempt < self.policy.max_attempts;
             if !retry_allowed || !attempts_left || !in_time {
                 let mut failure = failure;
+                failure.may_have_landed = maybe_landed;
                 if failure.is_retryable() && attempt > 1 {
                     failure.message = format!("{} (after {attempt} attempts)", failure.message);
                 }
@@ -220,7 +267,7 @@ impl<G: Gateway> Gateway for Retrying<G> {
     fn get<'a>(&'a self, id: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>, ApiFailure>> {
         self.call(
             format!("get {}", id.short()),
-            Idempotence::Safe,
+            Idempotence::Read,
             move || self.inner.get(id),
         )
         .boxed()
@@ -229,7 +276,7 @@ impl<G: Gateway> Gateway for Retrying<G> {
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<Vec<Value>, ApiFailure>> {
         self.call(
             format!("list {}", query.resource.plural),
-            Idempotence::Safe,
+            Idempotence::Read,
             move || self.inner.list(query),
         )
         .boxed()
@@ -241,15 +288,13 @@ impl<G: Gateway> Gateway for Retrying<G> {
         manifest: &'a Value,
         options: ApplyOptions,
     ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
-        let what = if options.dry_run {
-            format!("dry-run apply {}", id.short())
+        let (what, idem) = if options.dry_run {
+            (format!("dry-run apply {}", id.short()), Idempotence::Read)
         } else {
-            format!("apply {}", id.short())
+            (format!("apply {}", id.short()), Idempotence::Write)
         };
-        self.call(what, Idempotence::Safe, move || {
-            self.inner.apply(id, manifest, options)
-        })
-        .boxed()
+        self.call(what, idem, move || self.inner.apply(id, manifest, options))
+            .boxed()
     }
 
     fn create<'a>(
@@ -261,8 +306,8 @@ impl<G: Gateway> Gateway for Retrying<G> {
         if dry_run {
             return self
                 .call(
-                    format!("create {}", id.short()),
-                    Idempotence::Safe,
+                    format!("dry-run create {}", id.short()),
+                    Idempotence::Read,
                     move || self.inner.create(id, manifest, true),
                 )
                 .boxed();
@@ -299,7 +344,12 @@ impl<G: Gateway> Gateway for Retrying<G> {
                             ));
                             Ok(live)
                         }
-                        _ => Err(f),
+                        // Someone else's object: none of our attempts created it.
+                        Ok(_) => Err(ApiFailure {
+                            may_have_landed: false,
+                            ..f
+                        }),
+                        Err(_) => Err(f),
                     }
                 }
                 other => other,
@@ -316,7 +366,7 @@ impl<G: Gateway> Gateway for Retrying<G> {
     ) -> BoxFuture<'a, Result<(), ApiFailure>> {
         self.call(
             format!("delete {}", id.short()),
-            Idempotence::Safe,
+            Idempotence::Write,
             move || self.inner.delete(id, uid, propagation),
         )
         .boxed()
@@ -349,7 +399,7 @@ impl<G: Gateway> Gateway for Retrying<G> {
     ) -> BoxFuture<'a, Result<Listing, ApiFailure>> {
         self.call(
             format!("list {}", query.resource.plural),
-            Idempotence::Safe,
+            Idempotence::Read,
             move || self.inner.list_versioned(query),
         )
         .boxed()
@@ -455,6 +505,117 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hanging_apply_may_have_landed_and_a_hanging_get_did_not() {
+        let single = RetryPolicy {
+            max_attempts: 1,
+            ..policy()
+        };
+        let manifest = json!({"metadata": {"name": "pv-1"}});
+        let fake = FakeGateway::new();
+        fake.hang("apply", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), single.clone());
+        let err = gw
+            .apply(&pv(), &manifest, ApplyOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("(apply pv/pv-1)"), "{}", err.message);
+        assert!(
+            err.may_have_landed,
+            "a write that timed out may have landed"
+        );
+
+        let fake = FakeGateway::new();
+        fake.hang("get", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), single.clone());
+        let err = gw.get(&pv()).await.unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(!err.may_have_landed, "a read writes nothing");
+
+        // A dry run writes nothing either.
+        let fake = FakeGateway::new();
+        fake.hang("dry-run", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), single);
+        let dry = ApplyOptions {
+            dry_run: true,
+            ..Default::default()
+        };
+        let err = gw.apply(&pv(), &manifest, dry).await.unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(!err.may_have_landed, "a dry run writes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_failed_without_a_refusal_may_have_landed() {
+        let manifest = json!({"metadata": {"name": "pv-1"}});
+        let reset = ApiFailure::transport("connection reset by peer", false);
+        for failure in [code(500), code(502), code(504), reset] {
+            let fake = FakeGateway::new();
+            fake.fail_next("apply", &pv(), failure.clone(), 10);
+            let gw = Retrying::new(fake.clone(), policy());
+            let err = gw
+                .apply(&pv(), &manifest, ApplyOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, failure.code);
+            assert!(err.may_have_landed, "apply after {}", failure.text());
+
+            let fake = FakeGateway::new();
+            fake.fail_next("delete", &pv(), failure.clone(), 10);
+            let gw = Retrying::new(fake.clone(), policy());
+            let err = gw
+                .delete(&pv(), "uid-1", Propagation::Background)
+                .await
+                .unwrap_err();
+            assert!(err.may_have_landed, "delete after {}", failure.text());
+
+            // The same failure of a read says nothing of the kind.
+            let fake = FakeGateway::new();
+            fake.fail_next("get", &pv(), failure.clone(), 10);
+            let gw = Retrying::new(fake.clone(), policy());
+            assert!(!gw.get(&pv()).await.unwrap_err().may_have_landed);
+        }
+        // Refusals: throttled, unavailable, invalid, and a body the schema rejects.
+        let schema = ApiFailure {
+            code: 500,
+            message: "failed to create typed patch object: .spec.x: field not declared in schema"
+                .into(),
+            ..Default::default()
+        };
+        for failure in [code(429), code(503), code(422), schema] {
+            let fake = FakeGateway::new();
+            fake.fail_next("apply", &pv(), failure.clone(), 10);
+            let gw = Retrying::new(fake.clone(), policy());
+            let err = gw
+                .apply(&pv(), &manifest, ApplyOptions::default())
+                .await
+                .unwrap_err();
+            assert!(
+                !err.may_have_landed,
+                "apply refused with {}",
+                failure.text()
+            );
+        }
+        // A lost answer earlier still counts when a later attempt is refused: the first
+        // attempt may have landed (and made the precondition of the next one fail).
+        let fake = FakeGateway::new();
+        fake.fail_next("apply", &pv(), code(504), 1);
+        let stale = ApiFailure {
+            code: 409,
+            reason: "Conflict".into(),
+            message: "the object has been modified".into(),
+            ..Default::default()
+        };
+        fake.fail_next("apply", &pv(), stale, 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw
+            .apply(&pv(), &manifest, ApplyOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(err.may_have_landed);
+    }
+
+    #[tokio::test]
     async fn a_create_whose_answer_was_lost_is_sent_again_and_never_lands_twice() {
         let labelled = json!({"metadata": {"name": "pv-1", "labels": {
             "app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "s"}}});
@@ -481,12 +642,85 @@ mod tests {
         let gw = Retrying::new(fake.clone(), policy());
         let err = gw.create(&pv(), &labelled, false).await.unwrap_err();
         assert!(err.is_already_exists());
+        assert!(
+            !err.may_have_landed,
+            "the object found is not the one we sent"
+        );
+        // A create that never got an answer may have landed.
+        let fake = FakeGateway::new();
+        fake.fail_next("create", &pv(), code(504), 10);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw.create(&pv(), &labelled, false).await.unwrap_err();
+        assert!(err.may_have_landed);
         // Without a lost answer, AlreadyExists is what it says.
         let fake = FakeGateway::new();
         fake.put(&pv(), labelled.clone());
         fake.fail_next("create", &pv(), exists, 1);
         let gw = Retrying::new(fake.clone(), policy());
         assert!(gw.create(&pv(), &labelled, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bounded_work_ends_at_its_deadline_whatever_its_requests_would_wait() {
+        // Each request alone would wait its full 30 s: the second starts after the deadline.
+        let fake = FakeGateway::new();
+        let other = ObjectRef::new(Kind::PersistentVolume, "", "pv-2");
+        fake.hang("get", &pv(), 1);
+        fake.hang("get", &other, 1);
+        let gw = Retrying::new(
+            fake.clone(),
+            RetryPolicy {
+                request_timeout: Duration::from_secs(30),
+                max_attempts: 1,
+                ..policy()
+            },
+        );
+        let work = async {
+            let _ = gw.get(&pv()).await;
+            gw.get(&other).await
+        };
+        let bounded = gw.bounded(
+            Duration::from_millis(200),
+            "planning",
+            "raise --timeout",
+            work,
+        );
+        let outcome = tokio::time::timeout(Duration::from_secs(10), bounded)
+            .await
+            .expect("ended by its own deadline, not by the request timeout");
+        let err = outcome.expect_err("the deadline passed");
+        assert_eq!(
+            err.to_string(),
+            "planning did not finish within 0.2s: the API server answers too slowly, or not at all"
+        );
+        // A request cut at the deadline (its own timeout shortened to the time left) does not
+        // make it a request timeout.
+        let fake = FakeGateway::new();
+        fake.hang("get", &pv(), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        let err = gw
+            .bounded(Duration::from_millis(100), "planning", "", gw.get(&pv()))
+            .await
+            .expect_err("the deadline passed");
+        assert_eq!(
+            err.to_string(),
+            "planning did not finish within 0.1s: the API server answers too slowly, or not at all"
+        );
+
+        // Each bounded piece of work gets a fresh deadline: one that passed (the planning's,
+        // before a confirmation prompt) does not stop the retries of the next.
+        let fake = FakeGateway::new();
+        fake.put(&pv(), json!({"metadata": {"name": "pv-1"}}));
+        fake.fail_next("get", &pv(), code(503), 1);
+        let gw = Retrying::new(fake.clone(), policy());
+        gw.set_deadline(Some(Instant::now()));
+        let got = gw
+            .bounded(Duration::from_secs(5), "checking", "", gw.get(&pv()))
+            .await
+            .expect("within the fresh deadline")
+            .expect("retried after the 503");
+        assert!(got.is_some());
+        assert_eq!(fake.calls("get"), 2);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! immutable, and so is a smaller size; ready when `Bound` (or deferred to its first consumer).
 //! The binding controller writes `volumeName` when the spec does not.
 
-use super::{KindRules, resource_of};
+use super::{Kind, KindRules, ObjectRef, resource_of, str_at};
 use crate::plan::ops::WaitRule;
 use crate::spec::quantity::Quantity;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -73,5 +73,16 @@ impl KindRules for Rules {
     }
     fn replace_cost(&self) -> &'static str {
         "replacing a claim deletes it; if its volume's reclaim policy is Delete, the data is deleted with it"
+    }
+    /// The volume it is pinned to (`spec.volumeName`) and the snapshot it is restored from.
+    fn dependencies(&self, manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+        let volume = str_at(manifest, "/spec/volumeName")
+            .map(|v| ObjectRef::new(Kind::PersistentVolume, namespace, v));
+        let snapshot = manifest
+            .pointer("/spec/dataSourceRef")
+            .filter(|r| r["kind"] == "VolumeSnapshot")
+            .and_then(|r| r["name"].as_str())
+            .map(|s| ObjectRef::new(Kind::VolumeSnapshot, namespace, s));
+        volume.into_iter().chain(snapshot).collect()
     }
 }

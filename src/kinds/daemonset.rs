@@ -1,7 +1,7 @@
 //! DaemonSet: one pod per (selected) node; the selector is immutable; ready when every
 //! scheduled pod runs the new template and is ready.
 
-use super::{KindRules, Related, match_labels, resource_of};
+use super::{KindRules, ObjectRef, Related, match_labels, resource_of, workload_dependencies};
 use crate::plan::ops::WaitRule;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::ApiResource;
@@ -38,5 +38,8 @@ impl KindRules for Rules {
         } else {
             vec![Related::Pods { selector }]
         }
+    }
+    fn dependencies(&self, manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+        workload_dependencies(manifest, namespace)
     }
 }

@@ -1,7 +1,7 @@
 //! Deployment: a workload whose replicas share the claims they mount; the selector is
 //! immutable; ready when every replica runs the new template and is available.
 
-use super::{KindRules, Related, match_labels, resource_of};
+use super::{KindRules, ObjectRef, Related, match_labels, resource_of, workload_dependencies};
 use crate::plan::ops::WaitRule;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::ApiResource;
@@ -38,5 +38,8 @@ impl KindRules for Rules {
         } else {
             vec![Related::Pods { selector }]
         }
+    }
+    fn dependencies(&self, manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+        workload_dependencies(manifest, namespace)
     }
 }

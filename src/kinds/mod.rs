@@ -1,7 +1,7 @@
 //! The object kinds the plugin manages. Everything that differs between kinds lives in one module
 //! per kind, behind the [`KindRules`] trait: its API resource (from k8s-openapi's types), scope,
-//! immutable fields, normalisation, wait rule, what replacing it costs and which related objects
-//! explain a failed wait. The rest of the code asks `kind.rules()` instead of matching on kinds.
+//! immutable fields, normalisation, wait rule, what replacing it costs, which objects its change
+//! waits for, and which related objects explain a failed wait. The rest of the code asks `kind.rules()` instead of matching on kinds.
 //!
 //! The rollout order is data too: [`ROLLOUT_ORDER`] lists the phases; deletions run in reverse.
 
@@ -118,6 +118,12 @@ pub trait KindRules: Sync {
     fn replace_cost(&self) -> &'static str;
     /// Related objects whose state explains a failed wait on `current`.
     fn related(&self, _name: &str, _current: Option<&Value>) -> Vec<Related> {
+        Vec::new()
+    }
+    /// The objects (in `namespace`) that must be ready before a change of an object with
+    /// `manifest` starts. Those in the plan replace the whole phase before it as what the change
+    /// waits for; with none (or none of them in the plan) the phase gate applies.
+    fn dependencies(&self, _manifest: &Value, _namespace: &str) -> Vec<ObjectRef> {
         Vec::new()
     }
 }
@@ -279,6 +285,37 @@ pub(crate) fn match_labels(obj: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// A string at a JSON pointer.
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// What a workload's change needs: the claims its pods mount and its governing Service. Nothing
+/// for one with claim templates: their claims may bind any volume, so it waits for the whole
+/// phase before it.
+pub(crate) fn workload_dependencies(manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+    let templates = manifest
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    if templates {
+        return Vec::new();
+    }
+    let volumes = manifest
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array);
+    volumes
+        .into_iter()
+        .flatten()
+        .filter_map(|v| str_at(v, "/persistentVolumeClaim/claimName"))
+        .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, namespace, c))
+        .chain(
+            str_at(manifest, "/spec/serviceName")
+                .map(|s| ObjectRef::new(Kind::Service, namespace, s)),
+        )
+        .collect()
+}
+
 /// The API resource of a k8s-openapi type.
 pub(crate) fn resource_of<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
     ApiResource::erase::<K>(&())
@@ -315,6 +352,57 @@ mod tests {
             .collect();
         assert_eq!(flat, Kind::ALL.to_vec());
         assert!(Kind::PersistentVolume.phase() < Kind::PersistentVolumeClaim.phase());
+    }
+
+    #[test]
+    fn dependencies_come_from_each_kind() {
+        use serde_json::json;
+        let deps = |kind: Kind, manifest: Value| kind.rules().dependencies(&manifest, "ns");
+        let r = |kind: Kind, name: &str| ObjectRef::new(kind, "ns", name);
+        let restored = json!({"spec": {"volumeName": "pv-1", "dataSourceRef": {
+            "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap"}}});
+        assert_eq!(
+            deps(Kind::PersistentVolumeClaim, restored),
+            vec![
+                r(Kind::PersistentVolume, "pv-1"),
+                r(Kind::VolumeSnapshot, "snap")
+            ]
+        );
+        // Another kind of data source is not an object of the plan.
+        let cloned =
+            json!({"spec": {"dataSourceRef": {"kind": "PersistentVolumeClaim", "name": "c"}}});
+        assert!(deps(Kind::PersistentVolumeClaim, cloned).is_empty());
+        assert_eq!(
+            deps(
+                Kind::VolumeSnapshot,
+                json!({"spec": {"source": {"persistentVolumeClaimName": "data"}}})
+            ),
+            vec![r(Kind::PersistentVolumeClaim, "data")]
+        );
+        let pod = json!({"volumes": [
+            {"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "t", "emptyDir": {}}]});
+        assert_eq!(
+            deps(
+                Kind::StatefulSet,
+                json!({"spec": {"serviceName": "db", "template": {"spec": pod}}})
+            ),
+            vec![
+                r(Kind::PersistentVolumeClaim, "data"),
+                r(Kind::Service, "db")
+            ]
+        );
+        for kind in [Kind::Deployment, Kind::DaemonSet] {
+            assert_eq!(
+                deps(kind, json!({"spec": {"template": {"spec": pod}}})),
+                vec![r(Kind::PersistentVolumeClaim, "data")]
+            );
+        }
+        // Claim templates: the whole phase before.
+        let templated = json!({"spec": {"serviceName": "db", "template": {"spec": pod},
+            "volumeClaimTemplates": [{"metadata": {"name": "t"}}]}});
+        assert!(deps(Kind::StatefulSet, templated).is_empty());
+        assert!(deps(Kind::Service, json!({"spec": {}})).is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! immutable; ready when its pods are (see `apply::waits::statefulset`). The server fills in
 //! `apiVersion`, `kind` and `status` inside claim templates, which are never a change.
 
-use super::{KindRules, Related, resource_of};
+use super::{KindRules, ObjectRef, Related, resource_of, workload_dependencies};
 use crate::plan::ops::WaitRule;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::ApiResource;
@@ -77,6 +77,9 @@ impl KindRules for Rules {
             out.push(Related::Claims { names });
         }
         out
+    }
+    fn dependencies(&self, manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+        workload_dependencies(manifest, namespace)
     }
 }
 

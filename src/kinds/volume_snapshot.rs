@@ -2,9 +2,10 @@
 //! k8s-openapi has no type for it: its resource is described here). Its spec is immutable;
 //! ready when `status.readyToUse`.
 
-use super::KindRules;
+use super::{Kind, KindRules, ObjectRef, str_at};
 use crate::plan::ops::WaitRule;
 use kube::api::{ApiResource, GroupVersionKind};
+use serde_json::Value;
 
 pub struct Rules;
 
@@ -36,5 +37,12 @@ impl KindRules for Rules {
     }
     fn replace_cost(&self) -> &'static str {
         "replacing a snapshot deletes it (and, with deletionPolicy Delete, its content) and takes a new one"
+    }
+    /// The claim it is taken of.
+    fn dependencies(&self, manifest: &Value, namespace: &str) -> Vec<ObjectRef> {
+        str_at(manifest, "/spec/source/persistentVolumeClaimName")
+            .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, namespace, c))
+            .into_iter()
+            .collect()
     }
 }

@@ -139,8 +139,11 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, step: usize, object: &ObjectRef, op: Op, after: Vec<usize>) -> usize {
+    fn push(&mut self, step: usize, object: &ObjectRef, op: Op, mut after: Vec<usize>) -> usize {
         let id = self.ops.len();
+        // Each dependency once, in the order given.
+        let mut seen = std::collections::HashSet::new();
+        after.retain(|a| seen.insert(*a));
         self.ops.push(Operation {
             id,
             object: object.clone(),
@@ -186,20 +189,17 @@ struct State {
 /// The object a step's object is made from: a snapshot's claim, a restored claim's snapshot.
 fn source(step: &Step) -> Option<ObjectRef> {
     let ns = step.object.namespace.clone().unwrap_or_default();
-    match step.object.kind {
-        Kind::VolumeSnapshot => step
-            .manifest
-            .pointer("/spec/source/persistentVolumeClaimName")
-            .and_then(serde_json::Value::as_str)
-            .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, c)),
-        Kind::PersistentVolumeClaim => step
-            .manifest
-            .pointer("/spec/dataSourceRef")
-            .filter(|r| r["kind"] == "VolumeSnapshot")
-            .and_then(|r| r["name"].as_str())
-            .map(|s| ObjectRef::new(Kind::VolumeSnapshot, &ns, s)),
-        _ => None,
-    }
+    let made_from = match step.object.kind {
+        Kind::VolumeSnapshot => Kind::PersistentVolumeClaim,
+        Kind::PersistentVolumeClaim => Kind::VolumeSnapshot,
+        _ => return None,
+    };
+    step.object
+        .kind
+        .rules()
+        .dependencies(&step.manifest, &ns)
+        .into_iter()
+        .find(|d| d.kind == made_from)
 }
 
 fn planned(step: &Step) -> bool {
@@ -603,45 +603,14 @@ fn snapshot_ops(b: &mut Builder, i: usize, step: &Step, after: Vec<usize>) -> Ve
 }
 
 /// What an object's change waits for instead of the whole phase before it, so that it starts as
-/// soon as the objects it needs are ready: a claim pinned to a volume of this plan
-/// (`spec.volumeName`) waits for that volume; a workload without claim templates for the claims
-/// it mounts and its governing Service. Empty — the phase gate applies — when none of them is in
-/// the plan, and for a workload with claim templates (its claims may bind any volume).
+/// soon as the objects it needs are ready: those of the plan that its kind says it needs
+/// ([`crate::kinds::KindRules::dependencies`]: a claim its volume and its snapshot, a snapshot
+/// its claim, a workload without claim templates the claims it mounts and its Service). Empty —
+/// the phase gate applies — when none of them is in the plan.
 fn related(step: &Step, done_of: &HashMap<ObjectRef, usize>) -> Vec<usize> {
     let id = &step.object;
     let ns = id.namespace.clone().unwrap_or_default();
-    let m = &step.manifest;
-    let str_at = |v: &serde_json::Value, p: &str| {
-        v.pointer(p)
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string)
-    };
-    let mut needs = Vec::new();
-    if id.kind == Kind::PersistentVolumeClaim {
-        needs.extend(
-            str_at(m, "/spec/volumeName").map(|v| ObjectRef::new(Kind::PersistentVolume, &ns, &v)),
-        );
-    } else if id.kind.is_workload() {
-        let templates = m
-            .pointer("/spec/volumeClaimTemplates")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|t| !t.is_empty());
-        if templates {
-            return Vec::new();
-        }
-        let volumes = m
-            .pointer("/spec/template/spec/volumes")
-            .and_then(serde_json::Value::as_array);
-        needs.extend(
-            volumes
-                .into_iter()
-                .flatten()
-                .filter_map(|v| str_at(v, "/persistentVolumeClaim/claimName"))
-                .map(|c| ObjectRef::new(Kind::PersistentVolumeClaim, &ns, &c)),
-        );
-        needs
-            .extend(str_at(m, "/spec/serviceName").map(|s| ObjectRef::new(Kind::Service, &ns, &s)));
-    }
+    let needs = id.kind.rules().dependencies(&step.manifest, &ns);
     let mut deps: Vec<usize> = needs
         .iter()
         .filter_map(|n| done_of.get(n).copied())

@@ -9,6 +9,10 @@
 //! - answer the next requests with given statuses (429, 500, 503) without forwarding them;
 //! - *lie*: forward the next writes, then answer 500 instead of the server's answer (a write
 //!   that landed but whose answer was lost);
+//! - *hold* the requests of a method whose path contains a given text (dry runs excepted): they
+//!   get no answer until the test releases them, then they are forwarded (an API server that
+//!   stops answering some requests after the credential check, or a request in flight while
+//!   the test changes the cluster);
 //!
 //! and it logs every request (method, path, status, forwarded or not), so that tests can count
 //! the writes that reached the server.
@@ -46,6 +50,15 @@ impl Logged {
     }
 }
 
+/// Requests held back: their methods, a text their path contains, and whether they may go on.
+struct HoldRule {
+    methods: String,
+    path_part: String,
+    /// How many matching requests arrived so far.
+    held: usize,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
 #[derive(Default)]
 struct State {
     down: bool,
@@ -53,7 +66,40 @@ struct State {
     refused: usize,
     fail: VecDeque<u16>,
     lie: usize,
+    holds: Vec<HoldRule>,
     log: Vec<Logged>,
+}
+
+/// Requests held by [`Proxy::hold`].
+pub struct Hold {
+    state: Arc<Mutex<State>>,
+    index: usize,
+}
+
+impl Hold {
+    /// How many matching requests arrived so far (held, or forwarded after the release).
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().holds[self.index].held
+    }
+
+    /// Waits (at most `timeout`) until a matching request arrives; panics otherwise.
+    pub fn wait_for_one(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.held() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request matched the hold within {timeout:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Forwards the held requests and every later matching one.
+    pub fn release(&self) {
+        let _ = self.state.lock().unwrap().holds[self.index]
+            .release
+            .send(true);
+    }
 }
 
 /// The running proxy (it stops with the test process).
@@ -197,6 +243,22 @@ impl Proxy {
         self.state.lock().unwrap().lie = n;
     }
 
+    /// Holds every request of `methods` (`POST`, or `POST|PATCH`) whose path contains
+    /// `path_part` (dry runs and watches excepted) without answering, until [`Hold::release`].
+    pub fn hold(&self, methods: &str, path_part: &str) -> Hold {
+        let mut s = self.state.lock().unwrap();
+        s.holds.push(HoldRule {
+            methods: methods.to_string(),
+            path_part: path_part.to_string(),
+            held: 0,
+            release: tokio::sync::watch::channel(false).0,
+        });
+        Hold {
+            state: self.state.clone(),
+            index: s.holds.len() - 1,
+        }
+    }
+
     /// How many connections were refused while down.
     pub fn refused(&self) -> usize {
         self.state.lock().unwrap().refused
@@ -279,6 +341,25 @@ async fn serve(
                     forwarded: false,
                 });
                 return Ok::<_, hyper::Error>(text(status, "injected by the test proxy"));
+            }
+            let held = {
+                let mut s = state.lock().unwrap();
+                let rule = s.holds.iter_mut().find(|h| {
+                    h.methods.split('|').any(|m| m == method)
+                        && path.contains(&h.path_part)
+                        && !watch
+                        && !path.contains("dryRun=")
+                });
+                rule.map(|h| {
+                    h.held += 1;
+                    h.release.subscribe()
+                })
+            };
+            if let Some(mut released) = held {
+                // No answer until the test releases it (a dropped sender holds it for good).
+                if released.wait_for(|go| *go).await.is_err() {
+                    futures::future::pending::<()>().await;
+                }
             }
             let lie = {
                 let mut s = state.lock().unwrap();

@@ -420,6 +420,17 @@ pub fn run_on_terminal(
     env: &[(&str, Option<&str>)],
     dialog: &[(&str, &str)],
 ) -> TtyRun {
+    run_on_terminal_with(args, env, dialog, |_| {})
+}
+
+/// Like [`run_on_terminal`], calling `meanwhile` with each prompt once it is shown and before
+/// it is answered (to change the cluster while the plugin waits).
+pub fn run_on_terminal_with(
+    args: &[String],
+    env: &[(&str, Option<&str>)],
+    dialog: &[(&str, &str)],
+    mut meanwhile: impl FnMut(&str),
+) -> TtyRun {
     let mut all_env: Vec<(&str, Option<&str>)> = vec![("NO_COLOR", None), ("TERM", Some("xterm"))];
     all_env.extend_from_slice(env);
     let cmd = plugin_command(args, &all_env);
@@ -432,6 +443,7 @@ pub fn run_on_terminal(
             .unwrap_or_else(|e| panic!("no prompt {prompt:?} on the terminal: {e}"));
         output.push_str(&before);
         output.push_str(prompt);
+        meanwhile(prompt);
         session.send_line(answer).expect("type the answer");
     }
     output.push_str(&session.exp_eof().expect("the plugin ends"));

@@ -1,7 +1,10 @@
 //! What only happens on a terminal, through a pseudo-terminal: colors, and the confirmation
 //! prompt of `apply`.
 
-use crate::support::{TestCtx, args, assert_contains, run_on_terminal, run_plugin_env};
+use crate::support::{
+    TestCtx, args, assert_contains, run_on_terminal, run_on_terminal_with, run_plugin_env,
+};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 const ESC: &str = "\u{1b}[";
@@ -109,4 +112,36 @@ async fn apply_asks_on_a_terminal_and_only_yes_applies() {
     let again = run_on_terminal(&apply, &[], &[]);
     assert_eq!(again.code, 0, "{}", again.output);
     assert!(!again.output.contains(prompt), "{}", again.output);
+}
+
+/// The prompt may wait for long: after `yes`, apply checks again that nothing changed since the
+/// plan, and writes nothing if something did.
+#[tokio::test]
+async fn a_change_made_while_the_prompt_waits_is_found_after_yes_and_nothing_is_written() {
+    let ctx = TestCtx::new("confirmstale").await;
+    let sts = "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 1\n";
+    let spec = ctx.spec("c", sts);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("c", &sts.replace("img:1", "img:2"));
+    let apply = args(&["apply", "-f", spec, "-n", &ctx.ns, "--timeout", "1m"]);
+    let prompt = "Do you want to apply these changes? Only 'yes' will be accepted: ";
+    let run = run_on_terminal_with(&apply, &[], &[(prompt, "yes")], |_| {
+        crate::support::kubectl(
+            Some(&ctx.ns),
+            &["scale", "statefulset/db", "--replicas=3"],
+            None,
+        );
+    });
+    assert_eq!(run.code, 1, "{}", run.output);
+    let output = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_contains(&output, "statefulset/db will be updated");
+    assert_contains(&output, "statefulset/db changed since the plan was made");
+    let api: kube::Api<StatefulSet> =
+        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    let live = api.get("db").await.unwrap().spec.unwrap();
+    assert_eq!(live.replicas, Some(3), "their change stays");
+    let image = live.template.spec.unwrap().containers[0].image.clone();
+    assert_eq!(image.as_deref(), Some("img:1"), "nothing written");
 }

@@ -258,33 +258,52 @@ async fn replace_runs_its_recipe_in_order() {
     );
     let mut replace = ready_pv("pv-a");
     replace.action = Action::Replace;
+    replace.allow_replace = true;
     replace.live = Some(LiveVersion {
         uid: "old".into(),
         resource_version: "1".into(),
         ..Default::default()
     });
-    // check_executable refuses replacements; the recipe itself is what is tested here.
     let p = plan(vec![replace]);
+    // The delete is answered only at its third attempt, after backoffs: a queue that started
+    // the create without waiting for the delete and for the object to be gone would find the
+    // old object (AlreadyExists) and fail.
+    fake.fail_next("delete", &id, code(503, "ServiceUnavailable"), 2);
+    let gw = Retrying::new(
+        fake.clone(),
+        RetryPolicy {
+            request_timeout: Duration::from_secs(1),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(50),
+        },
+    );
     let sink = Collect::default();
-    let hub = WatchHub::new(&fake, &p);
-    let opts = options();
-    let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(5));
-    let state_ok = hub
-        .drive(async {
-            let mut ok = true;
-            for op in &p.operations {
-                ok &= super::run(&ctx, op, &p.steps[op.step]).await.is_ok();
-            }
-            ok
-        })
-        .await;
-    assert!(state_ok, "{:?}", sink.lines());
-    assert_eq!(fake.writes(), vec!["delete pv/pv-a", "create pv/pv-a"]);
+    let opts = ApplyOptions {
+        replace: vec!["pv/pv-a".into()],
+        ..options()
+    };
+    let written = execute(&gw, &p, &opts, &sink).await;
+    assert!(written.is_ok(), "{written:?}: {:?}", sink.lines());
+    assert_eq!(
+        fake.writes(),
+        vec![
+            "delete pv/pv-a",
+            "delete pv/pv-a",
+            "delete pv/pv-a",
+            "create pv/pv-a"
+        ]
+    );
     let now = fake.object(&id).unwrap();
     assert_ne!(now["metadata"]["uid"], "old");
     assert_eq!(now["spec"].get("old"), None);
+    let lines: Vec<String> = sink
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("pv/pv-a"))
+        .collect();
     assert_eq!(
-        sink.lines(),
+        lines,
         vec![
             "pv/pv-a: deleted",
             "pv/pv-a: ready: deleted",
@@ -377,6 +396,42 @@ async fn an_update_survives_status_changes_but_not_spec_changes_since_the_plan()
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_stale_version_after_a_lost_answer_is_a_write_that_may_have_landed() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
+    fake.put(&id, json!({"spec": {"size": 1}}));
+    let live = fake.object(&id).unwrap();
+    let mut s = ready_pv("pv-a");
+    s.action = Action::Update;
+    s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
+    s.before = Some(crate::plan::normalize::normalize(
+        Kind::PersistentVolume,
+        &live,
+        &s.manifest,
+    ));
+    s.live = Some(LiveVersion {
+        uid: live["metadata"]["uid"].as_str().unwrap().into(),
+        resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        ..Default::default()
+    });
+    // The first attempt's answer is lost (as if it landed and changed the version); the
+    // second is refused as stale.
+    fake.update(&id, |o| o["spec"]["size"] = json!(2));
+    fake.fail_next("apply", &id, code(504, "Timeout"), 1);
+    fake.fail_next("apply", &id, code(409, "Conflict"), 1);
+    let gw = fast_retries(fake.clone());
+    let err = execute(&gw, &plan(vec![s]), &options(), &Collect::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the write may have been applied all the same: run apply again to converge"),
+        "{err}"
+    );
+    assert!(!err.contains("changed since the plan was made"), "{err}");
 }
 
 #[tokio::test]
