@@ -1,8 +1,8 @@
 //! The no-change plan in a number of requests that does not grow with the stack, and proof that
 //! skipping the dry run of untouched objects plans exactly what the dry run plans.
 
-use crate::proxy::Proxy;
-use crate::support::{TestCtx, cluster, run_plugin};
+use crate::counted::{Counted, Requests};
+use crate::support::TestCtx;
 use serde_json::Value;
 
 /// A stack of `n` static volumes with a claim each and `sets` StatefulSets with a claim
@@ -22,78 +22,56 @@ fn stack(n: usize, sets: usize, image: &str) -> String {
     s
 }
 
-fn plan_through(ctx: &TestCtx, kubeconfig: &std::path::Path, spec: &str, extra: &[&str]) -> i32 {
-    let mut args: Vec<String> = ["plan", "-f", spec, "--detailed-exitcode", "--kubeconfig"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push(kubeconfig.to_str().unwrap().into());
-    args.extend(["-n".into(), ctx.ns.clone()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let run = run_plugin(&args, None);
+/// Plans `spec` as `user` (`--detailed-exitcode`: 0 when nothing changes).
+fn plan_as(ctx: &TestCtx, user: &str, spec: &str, extra: &[&str]) -> i32 {
+    let mut args = vec!["plan", "-f", spec, "--detailed-exitcode", "--as", user];
+    args.extend(extra);
+    let run = ctx.run(&args);
     assert_ne!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     run.code
 }
 
-/// After an apply, a plan that finds nothing to do reads one list per kind and the inventory,
-/// and asks for no dry run; `--full` asks for one per object. Counted on the wire, between
-/// the plugin and the API server (other tests share the API server, so its own metrics cannot
-/// tell this plan's requests apart; scripts/bench counts with them on a quiet server).
+/// After an apply, a plan that finds nothing to do makes the same requests for a stack of 10
+/// objects as for one of 30: the credential check (a SelfSubjectReview), the namespace and the
+/// inventory (two GETs), and one LIST per kind — StorageClasses, PersistentVolumes, claims,
+/// Services, StatefulSets, Deployments, DaemonSets — and no dry run; `--full` dry-runs every
+/// object. Counted by the API server itself, for this test's user only (see `counted`).
 #[tokio::test]
 async fn a_no_change_plan_reads_once_per_kind() {
     let ctx = TestCtx::new("fastcount").await;
-    let spec = ctx.spec("fast", &stack(12, 2, "registry.k8s.io/pause:3.10"));
-    let spec = spec.to_str().unwrap();
-    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
-        .expect_code(0);
-    let objects = 12 * 2 + 2 * 2;
-
-    let proxy = Proxy::start(&cluster().kubeconfig);
-    let kc = proxy.kubeconfig(&cluster().kubeconfig, ctx.dir.path());
-    assert_eq!(plan_through(&ctx, &kc, spec, &[]), 0, "no changes");
-    let fast = proxy.log();
-    let dry_runs =
-        |log: &[crate::proxy::Logged]| log.iter().filter(|l| l.path.contains("dryRun=All")).count();
-    assert_eq!(dry_runs(&fast), 0, "no dry run: {fast:#?}");
-    assert!(
-        fast.len() <= 10,
-        "{} requests for a no-change plan of {objects} objects: {fast:#?}",
-        fast.len()
+    let counted = Counted::new(&ctx);
+    let expected = Requests(
+        [("create", 1), ("get", 2), ("list", 7)]
+            .map(|(verb, n)| (verb.to_string(), n))
+            .into(),
     );
-    let gets = fast
-        .iter()
-        .filter(|l| l.method == "GET" && !l.path.contains("/configmaps/"))
-        .filter(|l| !l.path.ends_with(&format!("/namespaces/{}", ctx.ns)))
-        .filter(|l| {
-            // Lists name a collection, not an object.
-            let last = l
-                .path
-                .split('?')
-                .next()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap();
-            ![
-                "storageclasses",
-                "persistentvolumes",
-                "persistentvolumeclaims",
-                "services",
-                "statefulsets",
-                "deployments",
-                "daemonsets",
-            ]
-            .contains(&last)
-        })
-        .count();
-    assert_eq!(gets, 0, "no object read on its own: {fast:#?}");
+    let mut seen = Vec::new();
+    for (volumes, sets) in [(4, 1), (12, 3)] {
+        let objects = (2 * volumes + 2 * sets) as u64;
+        let spec = ctx.spec("fast", &stack(volumes, sets, "registry.k8s.io/pause:3.10"));
+        let spec = spec.to_str().unwrap();
+        ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+            .expect_code(0);
 
-    assert_eq!(plan_through(&ctx, &kc, spec, &["--full"]), 0);
-    let full = proxy.log()[fast.len()..].to_vec();
+        let (code, fast) = counted.during(|| plan_as(&ctx, &counted.user, spec, &[]));
+        assert_eq!(code, 0, "no changes");
+        assert_eq!(
+            fast, expected,
+            "requests of a no-change plan of {objects} objects"
+        );
+        let (code, full) = counted.during(|| plan_as(&ctx, &counted.user, spec, &["--full"]));
+        assert_eq!(code, 0, "no changes");
+        assert_eq!(
+            full.verb("patch"),
+            objects,
+            "--full dry-runs every one of {objects} objects: {full:?}"
+        );
+        eprintln!("{objects} objects: no-change plan {fast:?}; with --full {full:?}");
+        seen.push(fast);
+    }
     assert_eq!(
-        dry_runs(&full),
-        objects,
-        "--full dry-runs every object: {full:#?}"
+        seen[0], seen[1],
+        "the same requests for 10 objects as for 30"
     );
 }
 

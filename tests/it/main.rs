@@ -6,6 +6,7 @@ mod ci;
 mod cli;
 mod complete;
 mod config;
+mod counted;
 mod examples;
 mod fastpath;
 mod faults;

@@ -1,7 +1,8 @@
 //! Apply waits on one watch per kind, not one per object: counted on the wire (every request
-//! goes through the test proxy, which logs it) and, independently, from the API server's own
-//! request metrics.
+//! goes through the test proxy, which logs it) and, independently, by the API server itself for
+//! this test's user only (see `counted`).
 
+use crate::counted::Counted;
 use crate::proxy::Proxy;
 use crate::support::{TestCtx, assert_contains, cluster, run_plugin};
 use std::collections::BTreeMap;
@@ -38,51 +39,17 @@ fn watched(path: &str) -> Option<String> {
         .then(|| resource.rsplit('/').next().unwrap_or_default().to_string())
 }
 
-/// WATCH requests the API server has served so far, by resource (`apiserver_request_total`).
-fn served_watches() -> BTreeMap<String, u64> {
-    let out = std::process::Command::new(cluster().kubectl_dir.join("kubectl"))
-        .args(["get", "--raw", "/metrics"])
-        .env("KUBECONFIG", &cluster().kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "kubectl get --raw /metrics failed");
-    let mut counts = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.starts_with("apiserver_request_total{") || !line.contains("verb=\"WATCH\"") {
-            continue;
-        }
-        let resource = line
-            .split("resource=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_default()
-            .to_string();
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *counts.entry(resource).or_default() += value as u64;
-    }
-    counts
-}
-
+/// The kinds apply waits on.
 const WAITED: [&str; 3] = [
     "persistentvolumes",
     "persistentvolumeclaims",
     "statefulsets",
 ];
 
-fn waited_watches(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> u64 {
-    WAITED
-        .iter()
-        .map(|r| after.get(*r).unwrap_or(&0) - before.get(*r).unwrap_or(&0))
-        .sum()
-}
-
 #[tokio::test]
 async fn apply_waits_on_one_watch_per_kind() {
     let ctx = TestCtx::new("watchcount").await;
+    let counted = Counted::new(&ctx);
     let proxy = Proxy::start(&cluster().kubeconfig);
     let kc = proxy.kubeconfig(&cluster().kubeconfig, ctx.dir.path());
     let spec = ctx.spec("stack", &stack());
@@ -100,13 +67,14 @@ async fn apply_waits_on_one_watch_per_kind() {
         &ctx.ns,
         "--kubeconfig",
         kc,
+        "--as",
+        &counted.user,
     ]
     .map(str::to_string)
     .to_vec();
     for round in ["first apply", "apply with nothing to change"] {
         let seen = proxy.log().len();
-        let before = served_watches();
-        let run = run_plugin(&args, None);
+        let (run, served) = counted.during(|| run_plugin(&args, None));
         run.expect_code(0);
         assert_contains(&run.stdout, "\"event\":\"finished\",\"ok\":true");
         let ready = run
@@ -133,17 +101,19 @@ async fn apply_waits_on_one_watch_per_kind() {
             total <= WAITED.len() && by_resource.values().all(|n| *n == 1),
             "{round}: watches opened: {by_resource:?}"
         );
-        // The API server's own count agrees. Other clients' watches that end meanwhile (the
-        // controllers', parallel tests') are counted too: hence the margin, far below the 49 a
-        // watch per object would take.
-        let after = served_watches();
-        let served = waited_watches(&before, &after);
+        // The API server's own count, of this test's requests only, agrees.
         assert!(
-            served <= (WAITED.len() + 15) as u64,
-            "{round}: the API server served {served} watches of volumes, claims and StatefulSets"
+            served.verb("watch") <= WAITED.len() as u64,
+            "{round}: the API server served {} watches: {served:?}",
+            served.verb("watch")
+        );
+        assert_eq!(
+            served.verb("watch"),
+            total as u64,
+            "{round}: the API server served other watches than the proxy saw: {by_resource:?}"
         );
         eprintln!(
-            "{round}: watches on the wire {by_resource:?}; served by the API server meanwhile: {served}"
+            "{round}: watches on the wire {by_resource:?}; requests served by the API server: {served:?}"
         );
     }
 }
