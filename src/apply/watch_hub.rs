@@ -82,7 +82,7 @@ impl Group {
             .into_iter()
             .filter_map(|o| {
                 let name = name_of(&o)?;
-                self.slots.contains_key(&name).then_some((name, o))
+                self.slots.contains_key(&name).then(|| (name, slim(o)))
             })
             .collect();
         for (name, slot) in &self.slots {
@@ -99,7 +99,7 @@ impl Group {
         };
         let version = version_of(&obj).unwrap_or_default();
         slot.send_replace(Seen::Known {
-            object: (!deleted).then(|| Arc::new(obj)),
+            object: (!deleted).then(|| Arc::new(slim(obj))),
             version,
         });
     }
@@ -109,6 +109,17 @@ impl Group {
             slot.send_replace(Seen::Failed(failure.clone()));
         }
     }
+}
+
+/// What the waits read of an object: all of it but the field sets of its managers (who wrote
+/// last and when is kept, to name another writer), often the larger part of an object.
+fn slim(mut obj: Value) -> Value {
+    if let Some(Value::Array(managers)) = obj.pointer_mut("/metadata/managedFields") {
+        for m in managers.iter_mut().filter_map(Value::as_object_mut) {
+            m.remove("fieldsV1");
+        }
+    }
+    obj
 }
 
 fn name_of(obj: &Value) -> Option<String> {
