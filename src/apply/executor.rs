@@ -272,8 +272,9 @@ pub(crate) struct Written(
     std::sync::Mutex<std::collections::HashMap<ObjectRef, String>>,
 );
 
-/// One write: the generation after it, the manifest written, the `resourceVersion` after it.
-type Write = (Option<i64>, Value, Option<String>);
+/// One write: the generation after it with the manifest written (kept only for objects that have
+/// a generation, the only ones [`Written::get`] answers for), the `resourceVersion` after it.
+type Write = (Option<(i64, std::sync::Arc<Value>)>, Option<String>);
 
 impl Written {
     /// Notes that the pod `id` with `uid` was deleted to be restarted.
@@ -291,7 +292,10 @@ impl Written {
 
     /// Notes what `obj` is after our write of `manifest`.
     fn record(&self, id: &ObjectRef, obj: &Value, manifest: &Value) {
-        let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+        let generation = obj
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .map(|g| (g, std::sync::Arc::new(manifest.clone())));
         let version = obj
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -299,20 +303,19 @@ impl Written {
         self.0
             .lock()
             .expect("written lock")
-            .insert(id.clone(), (generation, manifest.clone(), version));
+            .insert(id.clone(), (generation, version));
     }
 
     /// The generation after our write, and the manifest written.
-    fn get(&self, id: &ObjectRef) -> Option<(i64, Value)> {
+    fn get(&self, id: &ObjectRef) -> Option<(i64, std::sync::Arc<Value>)> {
         let written = self.0.lock().expect("written lock");
-        let (generation, manifest, _) = written.get(id)?;
-        Some(((*generation)?, manifest.clone()))
+        written.get(id)?.0.clone()
     }
 
     /// The `resourceVersion` of our last write of the object.
     fn version(&self, id: &ObjectRef) -> Option<String> {
         let written = self.0.lock().expect("written lock");
-        written.get(id).and_then(|(_, _, v)| v.clone())
+        written.get(id).and_then(|(_, v)| v.clone())
     }
 }
 
