@@ -361,7 +361,11 @@ async fn plan_command(
             });
             let _ = stdout.flush();
         }
-        PlanFormat::Json => out(&render::json(&plan)),
+        PlanFormat::Json => {
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            // A closed stdout ends the output quietly, as `out` does.
+            let _ = render::json_to(&plan, &mut stdout).and_then(|()| stdout.flush());
+        }
         PlanFormat::Markdown => out(&render::markdown(&plan)),
         PlanFormat::Dot => out(&render::dot(&plan)),
     }
@@ -641,11 +645,16 @@ async fn rollout(
     let timeout = options.timeout;
     let mut options = options.clone();
     if json {
-        let shown = crate::plan::mask::masked(plan);
-        out(&format!(
-            "{}\n",
-            serde_json::json!({ "event": "plan", "plan": shown })
-        ));
+        // One JSON line, `{"event":"plan","plan":{…}}`, written as it is serialized, masked.
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = stdout
+            .write_all(br#"{"event":"plan","plan":"#)
+            .and_then(|()| {
+                crate::plan::mask::masking_views(|| serde_json::to_writer(&mut stdout, plan))
+                    .map_err(std::io::Error::from)
+            })
+            .and_then(|()| stdout.write_all(b"}\n"))
+            .and_then(|()| stdout.flush());
     } else {
         out(&render::human(plan, style));
     }

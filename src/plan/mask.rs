@@ -2,7 +2,7 @@
 //! `*SECRET*`, `*KEY*`) are replaced by `(sensitive value)` in every view of a plan, like
 //! terraform's sensitive values. The saved plan file keeps them, since apply sends them.
 
-use super::Plan;
+use super::{Plan, Step};
 use crate::spec::looks_secret;
 use serde_json::Value;
 
@@ -15,17 +15,56 @@ pub const MASK_CHANGED: &str = "(sensitive value, changed)";
 /// A copy of the plan with sensitive values masked in every manifest and diff side.
 pub fn masked(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
-    for step in &mut plan.steps {
-        let before = step.before.clone();
-        mask_changes(&mut step.manifest, before.as_ref());
-        if let Some(after) = &mut step.after {
-            mask_changes(after, before.as_ref());
-        }
-        if let Some(side) = &mut step.before {
-            mask_object(side);
+    plan.steps.iter_mut().for_each(mask_step);
+    plan
+}
+
+/// Masks one step's manifest and diff sides in place.
+fn mask_step(step: &mut Step) {
+    let before = step.before.clone();
+    mask_changes(&mut step.manifest, before.as_ref());
+    if let Some(after) = &mut step.after {
+        mask_changes(after, before.as_ref());
+    }
+    if let Some(side) = &mut step.before {
+        mask_object(side);
+    }
+}
+
+thread_local! {
+    static MASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a serialization of a plan) with the steps serialized masked, each copied on its own
+/// as it is written: a view of a large plan is never a second copy of it. Saved plans are
+/// serialized outside, values included.
+pub fn masking_views<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MASKING.with(|m| m.set(self.0));
         }
     }
-    plan
+    let _reset = Reset(MASKING.with(|m| m.replace(true)));
+    f()
+}
+
+/// `Plan::steps` as serde writes it: as they are, or masked inside [`masking_views`].
+pub(super) fn serialize_steps<S: serde::Serializer>(
+    steps: &[Step],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    if !MASKING.with(std::cell::Cell::get) {
+        return serde::Serialize::serialize(steps, serializer);
+    }
+    let mut seq = serializer.serialize_seq(Some(steps.len()))?;
+    for step in steps {
+        let mut step = step.clone();
+        mask_step(&mut step);
+        seq.serialize_element(&step)?;
+    }
+    seq.end()
 }
 
 /// The sides of a step's diff with sensitive values masked: copies of only what one step shows,
@@ -127,5 +166,39 @@ mod tests {
             created["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
             MASK
         );
+    }
+
+    /// The JSON view masks while it writes: the same document as serializing a masked copy,
+    /// while the saved plan (serialized outside) keeps the values.
+    #[test]
+    fn views_are_masked_while_written_and_saved_plans_are_not() {
+        let env = |password: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [
+                {"name": "DB_PASSWORD", "value": password}, {"name": "MODE", "value": "x"}
+            ]}]}}}})
+        };
+        let mut step = crate::plan::ops::tests::step(
+            crate::kinds::Kind::Deployment,
+            "app",
+            crate::plan::Action::Update,
+        );
+        step.before = Some(env("old-secret"));
+        step.after = Some(env("new-secret"));
+        step.manifest = env("new-secret");
+        let plan = Plan::new("s".into(), "ns".into(), "https://x".into(), vec![step]);
+
+        let view = crate::render::json(&plan);
+        let copy = serde_json::to_string_pretty(&masked(&plan)).unwrap() + "\n";
+        assert_eq!(view, copy);
+        assert!(
+            !view.contains("old-secret") && !view.contains("new-secret"),
+            "{view}"
+        );
+        assert!(view.contains(MASK_CHANGED), "{view}");
+
+        let saved = crate::render::plan_file(&plan);
+        assert!(saved.contains("old-secret") && saved.contains("new-secret"));
+        assert!(!saved.contains(MASK));
     }
 }

@@ -285,6 +285,8 @@ pub struct Plan {
     /// The API server the plan was made against.
     #[serde(default)]
     pub server: String,
+    /// Serialized masked, a step at a time, inside [`mask::masking_views`].
+    #[serde(serialize_with = "mask::serialize_steps")]
     pub steps: Vec<Step>,
     pub summary: Summary,
     /// Objects of this stack that the spec no longer has. Without `--prune` they stay.

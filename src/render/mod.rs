@@ -193,7 +193,15 @@ pub fn human_to(plan: &Plan, style: Style, emit: &mut dyn FnMut(&str)) {
 
 /// The JSON view: the plan document itself (see README, "JSON plan"), sensitive values masked.
 pub fn json(plan: &Plan) -> String {
-    plan_file(&crate::plan::mask::masked(plan))
+    let mut out = Vec::new();
+    json_to(plan, &mut out).expect("plans serialize");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// [`json`], written as it is serialized (a large plan is never held whole as text or copied).
+pub fn json_to(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    crate::plan::mask::masking_views(|| serde_json::to_writer_pretty(&mut *out, plan))?;
+    out.write_all(b"\n")
 }
 
 /// The saved plan (`plan --out`): the whole plan, values included, since apply sends it.
