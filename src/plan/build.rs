@@ -236,6 +236,9 @@ async fn stack_objects(
     let selector = format!("{}={},{}={stack}", MANAGED_BY.0, MANAGED_BY.1, STACK_LABEL);
     let inventory = &observed.inventory;
     let mut found: Vec<Candidate> = Vec::new();
+    // Objects the spec describes are not candidates; they are left out before anything is
+    // copied (a large stack's live objects are held once, in `observed`).
+    let desired: HashSet<&ObjectRef> = desired.iter().collect();
     // Cluster-scoped objects carry the stack's name but not its namespace, and a stack of the
     // same name may live in another namespace: only those this stack's inventory recorded (same
     // uid) are its own.
@@ -259,17 +262,23 @@ async fn stack_objects(
             continue;
         };
         for obj in observe::labelled(list, &selector).filter(|o| kind.namespaced() || recorded(o)) {
-            found.push(Candidate {
-                id: ObjectRef::new(kind, namespace, &crate::live::name_of(obj)),
-                live: obj.clone(),
-            });
+            let id = ObjectRef::new(kind, namespace, &crate::live::name_of(obj));
+            if !desired.contains(&id) {
+                found.push(Candidate {
+                    id,
+                    live: obj.clone(),
+                });
+            }
         }
     }
     // Recorded but no longer labelled (someone removed the labels): still the stack's, as
     // long as it is the object recorded (the uid decides later).
     let mut seen: HashSet<ObjectRef> = found.iter().map(|c| c.id.clone()).collect();
     for entry in &inventory.objects {
-        if seen.contains(&entry.object) || entry.object.kind == Kind::ConfigMap {
+        if seen.contains(&entry.object)
+            || desired.contains(&entry.object)
+            || entry.object.kind == Kind::ConfigMap
+        {
             continue;
         }
         let live = match observed.get(&entry.object) {
@@ -285,8 +294,6 @@ async fn stack_objects(
             });
         }
     }
-    let desired: HashSet<&ObjectRef> = desired.iter().collect();
-    found.retain(|c| !desired.contains(&c.id));
     found.sort_by_key(|c| c.id.kind.phase());
     found
 }
