@@ -1,7 +1,7 @@
 //! Snapshots and restores with the simulated CSI driver: `[[snapshot]]` in the spec, claims
 //! restored from one, and on-demand snapshots of a StatefulSet's template claims.
 
-use crate::support::{TestCtx, assert_contains, client};
+use crate::support::{TestCtx, assert_contains, client, json_lines};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
 
@@ -30,17 +30,8 @@ async fn a_snapshot_of_a_first_consumer_claim_and_a_claim_restored_from_it_bind_
         "2m",
     ]);
     apply.expect_code(0);
-    let events: Vec<Value> = apply
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let at = |event: &str, name: &str| {
-        events
-            .iter()
-            .position(|e| e["event"] == event && e["object"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
-    };
+    let events = json_lines(&apply.stdout);
+    let at = |event: &str, name: &str| position(&events, event, name);
     // `orders` binds WaitForFirstConsumer: deferred, bound once its Deployment's pod is
     // scheduled, then snapshotted, then restored.
     assert_contains(
@@ -108,17 +99,8 @@ from_snapshot = "db-backup"
         "2m",
     ]);
     apply.expect_code(0);
-    let events: Vec<Value> = apply
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let at = |event: &str, name: &str| {
-        events
-            .iter()
-            .position(|e| e["event"] == event && e["object"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
-    };
+    let events = json_lines(&apply.stdout);
+    let at = |event: &str, name: &str| position(&events, event, name);
     assert!(at("ready", "data-db-0") < at("applied", "db-backup"));
     assert!(at("ready", "db-backup") < at("applied", "db-copy"));
     let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
@@ -184,4 +166,12 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
     let wrong = ctx.run(&["snapshot", "-f", spec, "--claim", "other"]);
     wrong.expect_code(1);
     assert_contains(&wrong.stderr, "pvc/other is not a claim of stack o");
+}
+
+/// Where the event `event` of the object `name` is in an apply's JSON events.
+fn position(events: &[Value], event: &str, name: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e["event"] == event && e["object"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
 }

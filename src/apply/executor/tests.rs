@@ -78,6 +78,26 @@ fn bound_claim(name: &str) -> Step {
     )
 }
 
+/// The plan's update of the volume `pv-a` stored in the fake (to `spec.size: 2`), with the
+/// version it saw.
+fn planned_update(fake: &FakeGateway, id: &ObjectRef) -> Step {
+    let live = fake.object(id).unwrap();
+    let mut s = ready_pv("pv-a");
+    s.action = Action::Update;
+    s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
+    s.before = Some(crate::plan::normalize::normalize(
+        Kind::PersistentVolume,
+        &live,
+        &s.manifest,
+    ));
+    s.live = Some(LiveVersion {
+        uid: live["metadata"]["uid"].as_str().unwrap().into(),
+        resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        ..Default::default()
+    });
+    s
+}
+
 fn plan(steps: Vec<Step>) -> Plan {
     Plan::new("s".into(), "ns".into(), "https://fake".into(), steps)
 }
@@ -369,20 +389,7 @@ async fn an_update_survives_status_changes_but_not_spec_changes_since_the_plan()
             &id,
             json!({"spec": {"size": 1}, "status": {"phase": "Available"}}),
         );
-        let live = fake.object(&id).unwrap();
-        let mut s = ready_pv("pv-a");
-        s.action = Action::Update;
-        s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
-        s.before = Some(crate::plan::normalize::normalize(
-            Kind::PersistentVolume,
-            &live,
-            &s.manifest,
-        ));
-        s.live = Some(LiveVersion {
-            uid: live["metadata"]["uid"].as_str().unwrap().into(),
-            resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
-            ..Default::default()
-        });
+        let s = planned_update(&fake, &id);
         // Someone writes the object after the plan; the fake refuses the stale version once.
         fake.update(&id, |o| o[change]["touched"] = json!(true));
         fake.fail_next("apply", &id, code(409, "Conflict"), 1);
@@ -403,20 +410,7 @@ async fn a_stale_version_after_a_lost_answer_is_a_write_that_may_have_landed() {
     let fake = FakeGateway::new();
     let id = ObjectRef::new(Kind::PersistentVolume, "ns", "pv-a");
     fake.put(&id, json!({"spec": {"size": 1}}));
-    let live = fake.object(&id).unwrap();
-    let mut s = ready_pv("pv-a");
-    s.action = Action::Update;
-    s.manifest = json!({"metadata": {"name": "pv-a"}, "spec": {"size": 2}});
-    s.before = Some(crate::plan::normalize::normalize(
-        Kind::PersistentVolume,
-        &live,
-        &s.manifest,
-    ));
-    s.live = Some(LiveVersion {
-        uid: live["metadata"]["uid"].as_str().unwrap().into(),
-        resource_version: live["metadata"]["resourceVersion"].as_str().unwrap().into(),
-        ..Default::default()
-    });
+    let s = planned_update(&fake, &id);
     // The first attempt's answer is lost (as if it landed and changed the version); the
     // second is refused as stale.
     fake.update(&id, |o| o["spec"]["size"] = json!(2));
