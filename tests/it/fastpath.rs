@@ -87,6 +87,22 @@ impl Rng {
     }
 }
 
+/// The seed of a randomized test: `KSTATEFUL_SEED` replays a printed one, otherwise the clock.
+/// Never 0 (the generator would only ever draw 0).
+fn seed() -> u64 {
+    let seed = match std::env::var("KSTATEFUL_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("KSTATEFUL_SEED={text:?} is not a u64: {e}")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    seed.max(1)
+}
+
 fn kubectl(ns: &str, args: &[&str]) {
     crate::support::kubectl(Some(ns), args, None);
 }
@@ -113,48 +129,135 @@ fn plan_of(ctx: &TestCtx, spec: &str, full: bool) -> Value {
     v
 }
 
+/// The drifts the randomized test draws from. Each one is valid in some states only (a Service
+/// that is gone cannot be patched or deleted again); `Drift::valid` says which.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Drift {
+    /// `kubectl scale` of a StatefulSet.
+    Scale,
+    /// Someone else's label on a claim.
+    LabelClaim,
+    /// Someone else's annotation on a volume.
+    AnnotateVolume,
+    /// Another manager changes a field the spec sets.
+    PatchService,
+    /// A generated Service deleted.
+    DeleteService,
+    /// Re-created by someone else: same name and labels, a new uid (deleted first if present).
+    RecreateService,
+    /// The spec changes: the other image for one StatefulSet.
+    NewImage,
+    /// A field the spec set is dropped (the server's default takes its place), or set again.
+    ToggleMinReady,
+}
+
+impl Drift {
+    /// In the order the draw numbers them (kept, so that a seed printed before the draws were
+    /// checked for validity still replays the same drifts up to its first invalid one).
+    const ALL: [Drift; 8] = [
+        Drift::Scale,
+        Drift::LabelClaim,
+        Drift::AnnotateVolume,
+        Drift::PatchService,
+        Drift::DeleteService,
+        Drift::RecreateService,
+        Drift::NewImage,
+        Drift::ToggleMinReady,
+    ];
+
+    fn valid(self, service_present: bool) -> bool {
+        match self {
+            Drift::PatchService | Drift::DeleteService => service_present,
+            _ => true,
+        }
+    }
+}
+
+/// What the test's spec file says now; the file is always written from this, so a drift of the
+/// spec never depends on text an earlier drift rewrote.
+struct DriftSpec {
+    images: [&'static str; 2],
+    min_ready: bool,
+}
+
+impl DriftSpec {
+    const IMAGES: [&'static str; 2] = ["registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.9"];
+
+    fn text(&self) -> String {
+        let mut s = stack(6, 0, "");
+        for (i, image) in self.images.iter().enumerate() {
+            let min_ready = if i == 0 && self.min_ready {
+                "min_ready_seconds = 0\n"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "[[statefulset]]\nname = \"db-{i}\"\n{min_ready}image = \"{image}\"\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nmount = \"/data\"\n\n"
+            ));
+        }
+        s
+    }
+}
+
 /// Randomized drift — fields taken by other managers, labels and annotations added, objects
 /// deleted, objects re-created by someone else, the spec changed (a field dropped for the
 /// server to default, another image) — and after each round the plan from the record equals
-/// the plan from a dry run of every object.
+/// the plan from a dry run of every object. Each draw is among the drifts valid for the state the
+/// round left (the round tracks which Services it deleted); `KSTATEFUL_SEED=N` replays a run.
 #[tokio::test]
 async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
     let ctx = TestCtx::new("fastequal").await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
+    let seed = seed();
+    println!("seed {seed} (replay with KSTATEFUL_SEED={seed})");
     let mut rng = Rng(seed);
-    let spec_path = ctx.spec("drift", &stack(6, 2, "registry.k8s.io/pause:3.10"));
+    let mut desired = DriftSpec {
+        images: [DriftSpec::IMAGES[0]; 2],
+        min_ready: false,
+    };
+    let spec_path = ctx.spec("drift", &desired.text());
     let spec = spec_path.to_str().unwrap().to_string();
     ctx.run(&["apply", "-f", &spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
     let ns = ctx.ns.clone();
     let mut changed_rounds = 0;
-    for round in 0..5 {
+    const ROUNDS: usize = 5;
+    for round in 0..ROUNDS {
         let mut done = Vec::new();
-        for _ in 0..3 {
+        // The converging apply of the previous round re-created every Service.
+        let mut service_present = [true; 2];
+        for draw in 0..3 {
             let i = rng.next(6).to_string();
-            let set = format!("db-{}", rng.next(2));
-            match rng.next(8) {
-                0 => {
+            let n = rng.next(2);
+            let set = format!("db-{n}");
+            let mut drift = Drift::ALL[rng.next(Drift::ALL.len())];
+            if !drift.valid(service_present[n]) {
+                let valid: Vec<Drift> = Drift::ALL
+                    .into_iter()
+                    .filter(|d| d.valid(service_present[n]))
+                    .collect();
+                drift = valid[rng.next(valid.len())];
+            }
+            // The last round changes the plan if no round did yet, so that the comparison of a
+            // plan with changes is never left to chance.
+            if round == ROUNDS - 1 && draw == 0 && changed_rounds == 0 {
+                drift = Drift::NewImage;
+            }
+            match drift {
+                Drift::Scale => {
                     kubectl(&ns, &["scale", "statefulset", &set, "--replicas=2"]);
                     done.push(format!("scaled {set}"));
                 }
-                1 => {
+                Drift::LabelClaim => {
                     let claim = format!("claim-{i}");
                     kubectl(&ns, &["label", "pvc", &claim, "team=other", "--overwrite"]);
                     done.push(format!("labelled {claim}"));
                 }
-                2 => {
+                Drift::AnnotateVolume => {
                     let pv = ctx.unique(&format!("pv-{i}"));
                     kubectl(&ns, &["annotate", "pv", &pv, "note=drift", "--overwrite"]);
                     done.push(format!("annotated {pv}"));
                 }
-                3 => {
-                    // Another manager changes a field the spec sets.
+                Drift::PatchService => {
                     kubectl(
                         &ns,
                         &[
@@ -169,42 +272,38 @@ async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
                     );
                     done.push(format!("patched service {set}"));
                 }
-                4 => {
+                Drift::DeleteService => {
                     kubectl(&ns, &["delete", "service", &set, "--wait=true"]);
+                    service_present[n] = false;
                     done.push(format!("deleted service {set}"));
                 }
-                5 => {
-                    // Re-created by someone else: same name and labels, a new uid.
-                    kubectl(&ns, &["delete", "service", &set, "--wait=true"]);
+                Drift::RecreateService => {
+                    if service_present[n] {
+                        kubectl(&ns, &["delete", "service", &set, "--wait=true"]);
+                    }
                     let svc = format!(
                         r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{set}","labels":{{"app.kubernetes.io/managed-by":"kubectl-stateful","kubectl-stateful/stack":"drift"}}}},"spec":{{"clusterIP":"None","selector":{{"app.kubernetes.io/name":"{set}"}},"ports":[{{"port":80}}]}}}}"#
                     );
                     let file = ctx.dir.path().join("svc.json");
                     std::fs::write(&file, svc).unwrap();
                     kubectl(&ns, &["create", "-f", file.to_str().unwrap()]);
+                    service_present[n] = true;
                     done.push(format!("re-created service {set}"));
                 }
-                6 => {
-                    // The spec changes: another image for one StatefulSet.
-                    let text = std::fs::read_to_string(&spec_path).unwrap();
-                    let text = text.replacen(
-                        &format!("name = \"{set}\"\nimage = \"registry.k8s.io/pause:3.10\""),
-                        &format!("name = \"{set}\"\nimage = \"registry.k8s.io/pause:3.9\""),
-                        1,
-                    );
-                    std::fs::write(&spec_path, text).unwrap();
-                    done.push(format!("new image for {set}"));
-                }
-                _ => {
-                    // A field the spec set is dropped: the server's default takes its place.
-                    let text = std::fs::read_to_string(&spec_path).unwrap();
-                    let text = if text.contains("min_ready_seconds") {
-                        text.replace("min_ready_seconds = 0\n", "")
+                Drift::NewImage => {
+                    let other = if desired.images[n] == DriftSpec::IMAGES[0] {
+                        DriftSpec::IMAGES[1]
                     } else {
-                        text.replacen("image = ", "min_ready_seconds = 0\nimage = ", 1)
+                        DriftSpec::IMAGES[0]
                     };
-                    std::fs::write(&spec_path, text).unwrap();
-                    done.push("min_ready_seconds toggled".into());
+                    desired.images[n] = other;
+                    std::fs::write(&spec_path, desired.text()).unwrap();
+                    done.push(format!("image {other} for {set}"));
+                }
+                Drift::ToggleMinReady => {
+                    desired.min_ready = !desired.min_ready;
+                    std::fs::write(&spec_path, desired.text()).unwrap();
+                    done.push(format!("min_ready_seconds set: {}", desired.min_ready));
                 }
             }
         }
@@ -233,7 +332,7 @@ async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
         ]);
         assert_eq!(
             apply.code, 0,
-            "round {round} ({done:?}):\n{}\n{}",
+            "round {round} (seed {seed}) ({done:?}):\n{}\n{}",
             apply.stdout, apply.stderr
         );
         // Right after an apply, nothing to do — from the record alone.
@@ -241,7 +340,7 @@ async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
         assert_eq!(
             after["summary"]["unchanged"].as_u64(),
             after["steps"].as_array().map(|s| s.len() as u64),
-            "round {round}: not converged: {after:#}"
+            "round {round} (seed {seed}): not converged: {after:#}"
         );
     }
     assert!(
