@@ -135,11 +135,12 @@ fn plan_of(ctx: &TestCtx, spec: &str, full: bool) -> Value {
 enum Drift {
     /// `kubectl scale` of a StatefulSet.
     Scale,
-    /// Someone else's label on a claim.
+    /// Someone else's label on a claim, or the spec's label overwritten.
     LabelClaim,
     /// Someone else's annotation on a volume.
     AnnotateVolume,
-    /// Another manager changes a field the spec sets.
+    /// Another manager changes a field of a generated Service (which the stack creates only
+    /// when it is missing: nothing to plan).
     PatchService,
     /// A generated Service deleted.
     DeleteService,
@@ -184,7 +185,11 @@ impl DriftSpec {
     const IMAGES: [&'static str; 2] = ["registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.9"];
 
     fn text(&self) -> String {
-        let mut s = stack(6, 0, "");
+        // The claims carry a label of the spec's, which another writer may overwrite.
+        let mut s = stack(6, 0, "").replace(
+            "size = \"1Gi\"\nvolume = ",
+            "size = \"1Gi\"\nlabels = { tier = \"db\" }\nvolume = ",
+        );
         for (i, image) in self.images.iter().enumerate() {
             let min_ready = if i == 0 && self.min_ready {
                 "min_ready_seconds = 0\n"
@@ -248,9 +253,17 @@ async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
                     done.push(format!("scaled {set}"));
                 }
                 Drift::LabelClaim => {
+                    // Even claims get a label of someone else's (nothing to plan); odd ones have
+                    // the spec's label overwritten: a field the stack owns changes without a
+                    // generation (only the record of our field set tells).
                     let claim = format!("claim-{i}");
-                    kubectl(&ns, &["label", "pvc", &claim, "team=other", "--overwrite"]);
-                    done.push(format!("labelled {claim}"));
+                    let label = if i.parse::<usize>().unwrap() % 2 == 0 {
+                        "team=other"
+                    } else {
+                        "tier=other"
+                    };
+                    kubectl(&ns, &["label", "pvc", &claim, label, "--overwrite"]);
+                    done.push(format!("labelled {claim} {label}"));
                 }
                 Drift::AnnotateVolume => {
                     let pv = ctx.unique(&format!("pv-{i}"));
@@ -297,12 +310,12 @@ async fn the_fast_path_plans_exactly_what_the_dry_run_plans() {
                         DriftSpec::IMAGES[0]
                     };
                     desired.images[n] = other;
-                    std::fs::write(&spec_path, desired.text()).unwrap();
+                    ctx.spec("drift", &desired.text());
                     done.push(format!("image {other} for {set}"));
                 }
                 Drift::ToggleMinReady => {
                     desired.min_ready = !desired.min_ready;
-                    std::fs::write(&spec_path, desired.text()).unwrap();
+                    ctx.spec("drift", &desired.text());
                     done.push(format!("min_ready_seconds set: {}", desired.min_ready));
                 }
             }

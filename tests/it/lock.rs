@@ -22,21 +22,37 @@ fn kubectl(ns: &str, args: &[&str]) {
 const SLOW: &str =
     "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 1\nmin_ready_seconds = 6\n";
 
+/// The first apply holds the lock until the test lets it finish: its claim binds only to a
+/// volume with the test's label, which the test creates once the second apply was refused. (A
+/// wait of a few seconds instead would race the second apply's own planning under load.)
 #[tokio::test]
 async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
     let ctx = TestCtx::new("lock").await;
-    let spec = ctx.spec("l", SLOW);
+    let spec = ctx.spec(
+        "l",
+        &format!(
+            "[[claim]]\nname = \"wait\"\nsize = \"1Gi\"\nclass = \"\"\nselector = {{ lock = \"{}\" }}\n",
+            ctx.prefix
+        ),
+    );
     let spec = spec.to_str().unwrap().to_string();
-    let first = {
-        let ns = ctx.ns.clone();
-        let spec = spec.clone();
-        std::thread::spawn(move || {
-            crate::support::run_plugin(
-                &["apply", "-f", &spec, "--yes", "--timeout", "1m", "-n", &ns].map(String::from),
-                None,
-            )
-        })
+    let apply_in_background = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "apply",
+            "-f",
+            &spec,
+            "--yes",
+            "--timeout",
+            "2m",
+            "-n",
+            &ctx.ns,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        std::thread::spawn(move || crate::support::run_plugin(&args, None))
     };
+    let first = apply_in_background(&[]);
     // Wait until the first apply holds the lease.
     let leases = || {
         Command::new(cluster().kubectl_dir.join("kubectl"))
@@ -55,11 +71,15 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
             .status
             .success()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !leases() {
         assert!(
             std::time::Instant::now() < deadline,
             "the first apply never took the lease"
+        );
+        assert!(
+            !first.is_finished(),
+            "the first apply ended before its claim could bind"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -68,18 +88,20 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
     assert_contains(&second.stderr, "stack l is being applied by ");
     assert_contains(&second.stderr, "--lock-timeout");
     // With --lock-timeout it waits for the first one and then runs.
-    let waiting = ctx.run(&[
-        "apply",
-        "-f",
-        &spec,
-        "--yes",
-        "--lock-timeout",
-        "1m",
-        "--timeout",
-        "1m",
-    ]);
-    waiting.expect_code(0);
+    let waiting = apply_in_background(&["--lock-timeout", "2m"]);
+    assert!(
+        !first.is_finished(),
+        "the first apply still waits for its volume"
+    );
+    // The volume the claim waits for: the first apply finishes, then the waiting one runs.
+    let pv = format!(
+        r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"{}","labels":{{"lock":"{}"}}}},"spec":{{"capacity":{{"storage":"1Gi"}},"accessModes":["ReadWriteOnce"],"storageClassName":"","hostPath":{{"path":"/tmp/kstateful-lock"}}}}}}"#,
+        ctx.unique("pv"),
+        ctx.prefix
+    );
+    crate::support::kubectl(None, &["create", "-f", "-"], Some(&pv));
     first.join().unwrap().expect_code(0);
+    waiting.join().unwrap().expect_code(0);
     assert!(!leases(), "released at the end");
 }
 

@@ -3,6 +3,7 @@
 
 use crate::support::{TestCtx, assert_contains, client, cluster, run_plugin};
 use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
@@ -32,6 +33,48 @@ pub(crate) async fn account_with(ctx: &TestCtx, name: &str, role: ClusterRole) -
         .create(&Default::default(), &binding)
         .await
         .unwrap();
+    // The API server's RBAC authorizer sees a new binding through its informer, a moment after
+    // the create: wait until it grants the role's first rule, or the plugin's first requests
+    // may still be refused.
+    if let Some(rule) = role.rules.as_ref().and_then(|r| r.first()) {
+        let first = |list: &Option<Vec<String>>| {
+            list.as_ref()
+                .and_then(|l| l.first())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": format!("system:serviceaccount:{}:{name}", ctx.ns),
+                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", ctx.ns), "system:authenticated"],
+                "resourceAttributes": {
+                    "verb": rule.verbs.first().cloned().unwrap_or_default(),
+                    "group": first(&rule.api_groups),
+                    "resource": first(&rule.resources),
+                    "namespace": ctx.ns,
+                }
+            }
+        }))
+        .unwrap();
+        let reviews: Api<SubjectAccessReview> = Api::all(c.clone());
+        crate::support::eventually(
+            "the new ClusterRoleBinding is in effect",
+            std::time::Duration::from_secs(30),
+            || {
+                let reviews = reviews.clone();
+                let review = review.clone();
+                async move {
+                    reviews
+                        .create(&Default::default(), &review)
+                        .await
+                        .ok()
+                        .and_then(|r| r.status)
+                        .is_some_and(|s| s.allowed)
+                }
+            },
+        )
+        .await;
+    }
     let request: TokenRequest =
         serde_json::from_value(json!({ "spec": { "audiences": [], "expirationSeconds": 3600 } }))
             .unwrap();

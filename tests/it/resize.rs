@@ -122,12 +122,16 @@ async fn a_resize_interrupted_after_the_orphan_delete_finishes_on_the_next_apply
         ..Default::default()
     };
     api.delete("db", &dp).await.unwrap();
-    for _ in 0..100 {
-        if api.get_opt("db").await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The garbage collector removes the orphan finalizer: shared with every other test.
+    crate::support::eventually(
+        "the StatefulSet deleted with --cascade=orphan is gone",
+        std::time::Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move { api.get_opt("db").await.unwrap().is_none() }
+        },
+    )
+    .await;
     ctx.spec("r", &sts(2, "2Gi", "fast"));
     let plan = ctx.run(&["plan", "-f", spec]);
     assert_contains(&plan.stdout, "+ statefulset/db will be created");

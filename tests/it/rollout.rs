@@ -329,14 +329,15 @@ class = "disks"
 mount = "/data"
 "#,
     );
-    let run = ctx.run(&[
-        "apply",
-        "-f",
-        spec.to_str().unwrap(),
-        "--yes",
-        "--timeout",
-        "20s",
-    ]);
+    // First the replica that can run, with time to spare; then the second one, whose wait can
+    // only time out (a short timeout that also had to cover the first pod would race it).
+    let spec = spec.to_str().unwrap();
+    let text = std::fs::read_to_string(spec).unwrap();
+    std::fs::write(spec, text.replace("replicas = 2", "replicas = 1")).unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    std::fs::write(spec, text).unwrap();
+    let run = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "20s"]);
     run.expect_code(1);
     assert_contains(&run.stdout, "statefulset/db: FAILED: timed out after");
     assert_contains(&run.stdout, "1/2 replicas ready");

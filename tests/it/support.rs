@@ -233,6 +233,96 @@ impl TestCtx {
     }
 }
 
+/// A test leaves nothing behind when it passes: its namespace (with its claims, pods and
+/// snapshots), the namespaces named after it, and the cluster-scoped objects it made —
+/// PersistentVolumes, StorageClasses, VolumeSnapshotContents, ClusterRoles and their bindings
+/// named with its prefix, or bound to its namespace — are deleted (without waiting). Otherwise a control plane that runs the suite again and again (`tests/cluster/up`)
+/// fills up: the simulated nodes hold 330 pods, and past 500 PersistentVolumes their LIST takes
+/// two pages, which the request-counting tests would see. A failed test keeps everything, for
+/// debugging, and says so.
+impl Drop for TestCtx {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kept for debugging: namespace {} and the cluster-scoped objects named {}-*",
+                self.ns, self.prefix
+            );
+            return;
+        }
+        clean_up(&self.ns, &self.prefix);
+    }
+}
+
+fn clean_up(ns: &str, prefix: &str) {
+    let kubectl = |args: &[&str]| {
+        Command::new(cluster().kubectl_dir.join("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    };
+    let report = |what: &str, out: std::io::Result<Output>| match out {
+        Ok(o) if o.status.success() => Some(o.stdout),
+        Ok(o) => {
+            eprintln!(
+                "cleaning up after {ns}: {what}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("cleaning up after {ns}: {what}: {e}");
+            None
+        }
+    };
+    report(
+        "delete the namespace",
+        kubectl(&[
+            "delete",
+            "namespace",
+            ns,
+            "--wait=false",
+            "--ignore-not-found",
+        ]),
+    );
+    let kinds = "namespaces,persistentvolumes,storageclasses,volumesnapshotcontents,clusterroles,clusterrolebindings";
+    let Some(listed) = report("list", kubectl(&["get", kinds, "-o", "json"])) else {
+        return;
+    };
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&listed) else {
+        return;
+    };
+    let own = format!("{prefix}-");
+    // Namespaces a test made beside its own are named after it (`t-…-stack`).
+    let own_namespaces = format!("{ns}-");
+    let mut doomed = Vec::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        let bound_here = [
+            "/spec/claimRef/namespace",
+            "/spec/volumeSnapshotRef/namespace",
+        ]
+        .iter()
+        .any(|p| item.pointer(p).and_then(|v| v.as_str()) == Some(ns));
+        let kind = item["kind"].as_str().unwrap_or_default();
+        let own_name = if kind == "Namespace" {
+            name.starts_with(&own_namespaces)
+        } else {
+            name.starts_with(&own)
+        };
+        if own_name || bound_here {
+            let kind = kind.to_lowercase();
+            doomed.push(format!("{kind}/{name}"));
+        }
+    }
+    if !doomed.is_empty() {
+        let mut args = vec!["delete", "--wait=false", "--ignore-not-found"];
+        args.extend(doomed.iter().map(String::as_str));
+        report("delete its cluster-scoped objects", kubectl(&args));
+    }
+}
+
 /// Prefixes the names of StorageClasses and PersistentVolumes (cluster-scoped) and every
 /// reference to them, so parallel tests never share them. Classes that the test cluster
 /// installs (`standard`, `local-storage`) are renamed too when the spec defines them.
