@@ -274,6 +274,9 @@ path = "/data"
         .split(", ")
         .map(|s| s.trim_matches('`').to_string())
         .collect();
+    // `retrying` (described after the list) appears only when the API server refuses or drops a
+    // request, which these applies do not arrange: allowed, not required.
+    seen.remove("retrying");
     assert_eq!(seen, listed, "events seen vs. the README's list");
 
     let plan = all.iter().find(|e| e["event"] == "plan").unwrap();

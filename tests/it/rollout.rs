@@ -501,7 +501,9 @@ async fn min_ready_seconds_is_waited_for() {
     let ctx = TestCtx::new("minready").await;
     let spec = ctx.spec(
         "app",
-        "[[statefulset]]\nname = \"app\"\nimage = \"registry.k8s.io/pause:3.10\"\nmin_ready_seconds = 3\n",
+        // 10s: the wait must see the replica ready but not yet available; with a few seconds a
+        // controller-manager that sees the pod's Ready late under load writes both at once.
+        "[[statefulset]]\nname = \"app\"\nimage = \"registry.k8s.io/pause:3.10\"\nmin_ready_seconds = 10\n",
     );
     let run = ctx.run(&[
         "apply",
