@@ -186,7 +186,7 @@ pub async fn write(
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            gw.delete(&id, uid, crate::gateway::Propagation::Background)
+            gw.delete(&id, uid, None, crate::gateway::Propagation::Background)
                 .await?;
         }
         return Ok(());

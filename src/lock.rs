@@ -203,7 +203,9 @@ impl StackLock {
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let _ = gw.delete(&self.id, uid, Propagation::Background).await;
+            let _ = gw
+                .delete(&self.id, uid, None, Propagation::Background)
+                .await;
         }
     }
 }

@@ -333,6 +333,10 @@ fn last_writer(obj: &Value) -> String {
         .to_string()
 }
 
+/// How many times the gate before a StatefulSet's re-create reads and checks it when it changed
+/// between the check and the delete.
+const REBUILD_CHECKS: u32 = 5;
+
 async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, String> {
     let (gw, options, sink, written) = (ctx.gw, ctx.options, ctx.sink, &ctx.written);
     let t = Instant::now();
@@ -469,7 +473,51 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
             }
         }
         Op::Delete { uid, propagation } => {
-            match gw.delete(&op.object, uid, *propagation).await {
+            // A recipe that deletes the object to create it again (replace, claim-template
+            // resize) goes through the gate: the live object is read right before the delete,
+            // which goes ahead only if the re-create loses nothing the object has now, and only
+            // if the object is still the version read (a write in between — a status update of
+            // its controller, say — means reading and checking again, a bounded number of times).
+            let rebuilds = matches!(step.action, Action::Replace | Action::Resize)
+                && op.object.kind == Kind::StatefulSet;
+            let mut attempts = 0;
+            let result = loop {
+                attempts += 1;
+                let mut version = None;
+                if rebuilds {
+                    match gw.get(&op.object).await {
+                        Ok(Some(live)) => {
+                            if let Some(risk) =
+                                crate::kinds::statefulset::rebuild_risk(&live, &step.manifest)
+                            {
+                                return fail(format!("not deleted: {risk}"));
+                            }
+                            version = live
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                                .map(str::to_string);
+                        }
+                        // Gone already (an interrupted apply's delete finished meanwhile).
+                        Ok(None) => {}
+                        Err(f) => {
+                            return fail(format!(
+                                "not deleted: it could not be read to check what creating it again would lose: {}",
+                                f.text()
+                            ));
+                        }
+                    }
+                }
+                match gw
+                    .delete(&op.object, uid, version.as_deref(), *propagation)
+                    .await
+                {
+                    Err(f) if f.code == 409 && version.is_some() && attempts < REBUILD_CHECKS => {
+                        continue;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
                 Ok(()) => {
                     sink.emit(Event::Deleted {
                         object: op.object.clone(),
@@ -478,7 +526,7 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
                     Ok(Outcome::Other)
                 }
                 Err(f) if f.code == 409 => fail(format!(
-                    "not deleted: it is no longer the object the plan saw (uid {uid}); run plan again"
+                    "not deleted: it is no longer the object the plan saw (uid {uid}), or it kept changing while it was checked; run plan again"
                 )),
                 // Gone already (an interrupted apply's delete finished meanwhile).
                 Err(f) if f.is_not_found() => {
@@ -522,7 +570,7 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
             };
             written.note_restart(&op.object, &uid);
             match gw
-                .delete(&op.object, &uid, gateway::Propagation::Background)
+                .delete(&op.object, &uid, None, gateway::Propagation::Background)
                 .await
             {
                 Ok(()) => {

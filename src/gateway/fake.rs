@@ -349,6 +349,7 @@ impl Gateway for FakeGateway {
         &'a self,
         id: &'a ObjectRef,
         uid: &'a str,
+        resource_version: Option<&'a str>,
         _propagation: Propagation,
     ) -> BoxFuture<'a, Result<(), ApiFailure>> {
         async move {
@@ -360,6 +361,22 @@ impl Gateway for FakeGateway {
                         code: 409,
                         reason: "Conflict".into(),
                         message: "Precondition failed: UID in precondition does not match".into(),
+                        ..Default::default()
+                    })
+                }
+                Some(o)
+                    if resource_version.is_some_and(|rv| {
+                        o.pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            != Some(rv)
+                    }) =>
+                {
+                    Err(ApiFailure {
+                        code: 409,
+                        reason: "Conflict".into(),
+                        message:
+                            "Precondition failed: ResourceVersion in precondition does not match"
+                                .into(),
                         ..Default::default()
                     })
                 }

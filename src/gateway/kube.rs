@@ -180,6 +180,7 @@ impl Gateway for KubeGateway {
         &'a self,
         id: &'a ObjectRef,
         uid: &'a str,
+        resource_version: Option<&'a str>,
         propagation: Propagation,
     ) -> BoxFuture<'a, Result<(), ApiFailure>> {
         async move {
@@ -191,7 +192,7 @@ impl Gateway for KubeGateway {
                 }),
                 preconditions: Some(Preconditions {
                     uid: Some(uid.to_string()),
-                    resource_version: None,
+                    resource_version: resource_version.map(str::to_string),
                 }),
                 ..Default::default()
             };

@@ -245,11 +245,13 @@ pub trait Gateway: Send + Sync {
         manifest: &'a Value,
         dry_run: bool,
     ) -> BoxFuture<'a, Result<Value, ApiFailure>>;
-    /// Deletes the object if its uid is still `uid`.
+    /// Deletes the object if its uid is still `uid` (and, with `resource_version`, if it has not
+    /// changed since that version: a 409 otherwise).
     fn delete<'a>(
         &'a self,
         id: &'a ObjectRef,
         uid: &'a str,
+        resource_version: Option<&'a str>,
         propagation: Propagation,
     ) -> BoxFuture<'a, Result<(), ApiFailure>>;
     /// The object's state each time it changes (`None`: it does not exist), starting with the

@@ -362,12 +362,13 @@ impl<G: Gateway> Gateway for Retrying<G> {
         &'a self,
         id: &'a ObjectRef,
         uid: &'a str,
+        resource_version: Option<&'a str>,
         propagation: Propagation,
     ) -> BoxFuture<'a, Result<(), ApiFailure>> {
         self.call(
             format!("delete {}", id.short()),
             Idempotence::Write,
-            move || self.inner.delete(id, uid, propagation),
+            move || self.inner.delete(id, uid, resource_version, propagation),
         )
         .boxed()
     }
@@ -563,7 +564,7 @@ mod tests {
             fake.fail_next("delete", &pv(), failure.clone(), 10);
             let gw = Retrying::new(fake.clone(), policy());
             let err = gw
-                .delete(&pv(), "uid-1", Propagation::Background)
+                .delete(&pv(), "uid-1", None, Propagation::Background)
                 .await
                 .unwrap_err();
             assert!(err.may_have_landed, "delete after {}", failure.text());

@@ -147,6 +147,61 @@ pub fn claims_of_templates<'c>(
         .collect()
 }
 
+/// `spec.replicas` of a StatefulSet manifest or live object (the server's default when absent).
+pub fn replicas(sts: &Value) -> u64 {
+    sts.pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+}
+
+/// A recipe that deletes a StatefulSet (`--cascade=orphan`) and creates it again never scales
+/// it: the manifest it creates gets the replica count the StatefulSet runs with (`live`), whoever
+/// set it (`kubectl scale`, an HPA, an earlier spec). Re-created with fewer replicas, the
+/// controller would delete the pods above — and with `whenScaled: Delete` their claims — without
+/// any line of the plan saying so. The spec's own count is applied by the next apply, as an
+/// update with that change's own consent. Returns the reason to show when the count differs
+/// from the spec's.
+pub fn keep_live_replicas(manifest: &mut Value, live: u64) -> Option<String> {
+    let wanted = manifest.pointer("/spec/replicas").and_then(Value::as_u64);
+    if let Some(spec) = manifest.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("replicas".into(), Value::from(live));
+    }
+    (wanted.unwrap_or(1) != live).then(|| {
+        format!(
+            "re-created with the {live} replicas it runs now, not the spec's {}: a re-create never scales; the next apply changes the count as an update, with its own consent",
+            wanted.unwrap_or(1)
+        )
+    })
+}
+
+/// The gate before a StatefulSet is deleted to be re-created from `manifest`: what the live
+/// object (read right before the delete) would lose. `None` when the re-create keeps every
+/// replica (and so every claim); otherwise why the delete must not go ahead.
+pub fn rebuild_risk(live: &Value, manifest: &Value) -> Option<String> {
+    let (now, then) = (replicas(live), replicas(manifest));
+    if now <= then {
+        return None;
+    }
+    let deletes_claims = live
+        .pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
+        .and_then(Value::as_str)
+        == Some("Delete");
+    let name = live
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pods: Vec<String> = (then..now).map(|o| format!("{name}-{o}")).collect();
+    Some(format!(
+        "it runs {now} replicas now and would be re-created with {then} (it was scaled since the plan): the pods {}{} would be deleted; nothing was deleted, run plan again",
+        pods.join(", "),
+        if deletes_claims {
+            " and, with whenScaled: Delete, their claims"
+        } else {
+            ""
+        }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +249,49 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_live_replicas() {
+        let mut m = json!({"spec": {"replicas": 2}});
+        let reason = keep_live_replicas(&mut m, 4).expect("differs from the spec");
+        assert_eq!(m["spec"]["replicas"], 4);
+        assert!(
+            reason.contains("the 4 replicas it runs now, not the spec's 2"),
+            "{reason}"
+        );
+        let mut m = json!({"spec": {"replicas": 3}});
+        assert_eq!(keep_live_replicas(&mut m, 3), None);
+        assert_eq!(m["spec"]["replicas"], 3);
+        // No count in the spec: the server's default (1) is what the create would set.
+        let mut m = json!({"spec": {}});
+        assert!(keep_live_replicas(&mut m, 2).is_some());
+        assert_eq!(m["spec"]["replicas"], 2);
+        let mut m = json!({"spec": {}});
+        assert_eq!(keep_live_replicas(&mut m, 1), None);
+        assert_eq!(m["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn a_rebuild_with_fewer_replicas_than_run_now_is_refused() {
+        let live = |n: u64, when_scaled: &str| {
+            json!({"metadata": {"name": "db"}, "spec": {"replicas": n,
+                "persistentVolumeClaimRetentionPolicy": {"whenScaled": when_scaled}}})
+        };
+        let manifest = json!({"spec": {"replicas": 2}});
+        assert_eq!(rebuild_risk(&live(2, "Delete"), &manifest), None);
+        assert_eq!(rebuild_risk(&live(1, "Delete"), &manifest), None);
+        let risk = rebuild_risk(&live(4, "Delete"), &manifest).expect("a scale-down");
+        assert!(
+            risk.contains("runs 4 replicas now and would be re-created with 2"),
+            "{risk}"
+        );
+        assert!(risk.contains("the pods db-2, db-3"), "{risk}");
+        assert!(risk.contains("whenScaled: Delete, their claims"), "{risk}");
+        let risk = rebuild_risk(&live(3, "Retain"), &manifest).expect("a scale-down");
+        assert!(risk.contains("the pods db-2 would be deleted"), "{risk}");
+        assert!(!risk.contains("claims"), "{risk}");
+        // No count in the manifest: the create's default is 1.
+        assert!(rebuild_risk(&live(2, "Retain"), &json!({"spec": {}})).is_some());
     }
 }

@@ -116,13 +116,20 @@ pub async fn make_plan_with(
         std::future::ready(())
     })
     .await;
+    // `protect` blocks every recipe that deletes the object: a replace, and a claim-template
+    // resize (which deletes the StatefulSet with --cascade=orphan and creates it again).
     for step in steps
         .iter_mut()
-        .filter(|s| s.protect && s.action == Action::Replace)
+        .filter(|s| s.protect && matches!(s.action, Action::Replace | Action::Resize))
     {
+        let how = if step.action == Action::Resize {
+            "deleted (--cascade=orphan) and created again to resize its claim templates"
+        } else {
+            "replaced"
+        };
         step.action = Action::Error;
         step.error = Some(format!(
-            "{} is protected (protect = true) and would have to be replaced ({})",
+            "{} is protected (protect = true) and would have to be {how} ({})",
             step.object.short(),
             step.replace_paths.join(", ")
         ));
@@ -525,7 +532,10 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 step.deletes_claims = doomed;
             }
         }
+        (Kind::StatefulSet, Action::Replace) => keep_live_replicas(step, live),
         (Kind::StatefulSet, Action::Resize) => {
+            // First: the retention manifest and the pods below are made from the manifest.
+            keep_live_replicas(step, live);
             let name = step.object.name.clone();
             let mut claims = Vec::new();
             let mut refusals = Vec::new();
@@ -635,6 +645,20 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
             });
         }
         _ => {}
+    }
+}
+
+/// A StatefulSet that a recipe deletes and creates again keeps the replicas it runs with: in
+/// the manifest created, and in what the plan shows (see
+/// [`crate::kinds::statefulset::keep_live_replicas`]).
+fn keep_live_replicas(step: &mut Step, live: &Value) {
+    use crate::kinds::statefulset;
+    let n = statefulset::replicas(live);
+    if let Some(reason) = statefulset::keep_live_replicas(&mut step.manifest, n) {
+        step.reasons.push(reason);
+    }
+    if let Some(after) = step.after.as_mut() {
+        statefulset::keep_live_replicas(after, n);
     }
 }
 

@@ -45,6 +45,15 @@ pub fn orphaned_pods(name: &str, pods: &[Value]) -> Vec<String> {
     out
 }
 
+/// The replica count the orphaned pods (`<name>-<ordinal>`) show the StatefulSet ran with: the
+/// highest ordinal plus one.
+pub fn replicas_of_orphans(name: &str, pods: &[String]) -> Option<u64> {
+    pods.iter()
+        .filter_map(|p| p.strip_prefix(&format!("{name}-"))?.parse::<u64>().ok())
+        .max()
+        .map(|o| o + 1)
+}
+
 /// The reason of a StatefulSet create that finds its pods or claims left behind.
 pub fn adoption_reason(pods: &[String], claims: &[String]) -> Option<String> {
     if pods.is_empty() && claims.is_empty() {
@@ -112,6 +121,19 @@ pub async fn explain(
         if let Some(reason) = adoption_reason(&pods, &claims) {
             step.reasons.push(reason);
         }
+        // Created with fewer replicas than the orphaned pods show it ran with, it would delete
+        // the pods above (and, with whenScaled: Delete, their claims): it keeps that count.
+        if let Some(ran) = replicas_of_orphans(&name, &pods)
+            .filter(|n| *n > crate::kinds::statefulset::replicas(&step.manifest))
+        {
+            use crate::kinds::statefulset::keep_live_replicas;
+            if let Some(reason) = keep_live_replicas(&mut step.manifest, ran) {
+                step.reasons.push(reason);
+            }
+            if let Some(after) = step.after.as_mut() {
+                keep_live_replicas(after, ran);
+            }
+        }
     }
 }
 
@@ -139,6 +161,13 @@ mod tests {
             json!({"metadata": {"name": "db-x"}}),
         ];
         assert_eq!(orphaned_pods("db", &pods), vec!["db-0"]);
+        let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            replicas_of_orphans("db", &names(&["db-0", "db-3", "db-1"])),
+            Some(4)
+        );
+        assert_eq!(replicas_of_orphans("db", &names(&["db-x"])), None);
+        assert_eq!(replicas_of_orphans("db", &[]), None);
         assert_eq!(
             adoption_reason(&["db-0".into()], &["data-db-0".into()]).unwrap(),
             "the StatefulSet is missing but its pods db-0 and claims data-db-0 are there (a replace or resize interrupted after the orphan delete?): the create adopts them; pods whose template is unchanged keep running"

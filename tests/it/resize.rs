@@ -492,3 +492,87 @@ async fn a_resize_killed_after_the_create_resumes() {
     })
     .await;
 }
+
+/// A StatefulSet scaled by someone else (`kubectl scale`, an HPA) to more replicas than the spec
+/// says, with `whenScaled: Delete`: growing its claim templates re-creates it with the replicas
+/// it runs, so no pod and no claim of the ordinals above the spec's count is deleted. (Re-created
+/// from the spec's manifest, the controller deleted `data-db-3`, and the plan said nothing.) The
+/// plan says so; the spec's count is then an update that needs `--delete-data`.
+#[tokio::test]
+async fn a_template_resize_of_a_scaled_statefulset_keeps_every_replica_and_claim() {
+    let ctx = TestCtx::new("resizescaled").await;
+    let spec_of = |size: &str| {
+        sts(2, size, "fast").replace(
+            "when_deleted = \"Delete\", when_scaled = \"Retain\"",
+            "when_deleted = \"Retain\", when_scaled = \"Delete\"",
+        )
+    };
+    let spec = ctx.spec("r", &spec_of("1Gi"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    crate::support::kubectl(
+        Some(&ctx.ns),
+        &["scale", "statefulset", "db", "--replicas=4"],
+        None,
+    );
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+    crate::support::eventually(
+        "4 claims bound",
+        std::time::Duration::from_secs(120),
+        || {
+            let claims = claims.clone();
+            async move {
+                claims
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+                    .count()
+                    == 4
+            }
+        },
+    )
+    .await;
+    let uids = |list: Vec<PersistentVolumeClaim>| -> BTreeMap<String, String> {
+        list.into_iter()
+            .map(|c| (c.metadata.name.unwrap(), c.metadata.uid.unwrap()))
+            .collect()
+    };
+    let before = uids(claims.list(&Default::default()).await.unwrap().items);
+
+    ctx.spec("r", &spec_of("2Gi"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    for n in 0..4 {
+        assert_contains(&plan.stdout, &format!("expand pvc/data-db-{n}: 1Gi → 2Gi"));
+    }
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "3m"]);
+    let after = uids(claims.list(&Default::default()).await.unwrap().items);
+    assert_eq!(after, before, "every claim kept:\n{}", apply.stdout);
+    apply.expect_code(0);
+    assert_contains(
+        &plan.stdout,
+        "re-created with the 4 replicas it runs now, not the spec's 2",
+    );
+    for n in 0..4 {
+        assert_eq!(capacity(&ctx, &format!("data-db-{n}")).await, "2Gi");
+    }
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    assert_eq!(
+        sets.get("db").await.unwrap().spec.unwrap().replicas,
+        Some(4),
+        "re-created with the replicas it ran with"
+    );
+    // The spec's 2 replicas are now a scale-down that deletes claims: it needs consent.
+    let apply = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"]);
+    apply.expect_code(1);
+    assert_contains(&apply.stderr, "--delete-data");
+    assert_eq!(
+        uids(claims.list(&Default::default()).await.unwrap().items),
+        before,
+        "still every claim"
+    );
+}

@@ -360,6 +360,77 @@ async fn a_delete_never_removes_an_object_with_another_uid() {
     assert!(fake.object(&id).is_some());
 }
 
+/// The gate before a StatefulSet is deleted to be created again: read right before the delete,
+/// a StatefulSet that runs more replicas than the manifest it would be re-created from (scaled
+/// since the plan) is not deleted; one that runs as many is, with its resourceVersion as a
+/// precondition (a status write in between is read and checked again).
+#[tokio::test]
+async fn a_statefulset_is_not_deleted_for_a_rebuild_that_would_scale_it_down() {
+    let fake = FakeGateway::new();
+    let id = ObjectRef::new(Kind::StatefulSet, "ns", "db");
+    let live = |replicas: u64, rv: &str| {
+        json!({"metadata": {"name": "db", "uid": "u1", "resourceVersion": rv},
+               "spec": {"replicas": replicas,
+                        "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}})
+    };
+    let op = Operation {
+        id: 0,
+        object: id.clone(),
+        step: 0,
+        op: Op::Delete {
+            uid: "u1".into(),
+            propagation: gateway::Propagation::Orphan,
+        },
+        after: vec![],
+        after_phase: None,
+        completes_phase: None,
+    };
+    for action in [Action::Resize, Action::Replace] {
+        let s = step(
+            Kind::StatefulSet,
+            "db",
+            action,
+            json!({"metadata": {"name": "db"}, "spec": {"replicas": 2}}),
+        );
+        fake.put(&id, live(4, "7"));
+        let writes_before = fake.writes().len();
+        let p = plan(vec![]);
+        let hub = WatchHub::new(&fake, &p);
+        let (opts, sink) = (options(), Collect::default());
+        let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(1));
+        let r = hub.drive(super::run(&ctx, &op, &s)).await;
+        let Err(message) = r else {
+            panic!("{action:?}: not refused")
+        };
+        assert!(
+            message.contains("it runs 4 replicas now and would be re-created with 2"),
+            "{message}"
+        );
+        assert!(message.contains("db-2, db-3"), "{message}");
+        assert!(fake.object(&id).is_some(), "{action:?}: not deleted");
+        assert_eq!(fake.writes().len(), writes_before, "{:?}", fake.writes());
+
+        // As many replicas as the manifest: deleted, with the version read as a precondition.
+        fake.put(&id, live(2, "8"));
+        let r = hub.drive(super::run(&ctx, &op, &s)).await;
+        assert!(r.is_ok(), "{action:?}: {:?}", r.err());
+        assert!(fake.object(&id).is_none(), "{action:?}: deleted");
+    }
+    // A plain delete (prune) is not a rebuild: no gate.
+    let s = step(
+        Kind::StatefulSet,
+        "db",
+        Action::Delete,
+        json!({"metadata": {"name": "db"}, "spec": {"replicas": 0}}),
+    );
+    fake.put(&id, live(4, "9"));
+    let p = plan(vec![]);
+    let hub = WatchHub::new(&fake, &p);
+    let (opts, sink) = (options(), Collect::default());
+    let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(1));
+    assert!(hub.drive(super::run(&ctx, &op, &s)).await.is_ok());
+}
+
 #[tokio::test]
 async fn a_create_does_not_take_over_an_object_that_appeared_meanwhile() {
     let fake = FakeGateway::new();
