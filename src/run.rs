@@ -716,9 +716,23 @@ async fn rollout(
         }
         _ => None,
     };
-    let previous = crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack)
-        .await
-        .unwrap_or_default();
+    // The record of what the stack owns: one that cannot be read is not taken for an empty one
+    // (the objects written now would be recorded as created by this apply).
+    let previous = match crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack).await {
+        Ok(inventory) => inventory,
+        Err(f) => {
+            if let Some(lock) = lock {
+                lock.release(cluster.gw()).await;
+            }
+            return Err(miette::miette!(
+                help = "check the account's get right on configmaps in the namespace (see examples/rbac.yaml), then apply again",
+                "cannot read the stack's inventory (configmap/kubectl-stateful-{} in namespace {}): {}; nothing was written",
+                plan.stack,
+                plan.namespace,
+                f.text()
+            ));
+        }
+    };
     cluster.gateway.set_persistent(true);
     let applied = std::sync::Arc::new(crate::inventory::Applied::default());
     options.record = Some(applied.clone());
@@ -726,25 +740,29 @@ async fn rollout(
     listener.abort();
     // Record what the stack owns now, whether the rollout finished or not, with what was
     // written (for the next plan's fast path).
-    {
+    // A record that could not be written is an error after the rollout's report: the next
+    // prune or destroy would not know what this apply created.
+    let recorded = {
         let inventory =
             crate::inventory::after_apply(cluster.gw(), plan, &previous, &applied).await;
-        if inventory != previous
-            && let Err(f) =
-                crate::inventory::write(cluster.gw(), &plan.namespace, &plan.stack, &inventory)
-                    .await
-        {
-            eprintln!(
-                "warning: could not record the stack's inventory in configmap/kubectl-stateful-{}: {}",
-                plan.stack,
-                f.text()
-            );
+        if inventory != previous {
+            crate::inventory::write(cluster.gw(), &plan.namespace, &plan.stack, &inventory).await
+        } else {
+            Ok(())
         }
-    }
+    };
     if let Some(lock) = lock {
         lock.release(cluster.gw()).await;
     }
     result?;
+    if let Err(f) = recorded {
+        return Err(miette::miette!(
+            help = "check the account's create and patch rights on configmaps in the namespace (see examples/rbac.yaml), then apply again",
+            "the rollout finished, but the stack's inventory could not be recorded in configmap/kubectl-stateful-{}: {}",
+            plan.stack,
+            f.text()
+        ));
+    }
     Ok(0)
 }
 

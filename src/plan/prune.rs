@@ -469,6 +469,65 @@ mod tests {
     }
 
     #[test]
+    fn volumes_go_only_with_the_data_flag_and_never_when_bound_outside_the_stack() {
+        let cands = vec![
+            // Unbound: no claim at all.
+            cand(
+                Kind::PersistentVolume,
+                "free",
+                json!({"spec": {"persistentVolumeReclaimPolicy": "Delete", "capacity": {"storage": "1Gi"}}}),
+            ),
+            // Bound to a claim of the stack (below).
+            cand(
+                Kind::PersistentVolume,
+                "ours",
+                json!({"spec": {"persistentVolumeReclaimPolicy": "Retain", "claimRef": {"namespace": "ns", "name": "data"}}}),
+            ),
+            // Bound to someone else's claim.
+            cand(
+                Kind::PersistentVolume,
+                "theirs",
+                json!({"spec": {"claimRef": {"namespace": "other", "name": "db"}}}),
+            ),
+            cand(Kind::PersistentVolumeClaim, "data", json!({"spec": {}})),
+        ];
+        let (steps, kept) = run(&cands, &Inventory::default(), true, &[]);
+        let deleted: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .map(|s| s.object.name.as_str())
+            .collect();
+        assert_eq!(deleted, vec!["free", "ours", "data"]);
+        assert_eq!(
+            steps[0].reasons,
+            vec!["reclaim policy Delete: its backing storage and data are deleted too"]
+        );
+        assert_eq!(
+            steps[1].reasons,
+            vec![
+                "the PersistentVolume object goes; with reclaim policy Retain the data stays on the backing storage"
+            ]
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].object.name, "theirs");
+        assert_eq!(
+            kept[0].reason,
+            "bound to claim other/db, which is not the stack's"
+        );
+        // Without the data flag every volume stays, with its size.
+        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        assert!(
+            steps.iter().all(|s| s.action != Action::Delete),
+            "{steps:?}"
+        );
+        assert!(
+            kept.iter().any(|k| k.object.name == "free"
+                && k.reason == "a volume holds data (1Gi): deleted only with --prune-data"),
+            "{kept:?}"
+        );
+    }
+
+    #[test]
     fn adopted_objects_are_released_and_protected_ones_refused() {
         let cands = vec![
             cand(Kind::StorageClass, "local-storage", json!({})),

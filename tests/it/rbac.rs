@@ -313,3 +313,65 @@ async fn account_that_cannot_list_is_told_which_request_was_refused() {
         "the account needs the RBAC rules in examples/rbac.yaml",
     );
 }
+
+/// The inventory is the only record of what the stack created: an apply that cannot read it
+/// writes nothing, and one that cannot write it fails (exit 1) after the rollout's report, instead
+/// of a warning and exit 0.
+#[tokio::test]
+async fn an_inventory_that_cannot_be_read_or_recorded_is_an_error() {
+    let ctx = TestCtx::new("noinventory").await;
+    let spec = ctx.spec("inv", "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\n");
+    let apply_as = |kubeconfig: &std::path::Path| {
+        run_plugin(
+            &[
+                "apply",
+                "-f",
+                spec.to_str().unwrap(),
+                "--yes",
+                "--timeout",
+                "1m",
+                "-n",
+                &ctx.ns,
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+            ]
+            .map(String::from),
+            None,
+        )
+    };
+    let without = |verbs: &[&str]| {
+        let mut role = example_role();
+        for rule in role.rules.as_mut().unwrap() {
+            if rule
+                .resources
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| r == "configmaps"))
+            {
+                rule.verbs.retain(|v| !verbs.contains(&v.as_str()));
+            }
+        }
+        role
+    };
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client().await, &ctx.ns);
+
+    let unreadable = account_with(&ctx, "noread", without(&["get"])).await;
+    let run = apply_as(&unreadable);
+    run.expect_code(1);
+    assert_contains(&format!("{}{}", run.stdout, run.stderr), "configmaps");
+    assert!(
+        claims.get_opt("data").await.unwrap().is_none(),
+        "nothing written:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+
+    let unwritable = account_with(&ctx, "nowrite", without(&["create", "patch"])).await;
+    let run = apply_as(&unwritable);
+    run.expect_code(1);
+    assert_contains(&run.stdout, "pvc/data: created");
+    assert_contains(
+        &run.stderr,
+        "the rollout finished, but the stack's inventory could not be recorded in configmap/kubectl-stateful-inv",
+    );
+}
