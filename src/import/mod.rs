@@ -64,6 +64,10 @@ pub async fn command(
     namespace: &str,
     options: &ImportOptions,
 ) -> miette::Result<i32> {
+    if let Some(out) = &options.output {
+        // A link is refused even with --force: the spec may hold what it points at.
+        crate::files::check_target("-o", out)?;
+    }
     if let Some(out) = &options.output
         && out.exists()
         && !options.force
@@ -76,8 +80,7 @@ pub async fn command(
     }
     let imported = import(cluster, namespace, options).await?;
     match &options.output {
-        Some(path) => std::fs::write(path, &imported.text)
-            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?,
+        Some(path) => crate::files::write_private("-o", path, imported.text.as_bytes())?,
         None => print!("{}", imported.text),
     }
     let stack = options.name.as_deref().unwrap_or(namespace);
