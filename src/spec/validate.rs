@@ -627,6 +627,17 @@ fn not_imported(key: String, span: Option<Range<usize>>, variable: &str) -> Spec
     ))
 }
 
+/// The refusal of [`NOT_IMPORTED`] in a patch at `key`.
+fn not_imported_in_patch(key: String) -> SpecIssue {
+    SpecIssue::new(
+        key,
+        None,
+        "this value holds the placeholder import writes for a value that looks secret, not a value",
+    )
+    .label("not imported")
+    .help("replace it by the value (plans mask it), or replace the entry's value by a reference to a Secret holding it: valueFrom = { secretKeyRef = { name = \"NAME\", key = \"KEY\" } }")
+}
+
 /// Names that look like they hold a secret.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -1031,7 +1042,7 @@ impl Validator {
         );
         for path in placeholders {
             let path = path.trim_end_matches('.').to_string();
-            self.push(not_imported(path, None, "this value"));
+            self.push(not_imported_in_patch(path));
         }
         let mut bad = Vec::new();
         non_json_floats(&toml::Value::Table(patch.clone()), &at(""), &mut bad);
