@@ -88,17 +88,34 @@ impl Identity {
     }
 }
 
-/// Blanks out words that look like bearer tokens: JWTs (`eyJ….….…`) and long opaque strings.
+/// Whether a word (letters, digits and `._-/+=~`) looks like a credential: a JWT
+/// (`eyJ….….…`), a long opaque string of letters and digits, or standard base64 (which has `/`
+/// and `+`) long enough to be a key or token. Paths and URLs stay: they have `/` but also `.`,
+/// `-` or `_`, or lack the mix of upper case, lower case and digits of encoded random bytes.
+fn looks_like_token(word: &str) -> bool {
+    let has = |f: fn(&char) -> bool| word.chars().any(|c| f(&c));
+    if word.starts_with("eyJ") && word.matches('.').count() >= 2 {
+        return true;
+    }
+    if word.len() < 40 || !has(char::is_ascii_digit) || !has(char::is_ascii_alphabetic) {
+        return false;
+    }
+    if !word.contains('/') {
+        return true;
+    }
+    word.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '+' | '='))
+        && has(char::is_ascii_uppercase)
+        && has(char::is_ascii_lowercase)
+}
+
+/// Blanks out words that look like bearer tokens or keys: JWTs (`eyJ….….…`), long opaque
+/// strings, base64 with `/` and `+` (see [`looks_like_token`]).
 pub fn redact_tokens(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        let looks_secret = (word.starts_with("eyJ") && word.matches('.').count() >= 2)
-            || (word.len() >= 40
-                && !word.contains('/')
-                && word.chars().any(|c| c.is_ascii_digit())
-                && word.chars().any(|c| c.is_ascii_alphabetic()));
-        if looks_secret {
+        if looks_like_token(word) {
             out.push_str("[redacted]");
         } else {
             out.push_str(word);
@@ -206,7 +223,23 @@ pub fn plugin_error(e: &kube::Error, id: &Identity) -> Option<AuthError> {
 
 /// What went wrong with a credential plugin or token file, without its output.
 fn plugin_failure(e: &kube::Error, id: &Identity) -> Option<String> {
+    credential_failure(e, Some(&plugin_name(id)))
+}
+
+/// What went wrong obtaining the credentials behind `e` (a credential plugin that failed or
+/// printed no credential, a token file that cannot be read), if that is what failed: never the
+/// plugin's standard output (the credential itself), nor its command line and environment
+/// (kube's own message carries all three); the first line of its standard error, with anything
+/// that looks like a token blanked out. `plugin` names the plugin (`"/usr/bin/sso-login"`).
+pub fn credential_failure(
+    e: &(dyn std::error::Error + 'static),
+    plugin: Option<&str>,
+) -> Option<String> {
     use kube::client::AuthError as K;
+    let plugin = plugin
+        .filter(|p| !p.is_empty())
+        .map(|p| format!(" {p}"))
+        .unwrap_or_default();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(auth) = err.downcast_ref::<K>() {
@@ -217,23 +250,18 @@ fn plugin_failure(e: &kube::Error, id: &Identity) -> Option<String> {
                         .lines()
                         .map(str::trim)
                         .find(|l| !l.is_empty())
-                        .map(|l| format!(": {l}"))
+                        .map(|l| format!(": {}", redact_tokens(l)))
                         .unwrap_or_default();
                     format!(
-                        "the credential plugin {} failed ({}){said}",
-                        plugin_name(id),
+                        "the credential plugin{plugin} failed ({}){said}",
                         out.status
                     )
                 }
                 K::AuthExecStart(io) => {
-                    format!(
-                        "the credential plugin {} could not be started: {io}",
-                        plugin_name(id)
-                    )
+                    format!("the credential plugin{plugin} could not be started: {io}")
                 }
                 K::AuthExecParse(_) | K::ExecPluginFailed => format!(
-                    "the credential plugin {} did not print an ExecCredential with a status (client.authentication.k8s.io/v1)",
-                    plugin_name(id)
+                    "the credential plugin{plugin} did not print an ExecCredential with a status (client.authentication.k8s.io/v1)"
                 ),
                 K::ReadTokenFile(io, path) => {
                     format!("cannot read the token file {}: {io}", path.display())
@@ -241,7 +269,18 @@ fn plugin_failure(e: &kube::Error, id: &Identity) -> Option<String> {
                 K::MalformedTokenExpirationDate(_) => {
                     "the credential plugin's expirationTimestamp is not a valid time".to_string()
                 }
-                other => format!("the credentials cannot be used: {other}"),
+                K::AuthExec(_) => format!(
+                    "the credential plugin{plugin} failed (its output is not shown: it may hold the credential)"
+                ),
+                K::UnrefreshableTokenResponse => {
+                    "the credential plugin gave a credential that cannot be refreshed".to_string()
+                }
+                // Other credential failures (basic auth, OAuth, OIDC) carry no plugin output,
+                // but may carry what the provider said: blanked out like any message.
+                other => format!(
+                    "the credentials cannot be used: {}",
+                    redact_tokens(&other.to_string())
+                ),
             });
         }
         source = err.source();
@@ -284,5 +323,50 @@ mod tests {
             redact_tokens("/home/user/.kube/plugins/get-token failed: login required"),
             "/home/user/.kube/plugins/get-token failed: login required"
         );
+    }
+
+    /// Base64 holds `/` and `+`: a token or key with them is blanked out whole, while paths,
+    /// URLs and API paths (which have `/` too) stay.
+    #[test]
+    fn tokens_with_slashes_never_show() {
+        let b64 = "k8sT0ken/AbCdEf0123+456789/xYz0123456789AbCdEf==";
+        assert_eq!(
+            redact_tokens(&format!("credential {b64} refused")),
+            "credential [redacted] refused"
+        );
+        let key_line = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun";
+        assert_eq!(redact_tokens(key_line), "[redacted]");
+        for kept in [
+            "/apis/apps/v1/namespaces/kst-secrets-0123456789abcdef/statefulsets/db",
+            "/tmp/.tmpAbC123/kst-secrets-1a2b3c4d5e6f7a8b9c0d/planted.kubeconfig",
+            "https://127.0.0.1:6443/api/v1/namespaces/default/persistentvolumeclaims/data-db-0",
+            "registry.example.com/team/postgres@sha256:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(redact_tokens(kept), kept);
+        }
+    }
+
+    /// A credential plugin that fails mid-run: kube's message holds its standard output (the
+    /// credential) and its command; the message made of it holds neither.
+    #[test]
+    fn a_failing_plugin_is_described_without_its_output() {
+        use std::os::unix::process::ExitStatusExt;
+        let err = kube::client::AuthError::AuthExecRun {
+            cmd: "\"/usr/bin/sso\" \"--secret-arg\"".into(),
+            out: Box::new(std::process::Output {
+                status: std::process::ExitStatus::from_raw(3 << 8),
+                stdout: br#"{"status":{"token":"plugin-printed-credential-42"}}"#.to_vec(),
+                stderr: b"\nerror: login required, code AbCdEf0123456789AbCdEf0123456789AbCdEf01\n"
+                    .to_vec(),
+            }),
+        };
+        assert!(err.to_string().contains("plugin-printed-credential-42"));
+        let wrapped = kube::Error::Auth(err);
+        let text = credential_failure(&wrapped, Some("\"sso\"")).unwrap();
+        assert_eq!(
+            text,
+            "the credential plugin \"sso\" failed (exit status: 3): error: login required, code [redacted]"
+        );
+        assert!(credential_failure(&kube::Error::LinesCodecMaxLineLengthExceeded, None).is_none());
     }
 }

@@ -14,7 +14,8 @@
 //! Each kind lives in one module of [`kinds`] behind the `KindRules` trait (API resource,
 //! immutable fields, normalisation, wait rule, diagnosis). Every API request goes through the
 //! [`gateway`] (timeouts, retries, deadlines; a fake for unit tests), except the one credential
-//! check [`auth`] makes right after connecting.
+//! check [`auth`] makes right after connecting. Files written for the user (saved plans,
+//! imported specs) go through [`files`]: atomic, owner-only, never through a symbolic link.
 
 pub mod apply;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod desired;
+pub mod files;
 pub mod gateway;
 pub mod import;
 pub mod inventory;

@@ -313,6 +313,10 @@ async fn plan_command(
     deadline: std::time::Duration,
     style: Style,
 ) -> miette::Result<i32> {
+    // A link at --out is refused before anything is planned or printed.
+    if let Some(file) = &p.out {
+        crate::files::check_target("--out", file)?;
+    }
     let planned = async {
         let (cluster, spec, namespace) = prepare(args, &p.file).await?;
         let options = PlanOptions {
@@ -420,27 +424,11 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
     Vec::new()
 }
 
-/// Saves the plan for `apply PLANFILE`, unmasked (apply sends what it holds), readable only by
-/// the user.
+/// Saves the plan for `apply PLANFILE`, unmasked (apply sends what it holds): atomically,
+/// readable only by the user, never through a symbolic link (see [`crate::files`]).
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let text = render::plan_file(plan);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        f.write_all(text.as_bytes())
-    };
-    write().map_err(|e| {
-        miette::miette!(
-            "cannot write the plan to {}: {}",
-            path.display(),
-            spec::io_text(&e)
-        )
-    })
+    crate::files::write_private("--out", path, text.as_bytes()).map_err(miette::Report::new)
 }
 
 fn load_plan(path: &std::path::Path) -> miette::Result<Plan> {

@@ -462,7 +462,7 @@ fn watch_failure(e: watcher::Error) -> ApiFailure {
             message: status.message.clone(),
             ..Default::default()
         },
-        other => ApiFailure::transport(other.to_string(), false),
+        other => ApiFailure::transport(crate::auth::redact_tokens(&other.to_string()), false),
     }
 }
 
@@ -494,6 +494,13 @@ pub fn failure(e: kube::Error) -> ApiFailure {
                 .unwrap_or_default(),
             may_have_landed: false,
         },
+        // A credential plugin that fails while the rollout runs (kube runs it again when its
+        // credential expires): kube's message holds the plugin's standard output, which is
+        // the credential. Described without it, and no other message shows a token either.
+        other if crate::auth::credential_failure(&other, None).is_some() => ApiFailure::transport(
+            crate::auth::credential_failure(&other, None).unwrap_or_default(),
+            false,
+        ),
         other => {
             let mut message = other.to_string();
             let mut source = std::error::Error::source(&other);
@@ -505,7 +512,7 @@ pub fn failure(e: kube::Error) -> ApiFailure {
                 }
                 source = s.source();
             }
-            ApiFailure::transport(message, false)
+            ApiFailure::transport(crate::auth::redact_tokens(&message), false)
         }
     }
 }

@@ -128,7 +128,9 @@ impl<G: Gateway> Retrying<G> {
     fn report(&self, text: String) {
         let reporter = self.reporter.lock().expect("reporter lock").clone();
         if let Some(r) = reporter {
-            r(text);
+            // Failures are described without credentials already; blank out anything that
+            // still looks like a token all the same.
+            r(crate::auth::redact_tokens(&text));
         }
     }
 

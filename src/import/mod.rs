@@ -11,12 +11,16 @@
 //! 4. [`write`] renders the TOML; it is loaded (validated) again, and planned against the
 //!    cluster: the plan must show nothing but adoptions of this stack's labels.
 //!
+//! Secret-looking plain env values are never written: [`secrets`] writes a placeholder that
+//! the spec loader refuses, and import says on standard error how to supply each value.
+//!
 //! Every object gets `adopt = true` (unless it is this stack's already), so that apply takes it
 //! over: it adds the stack's labels and changes nothing else (pods keep their labels and
 //! workloads their selector; see [`crate::desired::REPLACING_PATCH_PATHS`]).
 
 pub mod extract;
 pub mod residue;
+pub mod secrets;
 pub mod select;
 pub mod write;
 
@@ -56,6 +60,8 @@ pub struct Imported {
     pub left_out: Vec<select::LeftOut>,
     /// Problems the self-check found: differences a plan of the text would show.
     pub check: Vec<String>,
+    /// Secret-looking plain env values written as [`spec::NOT_IMPORTED`].
+    pub placeholders: Vec<secrets::Placeholder>,
 }
 
 /// Runs the command: imports and writes the spec; the summary goes to standard error.
@@ -64,6 +70,10 @@ pub async fn command(
     namespace: &str,
     options: &ImportOptions,
 ) -> miette::Result<i32> {
+    if let Some(out) = &options.output {
+        // A link is refused even with --force: the spec may hold what it points at.
+        crate::files::check_target("-o", out)?;
+    }
     if let Some(out) = &options.output
         && out.exists()
         && !options.force
@@ -75,9 +85,11 @@ pub async fn command(
         ));
     }
     let imported = import(cluster, namespace, options).await?;
+    for warning in secrets::warnings(&imported.placeholders, namespace) {
+        eprintln!("{warning}");
+    }
     match &options.output {
-        Some(path) => std::fs::write(path, &imported.text)
-            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?,
+        Some(path) => crate::files::write_private("-o", path, imported.text.as_bytes())?,
         None => print!("{}", imported.text),
     }
     let stack = options.name.as_deref().unwrap_or(namespace);
@@ -255,14 +267,27 @@ pub async fn import(
         }
     }
     let header = header(&stack, namespace, &gw.server(), &left_out, &header_notes);
+    // The spec as live holds it is what import checks; the one written has no secret-looking
+    // value (see [`secrets`]).
+    let complete = write::spec_text(&stack, namespace, &entries, &header);
+    let mut placeholders = Vec::new();
+    for e in &mut entries {
+        let replaced = secrets::mask_entry(e);
+        e.notes.extend(secrets::note(&replaced));
+        placeholders.extend(replaced);
+    }
     let text = write::spec_text(&stack, namespace, &entries, &header);
-    let spec = spec::load("imported spec", &text, &stack).map_err(|e| {
+    let spec = spec::load("imported spec", &complete, &stack).map_err(|e| {
         miette::miette!(
             "the imported spec does not validate (a bug in import): {}\n{text}",
-            e.lines().join("; ")
+            secrets::scrub(&e.lines().join("; "), &placeholders)
         )
     })?;
-    let check = check(cluster, &spec, namespace).await;
+    let check = check(cluster, &spec, namespace)
+        .await
+        .iter()
+        .map(|line| secrets::scrub(line, &placeholders))
+        .collect();
     Ok(Imported {
         text,
         objects: entries
@@ -271,6 +296,7 @@ pub async fn import(
             .collect(),
         left_out,
         check,
+        placeholders,
     })
 }
 

@@ -1,7 +1,10 @@
 //! Sensitive values: environment values whose name looks like a secret (`*PASSWORD*`, `*TOKEN*`,
 //! `*SECRET*`, `*KEY*`) are replaced by `(sensitive value)` in every view of a plan, like
-//! terraform's sensitive values. The saved plan file keeps them, since apply sends them.
+//! terraform's sensitive values: every manifest a view prints is masked — each step's
+//! `manifest`, `before` and `after`, a resize's intermediate `retain_manifest`, and the manifest
+//! of every `apply-manifest` operation. The saved plan file keeps them, since apply sends them.
 
+use super::ops::{Op, Operation};
 use super::{Plan, Step};
 use crate::spec::looks_secret;
 use serde_json::Value;
@@ -12,22 +15,38 @@ pub const MASK: &str = "(sensitive value)";
 /// visible, the values are not.
 pub const MASK_CHANGED: &str = "(sensitive value, changed)";
 
-/// A copy of the plan with sensitive values masked in every manifest and diff side.
+/// A copy of the plan with sensitive values masked in every manifest and diff side, and in the
+/// manifests of its operations.
 pub fn masked(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     plan.steps.iter_mut().for_each(mask_step);
+    plan.operations.iter_mut().for_each(mask_operation);
     plan
 }
 
-/// Masks one step's manifest and diff sides in place.
+/// Masks one step's manifest, diff sides and recipe manifests in place.
 fn mask_step(step: &mut Step) {
     let before = step.before.clone();
     mask_changes(&mut step.manifest, before.as_ref());
     if let Some(after) = &mut step.after {
         mask_changes(after, before.as_ref());
     }
+    if let Some(retain) = step
+        .resize
+        .as_mut()
+        .and_then(|r| r.retain_manifest.as_mut())
+    {
+        mask_changes(retain, before.as_ref());
+    }
     if let Some(side) = &mut step.before {
         mask_object(side);
+    }
+}
+
+/// Masks the manifest an operation carries of its own (a recipe's `apply-manifest`).
+fn mask_operation(op: &mut Operation) {
+    if let Op::ApplyManifest { manifest, .. } = &mut op.op {
+        mask_object(manifest);
     }
 }
 
@@ -63,6 +82,29 @@ pub(super) fn serialize_steps<S: serde::Serializer>(
         let mut step = step.clone();
         mask_step(&mut step);
         seq.serialize_element(&step)?;
+    }
+    seq.end()
+}
+
+/// `Plan::operations` as serde writes them: as they are, or with the manifests of
+/// `apply-manifest` operations masked inside [`masking_views`] (only those are copied).
+pub(super) fn serialize_operations<S: serde::Serializer>(
+    operations: &[Operation],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    if !MASKING.with(std::cell::Cell::get) {
+        return serde::Serialize::serialize(operations, serializer);
+    }
+    let mut seq = serializer.serialize_seq(Some(operations.len()))?;
+    for op in operations {
+        if matches!(op.op, Op::ApplyManifest { .. }) {
+            let mut op = op.clone();
+            mask_operation(&mut op);
+            seq.serialize_element(&op)?;
+        } else {
+            seq.serialize_element(op)?;
+        }
     }
     seq.end()
 }
@@ -200,5 +242,86 @@ mod tests {
         let saved = crate::render::plan_file(&plan);
         assert!(saved.contains("old-secret") && saved.contains("new-secret"));
         assert!(!saved.contains(MASK));
+    }
+
+    /// A resize recipe carries manifests of its own (the StatefulSet with `whenDeleted:
+    /// Retain`, in the step's `resize` and in an `apply-manifest` operation): every view masks
+    /// them, and only the saved plan keeps the value.
+    #[test]
+    fn recipe_manifests_are_masked_in_every_view() {
+        let sts = |password: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "ns"},
+            "spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"},
+            "template": {"spec": {"containers": [{"name": "db", "env": [
+                {"name": "DB_PASSWORD", "value": password}, {"name": "MODE", "value": "x"}
+            ]}]}}}})
+        };
+        let mut step = crate::plan::ops::tests::step(
+            crate::kinds::Kind::StatefulSet,
+            "db",
+            crate::plan::Action::Resize,
+        );
+        step.before = Some(sts("kst-recipe-secret"));
+        step.after = Some(sts("kst-recipe-secret"));
+        step.manifest = sts("kst-recipe-secret");
+        step.resize = Some(crate::plan::ResizePlan {
+            claims: vec![crate::plan::ClaimResize {
+                name: "data-db-0".into(),
+                from: "1Gi".into(),
+                to: "2Gi".into(),
+            }],
+            retain_first: true,
+            retain_manifest: Some(sts("kst-recipe-secret")),
+            pods: Vec::new(),
+            restart_pods: false,
+        });
+        let plan = Plan::new("s".into(), "ns".into(), "https://x".into(), vec![step]);
+        assert!(
+            plan.operations
+                .iter()
+                .any(|o| matches!(&o.op, Op::ApplyManifest { manifest, .. }
+                if manifest.to_string().contains("kst-recipe-secret"))),
+            "the recipe writes the StatefulSet with its value"
+        );
+        let style = crate::render::Style { color: false };
+        for (view, text) in [
+            ("json", crate::render::json(&plan)),
+            ("human", crate::render::human(&plan, style)),
+            ("markdown", crate::render::markdown(&plan)),
+            ("dot", crate::render::dot(&plan)),
+            (
+                "masked copy",
+                serde_json::to_string(&masked(&plan)).unwrap(),
+            ),
+        ] {
+            assert!(!text.contains("kst-recipe-secret"), "{view}:\n{text}");
+        }
+        let view = crate::render::json(&plan);
+        let doc: Value = serde_json::from_str(&view).unwrap();
+        assert_eq!(
+            doc["steps"][0]["resize"]["retain_manifest"]["spec"]["template"]["spec"]["containers"]
+                [0]["env"][0]["value"],
+            MASK
+        );
+        let op = doc["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["op"] == "apply-manifest" && o["object"]["kind"] == "StatefulSet")
+            .expect("the retention change is an apply-manifest");
+        assert_eq!(
+            op["manifest"]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+            MASK
+        );
+        assert_eq!(
+            op["manifest"]["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"],
+            "x"
+        );
+        // The saved plan keeps the value apply sends; a printed one cannot be applied.
+        let saved = crate::render::plan_file(&plan);
+        assert!(saved.contains("kst-recipe-secret"));
+        assert!(crate::plan::saved::parse("saved.json", saved.as_bytes()).is_ok());
+        assert!(crate::plan::saved::parse("printed.json", view.as_bytes()).is_err());
     }
 }

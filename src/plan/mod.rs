@@ -301,8 +301,9 @@ pub struct Plan {
     /// Located spec warnings (they never change the exit code).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<crate::spec::IssueEntry>,
-    /// The operations apply runs, with their dependencies (see [`ops`]).
-    #[serde(default)]
+    /// The operations apply runs, with their dependencies (see [`ops`]). Serialized with the
+    /// manifests of `apply-manifest` operations masked inside [`mask::masking_views`].
+    #[serde(default, serialize_with = "mask::serialize_operations")]
     pub operations: Vec<ops::Operation>,
 }
 

@@ -15,8 +15,8 @@ pub use source::SpecSource;
 
 pub use model::*;
 pub use validate::{
-    ClusterNames, ClusterVolume, check_label, check_label_key, check_label_value, check_references,
-    check_subdomain, looks_secret, warnings,
+    ClusterNames, ClusterVolume, NOT_IMPORTED, check_label, check_label_key, check_label_value,
+    check_references, check_subdomain, looks_secret, warnings,
 };
 
 use miette::{Diagnostic, SourceSpan};

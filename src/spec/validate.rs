@@ -359,6 +359,15 @@ impl Validator {
             ));
         }
         for (name, value) in &w.env {
+            if let super::EnvValue::Plain(text) = value.get_ref()
+                && text == NOT_IMPORTED
+            {
+                v.push(not_imported(
+                    format!("{key}.env.{name}"),
+                    Some(value.span()),
+                    name,
+                ));
+            }
             if let super::EnvValue::Ref(r) = value.get_ref()
                 && r.secret.is_some() == r.config_map.is_some()
             {
@@ -599,6 +608,34 @@ pub(crate) fn workloads(spec: &Spec) -> [(&'static str, &Vec<Spanned<super::Work
         ("deployment", &spec.deployments),
         ("daemonset", &spec.daemonsets),
     ]
+}
+
+/// What `import` writes instead of a secret-looking env value: refused wherever it appears
+/// (an `env` key, a value in a `patch`), so that it can never be applied in the value's place.
+pub const NOT_IMPORTED: &str = "(sensitive value, not imported)";
+
+/// The refusal of [`NOT_IMPORTED`] at `key`.
+fn not_imported(key: String, span: Option<Range<usize>>, variable: &str) -> SpecIssue {
+    SpecIssue::new(
+        key,
+        span,
+        format!("{variable} holds the placeholder import writes for a value that looks secret, not a value"),
+    )
+    .label("not imported")
+    .help(format!(
+        "replace it by the value (plans mask it), or by a reference to a Secret holding it: {variable} = {{ secret = \"NAME\", key = \"KEY\" }}"
+    ))
+}
+
+/// The refusal of [`NOT_IMPORTED`] in a patch at `key`.
+fn not_imported_in_patch(key: String) -> SpecIssue {
+    SpecIssue::new(
+        key,
+        None,
+        "this value holds the placeholder import writes for a value that looks secret, not a value",
+    )
+    .label("not imported")
+    .help("replace it by the value (plans mask it), or replace the entry's value by a reference to a Secret holding it: valueFrom = { secretKeyRef = { name = \"NAME\", key = \"KEY\" } }")
 }
 
 /// Names that look like they hold a secret.
@@ -996,6 +1033,17 @@ impl Validator {
                 "patch.metadata must be a table: anything else would remove the object's name and labels",
             )),
         }
+        let mut placeholders = Vec::new();
+        strings_equal_to(
+            &toml::Value::Table(patch.clone()),
+            &at(""),
+            NOT_IMPORTED,
+            &mut placeholders,
+        );
+        for path in placeholders {
+            let path = path.trim_end_matches('.').to_string();
+            self.push(not_imported_in_patch(path));
+        }
         let mut bad = Vec::new();
         non_json_floats(&toml::Value::Table(patch.clone()), &at(""), &mut bad);
         for path in bad {
@@ -1134,6 +1182,27 @@ fn non_json_floats(value: &toml::Value, path: &str, out: &mut Vec<String>) {
         toml::Value::Array(a) => {
             for (i, v) in a.iter().enumerate() {
                 non_json_floats(v, &format!("{}[{i}]", path.trim_end_matches('.')), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The paths of the strings equal to `needle` in a TOML value.
+fn strings_equal_to(value: &toml::Value, path: &str, needle: &str, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) if s == needle => out.push(path.to_string()),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let sep = if path.ends_with('.') { "" } else { "." };
+                let sub = format!("{path}{sep}{}", super::locate::quote_key(k));
+                strings_equal_to(v, &sub, needle, out);
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                let sub = format!("{}[{i}]", path.trim_end_matches('.'));
+                strings_equal_to(v, &sub, needle, out);
             }
         }
         _ => {}

@@ -38,7 +38,7 @@ fn admin() -> Admin {
 }
 
 /// A kubeconfig whose context `context` uses the user stanza `user` (YAML, indented by 4).
-fn kubeconfig(ctx: &TestCtx, context: &str, user: &str) -> PathBuf {
+pub(crate) fn kubeconfig(ctx: &TestCtx, context: &str, user: &str) -> PathBuf {
     let a = admin();
     let ca = ctx.dir.path().join("ca.crt");
     std::fs::write(&ca, &a.ca).unwrap();
@@ -57,7 +57,7 @@ fn kubeconfig(ctx: &TestCtx, context: &str, user: &str) -> PathBuf {
 }
 
 /// A service account of the test's namespace allowed everything, and a token for it.
-fn service_account_token(ctx: &TestCtx, name: &str) -> String {
+pub(crate) fn service_account_token(ctx: &TestCtx, name: &str) -> String {
     kubectl(&["-n", &ctx.ns, "create", "serviceaccount", name]);
     kubectl(&[
         "create",
@@ -94,7 +94,7 @@ fn exec_plugin(ctx: &TestCtx, token_file: &Path) -> PathBuf {
     script
 }
 
-fn exec_user(script: &Path) -> String {
+pub(crate) fn exec_user(script: &Path) -> String {
     format!(
         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
         script.display()
