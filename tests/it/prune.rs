@@ -1,7 +1,7 @@
 //! Removing things without losing data: prune, destroy and the stack's inventory, on the real
 //! control plane.
 
-use crate::support::{TestCtx, assert_contains, client};
+use crate::support::{TestCtx, assert_contains, client, try_volume_data, write_marker};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -57,6 +57,8 @@ async fn objects_that_left_the_spec_go_only_with_prune_and_data_only_with_prune_
             .volume_name
             .unwrap()
     };
+    let keep = write_marker(&ctx.ns, "keep", "prune keep").await;
+    let scratch = write_marker(&ctx.ns, "scratch", "prune scratch").await;
     ctx.spec("p", SMALL);
 
     // Without --prune: listed, kept.
@@ -80,6 +82,11 @@ async fn objects_that_left_the_spec_go_only_with_prune_and_data_only_with_prune_
         .expect_code(0);
     assert!(!exists::<Deployment>(Some(&ctx.ns), "web").await);
     assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "scratch").await);
+    assert_eq!(
+        scratch.read_marker().as_deref(),
+        Some("prune scratch"),
+        "--prune without --prune-data keeps the data"
+    );
 
     // --prune-data: the claim goes, and its Delete-policy volume with it, as the plan says.
     let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
@@ -110,6 +117,9 @@ async fn objects_that_left_the_spec_go_only_with_prune_and_data_only_with_prune_
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "keep").await);
+    // The data oracle: consented with --prune-data, scratch's data is gone; keep's stays.
+    scratch.wait_gone(std::time::Duration::from_secs(60)).await;
+    assert_eq!(keep.read_marker().as_deref(), Some("prune keep"));
     ctx.run(&[
         "plan",
         "-f",
@@ -284,6 +294,26 @@ async fn destroy_round_trip(example: &str) {
     };
     let before = claims(ctx.ns.clone()).await;
     assert!(before > 0);
+    // The data oracle, on the claims whose volumes a provisioner made (static volumes keep their
+    // data outside the test bed's directories, an NFS volume has none here).
+    let mut data = Vec::new();
+    {
+        let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, &ctx.ns);
+        for pvc in api.list(&Default::default()).await.unwrap().items {
+            let name = pvc.metadata.name.unwrap();
+            let Some(d) = try_volume_data(&ctx.ns, &name).await else {
+                continue;
+            };
+            if d.provisioned {
+                d.write_marker(&name);
+                data.push((name, d));
+            }
+        }
+    }
+    assert!(
+        !data.is_empty() || example == "local-pv",
+        "{example}: no claim with a provisioned volume to check"
+    );
 
     let plan = ctx.run(&["destroy", "-f", spec, "--detailed-exitcode"]);
     plan.expect_code(2);
@@ -295,6 +325,13 @@ async fn destroy_round_trip(example: &str) {
         before,
         "claims are kept by default"
     );
+    for (claim, d) in &data {
+        assert_eq!(
+            d.read_marker().as_deref(),
+            Some(claim.as_str()),
+            "destroy without --delete-data keeps {claim}'s data"
+        );
+    }
     assert_eq!(
         ctx.count::<k8s_openapi::api::apps::v1::StatefulSet>().await,
         0
@@ -317,6 +354,9 @@ async fn destroy_round_trip(example: &str) {
         0,
         "--delete-data leaves no claim"
     );
+    for (_, d) in &data {
+        d.wait_gone(std::time::Duration::from_secs(60)).await;
+    }
     assert_eq!(
         ctx.count::<ConfigMap>().await,
         1,

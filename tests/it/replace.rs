@@ -2,7 +2,7 @@
 //! change, and the plan names the immutable field (volumeClaimTemplates and claim growth have
 //! their own tests in rollout.rs).
 
-use crate::support::{TestCtx, step_of};
+use crate::support::{TestCtx, read_marker, step_of, write_marker};
 use serde_json::Value;
 
 const BASE: &str = r#"
@@ -46,6 +46,8 @@ async fn each_immutable_field_is_a_replace_naming_it() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    // The data oracle: planning replaces touches no data.
+    write_marker(&ctx.ns, "data", "replacefields data").await;
 
     let edit = |from: &str, to: &str| {
         assert!(BASE.contains(from), "{from}");
@@ -154,4 +156,9 @@ async fn each_immutable_field_is_a_replace_naming_it() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        read_marker(&ctx.ns, "data").await.as_deref(),
+        Some("replacefields data"),
+        "plans keep the claim's data"
+    );
 }

@@ -3,7 +3,7 @@
 //! without restarting pods (a scaled-down ordinal's claim included), refusals, and replacing
 //! with consent.
 
-use crate::support::{TestCtx, assert_contains, client};
+use crate::support::{TestCtx, assert_contains, client, read_marker, volume_data, write_marker};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use std::collections::BTreeMap;
 
@@ -46,6 +46,12 @@ async fn growing_claim_templates_expands_every_claim_and_keeps_the_pods() {
         .expect_code(0);
     let before = pod_uids(&ctx).await;
     assert_eq!(before.len(), 2);
+    // The data oracle: each claim's volume holds a marker that must survive the resize.
+    let mut volumes = Vec::new();
+    for n in 0..3 {
+        let claim = format!("data-db-{n}");
+        volumes.push(write_marker(&ctx.ns, &claim, &format!("tplresize {claim}")).await);
+    }
 
     ctx.spec("r", &sts(2, "2Gi", "fast"));
     let plan = ctx.run(&["plan", "-f", spec, "--detailed-exitcode"]);
@@ -102,6 +108,20 @@ async fn growing_claim_templates_expands_every_claim_and_keeps_the_pods() {
         .unwrap();
     assert_eq!(request["storage"].0, "2Gi");
     assert_eq!(pod_uids(&ctx).await, before, "no pod was re-created");
+    // Every claim keeps its volume and the volume its data.
+    for (n, data) in volumes.iter().enumerate() {
+        let claim = format!("data-db-{n}");
+        assert_eq!(
+            volume_data(&ctx.ns, &claim).await.volume,
+            data.volume,
+            "{claim}"
+        );
+        assert_eq!(
+            read_marker(&ctx.ns, &claim).await.as_deref(),
+            Some(format!("tplresize {claim}").as_str()),
+            "{claim}'s data survives the resize"
+        );
+    }
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }
@@ -295,6 +315,11 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    let mut volumes = Vec::new();
+    for n in 0..3 {
+        let claim = format!("data-db-{n}");
+        volumes.push(write_marker(&ctx.ns, &claim, &claim).await);
+    }
     ctx.spec("s", &text.replace("N", "1"));
     let plan = ctx.run(&["plan", "-f", spec]);
     assert_contains(
@@ -312,6 +337,13 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
         3,
         "refused: nothing deleted"
     );
+    for (n, data) in volumes.iter().enumerate() {
+        assert_eq!(
+            data.read_marker(),
+            Some(format!("data-db-{n}")),
+            "refused: data-db-{n}'s data kept"
+        );
+    }
     ctx.run(&[
         "apply",
         "-f",
@@ -330,6 +362,15 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // Consented with --delete-data: the scaled-away ordinals' data goes (reclaim Delete), the
+    // remaining ordinal's stays.
+    for data in &volumes[1..] {
+        data.wait_gone(std::time::Duration::from_secs(60)).await;
+    }
+    assert_eq!(
+        read_marker(&ctx.ns, "data-db-0").await.as_deref(),
+        Some("data-db-0")
+    );
 }
 
 /// A class of the simulated driver whose expansions take a while, so that apply can be killed
@@ -399,6 +440,10 @@ async fn resize_killed_then_resumed(test: &str, stop: &dyn Fn(&serde_json::Value
         .expect_code(0);
     let before = pod_uids(&ctx).await;
     assert_eq!(before.len(), 3);
+    for n in 0..3 {
+        let claim = format!("data-db-{n}");
+        write_marker(&ctx.ns, &claim, &format!("{test} {claim}")).await;
+    }
     ctx.spec("k", &format!("{SLOW_CLASS}{}", sts(3, "2Gi", "slow")));
     let seen = apply_killed_at(&ctx, spec, stop);
     let last = seen.last().unwrap();
@@ -428,10 +473,12 @@ async fn resize_killed_then_resumed(test: &str, stop: &dyn Fn(&serde_json::Value
     again.expect_code(0);
     assert_eq!(pod_uids(&ctx).await, before, "no pod was re-created");
     for n in 0..3 {
+        let claim = format!("data-db-{n}");
+        assert_eq!(capacity(&ctx, &claim).await, "2Gi", "{claim}");
         assert_eq!(
-            capacity(&ctx, &format!("data-db-{n}")).await,
-            "2Gi",
-            "data-db-{n}"
+            read_marker(&ctx.ns, &claim).await,
+            Some(format!("{test} {claim}")),
+            "{claim}'s data survives the killed and resumed resize"
         );
     }
     let sts = sts_api.get("db").await.unwrap();

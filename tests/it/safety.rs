@@ -4,8 +4,11 @@
 //! each snapshot the claims first and wait for `readyToUse` before deleting anything; the
 //! snapshots stay afterwards. A claim of a driver without a VolumeSnapshotClass is named.
 
-use crate::support::{TestCtx, assert_contains, client, json_lines};
+use crate::support::{
+    TestCtx, assert_contains, client, json_lines, read_marker, snapshot_marker, write_marker,
+};
 use serde_json::Value;
+use std::time::Duration;
 
 async fn snapshot_api(ns: &str) -> kube::Api<kube::api::DynamicObject> {
     let ar = kube::api::ApiResource::from_gvk_with_plural(
@@ -77,6 +80,7 @@ async fn an_allowed_claim_replace_snapshots_the_claim_first() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    let old = write_marker(&ctx.ns, "data", "safereplace data").await;
     ctx.spec("s", &claim("data", "fast-immediate", "ReadWriteMany", true));
     let plan = ctx.run(&["plan", "-f", spec]);
     assert_contains(
@@ -128,6 +132,33 @@ async fn an_allowed_claim_replace_snapshots_the_claim_first() {
     assert_contains(&listing.stdout, planned);
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
+
+    // The data oracle: the replaced claim has a new, empty volume; the snapshot holds the old
+    // data, and a claim restored from it brings the data back.
+    assert_ne!(
+        crate::support::volume_data(&ctx.ns, "data").await.volume,
+        old.volume
+    );
+    assert_eq!(read_marker(&ctx.ns, "data").await, None, "a new volume");
+    assert_eq!(
+        snapshot_marker(&ctx.ns, planned).await.as_deref(),
+        Some("safereplace data"),
+        "the snapshot holds the replaced claim's data"
+    );
+    ctx.spec(
+        "s",
+        &format!(
+            "{}[[claim]]\nname = \"restored\"\nsize = \"1Gi\"\nclass = \"fast-immediate\"\nfrom_snapshot = \"{planned}\"\n",
+            claim("data", "fast-immediate", "ReadWriteMany", true)
+        ),
+    );
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    assert_eq!(
+        read_marker(&ctx.ns, "restored").await.as_deref(),
+        Some("safereplace data"),
+        "the restore brings the data back"
+    );
 }
 
 #[tokio::test]
@@ -143,6 +174,9 @@ async fn prune_data_and_destroy_snapshot_claims_first_and_keep_the_snapshots() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    let keep = write_marker(&ctx.ns, "keep", "safeprune keep").await;
+    let gone = write_marker(&ctx.ns, "gone", "safeprune gone").await;
+    let plain_data = write_marker(&ctx.ns, "plain", "safeprune plain").await;
     ctx.spec(
         "p",
         &claim("keep", "fast-immediate", "ReadWriteOnce", false),
@@ -187,6 +221,18 @@ async fn prune_data_and_destroy_snapshot_claims_first_and_keep_the_snapshots() {
         snapshot_wait(&events, "gone-before-prune-")
     );
     assert!(!claim_exists(&ctx, "gone").await);
+    // The data oracle: consented with --prune-data, the pruned claims' data goes (reclaim
+    // Delete; the host-path one too); the snapshot holds `gone`'s, and `keep`'s stays.
+    gone.wait_gone(Duration::from_secs(60)).await;
+    plain_data.wait_gone(Duration::from_secs(60)).await;
+    let gone_snap = named(&snapshots(&ctx).await, "gone-before-prune-")
+        .and_then(|s| s["metadata"]["name"].as_str().map(str::to_string))
+        .expect("gone's snapshot");
+    assert_eq!(
+        snapshot_marker(&ctx.ns, &gone_snap).await.as_deref(),
+        Some("safeprune gone")
+    );
+    assert_eq!(keep.read_marker().as_deref(), Some("safeprune keep"));
 
     let destroy = ctx.run(&[
         "destroy",
@@ -206,6 +252,7 @@ async fn prune_data_and_destroy_snapshot_claims_first_and_keep_the_snapshots() {
             < position(&events, "deleted", "PersistentVolumeClaim", "keep")
     );
     assert!(!claim_exists(&ctx, "keep").await);
+    keep.wait_gone(Duration::from_secs(60)).await;
     // The safety net stays: neither the prune nor the destroy deleted a snapshot.
     let list = snapshots(&ctx).await;
     for prefix in ["gone-before-prune-", "keep-before-destroy-"] {
@@ -213,6 +260,20 @@ async fn prune_data_and_destroy_snapshot_claims_first_and_keep_the_snapshots() {
         assert_eq!(s["status"]["readyToUse"], true);
     }
     assert_eq!(list.len(), 2, "{list:#?}");
+    // ... and each still holds its claim's data.
+    for (prefix, text) in [
+        ("gone-before-prune-", "safeprune gone"),
+        ("keep-before-destroy-", "safeprune keep"),
+    ] {
+        let name = named(&list, prefix).unwrap()["metadata"]["name"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            snapshot_marker(&ctx.ns, name).await.as_deref(),
+            Some(text),
+            "{name}"
+        );
+    }
 }
 
 fn two_statefulsets(db: u32, cache: u32) -> String {
@@ -235,6 +296,12 @@ async fn a_scale_down_that_deletes_claims_is_snapshotted_with_snapshot_before() 
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "3m"])
         .expect_code(0);
+    let mut db = Vec::new();
+    for n in 0..3 {
+        let claim = format!("data-db-{n}");
+        db.push(write_marker(&ctx.ns, &claim, &claim).await);
+    }
+    let cache1 = write_marker(&ctx.ns, "data-cache-1", "data-cache-1").await;
 
     // A driver without a VolumeSnapshotClass: --snapshot-before refuses, naming it, and
     // writes nothing.
@@ -249,6 +316,7 @@ async fn a_scale_down_that_deletes_claims_is_snapshotted_with_snapshot_before() 
         kube::Api::namespaced(client().await, &ctx.ns);
     let cache = api.get("cache").await.unwrap();
     assert_eq!(cache.spec.unwrap().replicas, Some(2), "nothing written");
+    assert_eq!(cache1.read_marker().as_deref(), Some("data-cache-1"));
 
     ctx.spec("d", &two_statefulsets(1, 2));
     // Without a flag: refused as before, now naming --snapshot-before.
@@ -295,10 +363,23 @@ async fn a_scale_down_that_deletes_claims_is_snapshotted_with_snapshot_before() 
     )
     .await;
     let list = snapshots(&ctx).await;
-    for n in 1..3 {
+    for (n, data) in db.iter().enumerate().skip(1) {
         let s = named(&list, &format!("data-db-{n}-before-scale-down-")).unwrap();
         assert_eq!(s["status"]["readyToUse"], true);
+        // The data oracle: the scaled-away claim's data is gone, its snapshot holds it.
+        data.wait_gone(Duration::from_secs(60)).await;
+        let name = s["metadata"]["name"].as_str().unwrap();
+        assert_eq!(
+            snapshot_marker(&ctx.ns, name).await,
+            Some(format!("data-db-{n}")),
+            "{name}"
+        );
     }
+    assert_eq!(db[0].read_marker().as_deref(), Some("data-db-0"));
+    assert_eq!(
+        read_marker(&ctx.ns, "data-cache-1").await.as_deref(),
+        Some("data-cache-1")
+    );
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }

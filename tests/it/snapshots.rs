@@ -1,7 +1,9 @@
 //! Snapshots and restores with the simulated CSI driver: `[[snapshot]]` in the spec, claims
 //! restored from one, and on-demand snapshots of a StatefulSet's template claims.
 
-use crate::support::{TestCtx, assert_contains, client, json_lines};
+use crate::support::{
+    TestCtx, assert_contains, client, json_lines, read_marker, snapshot_marker, write_marker,
+};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
 
@@ -60,6 +62,15 @@ async fn a_snapshot_of_a_first_consumer_claim_and_a_claim_restored_from_it_bind_
         copy.spec.unwrap().data_source_ref.unwrap().name,
         "orders-before-migration"
     );
+    // The data oracle: the snapshot has its copy and the restored claim its own volume (both
+    // empty: one apply takes the snapshot right after the claim binds, before anything writes).
+    let snap = crate::support::snapshot_dir(&ctx.ns, "orders-before-migration")
+        .await
+        .expect("the snapshot's copy");
+    assert!(snap.is_dir(), "{}", snap.display());
+    let restored = crate::support::volume_data(&ctx.ns, "orders-copy").await;
+    assert!(restored.exists(), "{}", restored.dir.display());
+    assert_eq!(restored.read_marker(), None);
 }
 
 #[tokio::test]
@@ -118,6 +129,10 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
         .expect_code(0);
+    for n in 0..2 {
+        let claim = format!("data-db-{n}");
+        write_marker(&ctx.ns, &claim, &format!("ondemand {claim}")).await;
+    }
     let take = ctx.run(&["snapshot", "-f", spec, "--timeout", "1m"]);
     take.expect_code(0);
     assert_contains(&take.stdout, "of pvc/data-db-0: ready to use, 1Gi");
@@ -159,6 +174,12 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
         // YYYYMMDDTHHMMSSZ, the same moment as the name's.
         let at = &labels["kubectl-stateful/taken-at"];
         assert_eq!(at, &format!("{day}T{time}Z"), "{labels:?}");
+        // The data oracle: the snapshot holds its claim's data as it was when taken.
+        assert_eq!(
+            snapshot_marker(&ctx.ns, name).await,
+            Some(format!("ondemand {claim}")),
+            "{name}"
+        );
     }
     let one = ctx.run(&["snapshot", "-f", spec, "--claim", "data-db-1"]);
     one.expect_code(0);
@@ -166,6 +187,34 @@ async fn on_demand_snapshots_cover_a_statefulsets_template_claims() {
     let wrong = ctx.run(&["snapshot", "-f", spec, "--claim", "other"]);
     wrong.expect_code(1);
     assert_contains(&wrong.stderr, "pvc/other is not a claim of stack o");
+
+    // Data written after the snapshot does not reach it; a claim restored from it gets the data
+    // as it was when taken.
+    write_marker(&ctx.ns, "data-db-0", "changed later").await;
+    let db0 = taken
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .find(|n| n.starts_with("data-db-0-"))
+        .unwrap();
+    let restore = format!(
+        "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 2\n[[statefulset.volume_claim]]\nname = \"data\"\nsize = \"1Gi\"\nclass = \"fast\"\nmount = \"/data\"\n\n[[claim]]\nname = \"db-copy\"\nsize = \"1Gi\"\nclass = \"fast-immediate\"\nfrom_snapshot = \"{db0}\"\n"
+    );
+    ctx.spec("o", &restore);
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    assert_eq!(
+        read_marker(&ctx.ns, "db-copy").await.as_deref(),
+        Some("ondemand data-db-0"),
+        "the restore brings back the data as it was when {db0} was taken"
+    );
+    assert_eq!(
+        snapshot_marker(&ctx.ns, &db0).await.as_deref(),
+        Some("ondemand data-db-0")
+    );
+    assert_eq!(
+        read_marker(&ctx.ns, "data-db-0").await.as_deref(),
+        Some("changed later")
+    );
 }
 
 /// Where the event `event` of the object `name` is in an apply's JSON events.

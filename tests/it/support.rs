@@ -612,3 +612,232 @@ pub fn kubectl(ns: Option<&str>, args: &[&str], stdin: Option<&str>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The data oracle: where a volume's data lives in the test bed, so that tests can tell whether
+// data survived an operation. Nothing mounts these directories (no container ever runs); the
+// tests write and read them directly, standing in for the workload.
+//
+// * csi.stateful.test volumes: the simulated driver keeps each volume's content in
+//   `<cluster dir>/csi-data/volumes/<volumeHandle>/` from CreateVolume (empty, or a copy of the
+//   snapshot it is restored from) to DeleteVolume (reclaim Delete), and each snapshot's copy in
+//   `<cluster dir>/csi-data/snapshots/<snapshotHandle>/` from CreateSnapshot to DeleteSnapshot
+//   (tests/cluster/README.md). The cluster dir is the kubeconfig's directory.
+// * hostPath volumes: the directory `spec.hostPath.path`. The controller-manager's host-path
+//   provisioner (class `standard`) creates `/tmp/hostpath_pv/<uuid>` and its deleter removes it
+//   (reclaim Delete); a static `host_path` volume's directory is made by nobody (no kubelet
+//   runs): `write_marker` makes it, below the temp dir only.
+// * local volumes: `spec.local.path`, like a static hostPath.
+
+/// The file a test's marker is kept in, inside a volume's directory.
+pub const MARKER_FILE: &str = "kstateful-marker";
+
+/// The directory the test cluster keeps its state in (kcluster's `--dir`).
+pub fn cluster_dir() -> PathBuf {
+    cluster()
+        .kubeconfig
+        .parent()
+        .expect("the kubeconfig's directory")
+        .to_path_buf()
+}
+
+/// Where the simulated CSI driver keeps its volumes and snapshots.
+fn csi_data_dir() -> PathBuf {
+    let dir = cluster_dir().join("csi-data");
+    assert!(
+        dir.is_dir(),
+        "{} does not exist: the test cluster's kcluster predates the data oracle (rebuild it with tests/cluster/build and restart the cluster)",
+        dir.display()
+    );
+    dir
+}
+
+/// A volume's data in the test bed, resolved from its claim while the claim is bound: it stays
+/// usable after the claim and the volume are deleted, to check that the data went too.
+#[derive(Debug, Clone)]
+pub struct VolumeData {
+    /// The PersistentVolume.
+    pub volume: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Made by a provisioner (and removed by it with reclaim Delete), not by a test.
+    pub provisioned: bool,
+}
+
+impl VolumeData {
+    /// Whether the volume's directory exists (false: the data is gone).
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// Writes `text` as the volume's marker, as the workload would write its data.
+    #[track_caller]
+    pub fn write_marker(&self, text: &str) {
+        if !self.provisioned && !self.exists() {
+            // A static volume: nobody made its directory. Only ever below the temp dir.
+            assert!(
+                self.dir.starts_with(std::env::temp_dir()) || self.dir.starts_with("/tmp"),
+                "{}: the static volume {}'s directory {} is outside the temp dir; not creating it",
+                self.volume,
+                self.volume,
+                self.dir.display()
+            );
+            std::fs::create_dir_all(&self.dir).unwrap();
+        }
+        assert!(
+            self.exists(),
+            "volume {}: its directory {} does not exist (not provisioned, or deleted)",
+            self.volume,
+            self.dir.display()
+        );
+        std::fs::write(self.dir.join(MARKER_FILE), text).unwrap();
+    }
+
+    /// The volume's marker: `None` when its directory is gone or holds no marker.
+    pub fn read_marker(&self) -> Option<String> {
+        read_marker_in(&self.dir)
+    }
+
+    /// Waits (at most `timeout`) until the volume's directory is gone.
+    pub async fn wait_gone(&self, timeout: Duration) {
+        let what = format!(
+            "the data of volume {} ({}) to be deleted",
+            self.volume,
+            self.dir.display()
+        );
+        eventually(&what, timeout, || async { !self.exists() }).await;
+    }
+}
+
+fn read_marker_in(dir: &Path) -> Option<String> {
+    match std::fs::read_to_string(dir.join(MARKER_FILE)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("reading {}: {e}", dir.join(MARKER_FILE).display()),
+    }
+}
+
+/// The bound volume of claim `ns/claim` (`None` when the claim does not exist or is unbound).
+async fn bound_volume(
+    ns: &str,
+    claim: &str,
+) -> Option<k8s_openapi::api::core::v1::PersistentVolume> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client().await, ns);
+    let pvc = claims.get_opt(claim).await.unwrap()?;
+    let name = pvc
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|n| !n.is_empty())?;
+    let volumes: kube::Api<PersistentVolume> = kube::Api::all(client().await);
+    let pv = volumes.get_opt(&name).await.unwrap()?;
+    // Bound both ways (a claimRef to another claim is not this claim's data).
+    let uid = pvc.metadata.uid;
+    let claim_ref = pv.spec.as_ref()?.claim_ref.as_ref()?;
+    (claim_ref.name.as_deref() == Some(claim)
+        && claim_ref.namespace.as_deref() == Some(ns)
+        && (claim_ref.uid.is_none() || claim_ref.uid == uid))
+        .then_some(pv)
+}
+
+/// Where a PersistentVolume's data lives, or why the oracle cannot tell.
+fn volume_dir(pv: &k8s_openapi::api::core::v1::PersistentVolume) -> Result<VolumeData, String> {
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    let spec = pv.spec.as_ref().ok_or("no spec")?;
+    let provisioned_by = pv
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+        .cloned();
+    if let Some(csi) = &spec.csi {
+        if csi.driver != "csi.stateful.test" {
+            return Err(format!(
+                "{name}: CSI driver {} keeps no data here",
+                csi.driver
+            ));
+        }
+        return Ok(VolumeData {
+            volume: name,
+            dir: csi_data_dir().join("volumes").join(&csi.volume_handle),
+            provisioned: true,
+        });
+    }
+    let (path, provisioned) = match (&spec.host_path, &spec.local) {
+        (Some(h), _) => (
+            &h.path,
+            provisioned_by.as_deref() == Some("kubernetes.io/host-path"),
+        ),
+        (None, Some(l)) => (&l.path, false),
+        _ => return Err(format!("{name}: no data oracle for this kind of volume")),
+    };
+    Ok(VolumeData {
+        volume: name,
+        dir: PathBuf::from(path),
+        provisioned,
+    })
+}
+
+/// The data of claim `ns/claim`'s bound volume (panics when the claim is not bound or its
+/// volume keeps no data in the test bed).
+pub async fn volume_data(ns: &str, claim: &str) -> VolumeData {
+    let pv = bound_volume(ns, claim)
+        .await
+        .unwrap_or_else(|| panic!("pvc {ns}/{claim} is not bound to a volume"));
+    volume_dir(&pv).unwrap_or_else(|e| panic!("pvc {ns}/{claim}: {e}"))
+}
+
+/// Like [`volume_data`], `None` when the claim is not bound or its volume keeps no data in the
+/// test bed (an NFS volume, another CSI driver).
+pub async fn try_volume_data(ns: &str, claim: &str) -> Option<VolumeData> {
+    volume_dir(&bound_volume(ns, claim).await?).ok()
+}
+
+/// Writes `text` as the marker of claim `ns/claim`'s volume and returns where it went.
+pub async fn write_marker(ns: &str, claim: &str, text: &str) -> VolumeData {
+    let data = volume_data(ns, claim).await;
+    data.write_marker(text);
+    data
+}
+
+/// The marker of claim `ns/claim`'s volume, resolved now: `None` when the claim is gone or
+/// unbound, or its volume's data is gone or holds no marker.
+pub async fn read_marker(ns: &str, claim: &str) -> Option<String> {
+    let pv = bound_volume(ns, claim).await?;
+    volume_dir(&pv)
+        .unwrap_or_else(|e| panic!("pvc {ns}/{claim}: {e}"))
+        .read_marker()
+}
+
+/// The directory of VolumeSnapshot `ns/name`'s copy in the simulated driver (`None` when the
+/// snapshot has no bound content with a snapshot handle yet).
+pub async fn snapshot_dir(ns: &str, name: &str) -> Option<PathBuf> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let gvk = |kind: &str| GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", kind);
+    let snapshots: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+        client().await,
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk("VolumeSnapshot"), "volumesnapshots"),
+    );
+    let snap = snapshots.get_opt(name).await.unwrap()?;
+    let content_name = snap.data["status"]["boundVolumeSnapshotContentName"]
+        .as_str()?
+        .to_string();
+    let contents: kube::Api<DynamicObject> = kube::Api::all_with(
+        client().await,
+        &ApiResource::from_gvk_with_plural(&gvk("VolumeSnapshotContent"), "volumesnapshotcontents"),
+    );
+    let content = contents.get_opt(&content_name).await.unwrap()?;
+    assert_eq!(
+        content.data["spec"]["driver"], "csi.stateful.test",
+        "snapshot {ns}/{name}: only the simulated driver's snapshots keep data"
+    );
+    let handle = content.data["status"]["snapshotHandle"].as_str()?;
+    Some(csi_data_dir().join("snapshots").join(handle))
+}
+
+/// The marker in VolumeSnapshot `ns/name`'s copy: `None` when the snapshot (or its copy) does
+/// not exist or holds no marker.
+pub async fn snapshot_marker(ns: &str, name: &str) -> Option<String> {
+    read_marker_in(&snapshot_dir(ns, name).await?)
+}

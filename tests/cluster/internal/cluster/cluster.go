@@ -227,7 +227,8 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	// The CSI driver starts while the controller-manager lifts the nodes' taints
 	// and creates the default ServiceAccount; waitReady checks its registration.
-	c.driver = csi.New(c.client, c.dyn)
+	// The driver keeps its volumes' content in DIR/csi-data (removed with DIR).
+	c.driver = csi.New(c.client, c.dyn, c.path(csi.DataDirName))
 	c.csiDone, c.csiErr = make(chan struct{}), make(chan error, 1)
 	go func() {
 		defer close(c.csiDone)

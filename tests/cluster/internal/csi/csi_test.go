@@ -221,7 +221,7 @@ func TestDriverAgainstFakeClients(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d := New(client, dyn)
+	d := New(client, dyn, "")
 	if err := d.Run(ctx, []string{"node-1", "node-2", "node-3"}); err != nil {
 		t.Fatal(err)
 	}

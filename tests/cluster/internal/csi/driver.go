@@ -1,6 +1,7 @@
 // Package csi simulates the CSI driver csi.stateful.test and the Kubernetes
-// sidecars around it, at the API level only: no gRPC, no mounts, no data. It
-// writes the objects, annotations, finalizers, conditions and events the real
+// sidecars around it, at the API level only: no gRPC, no mounts. It keeps the
+// content of its volumes and snapshots as directories (data.go) so that tests
+// can check whether data survived, and writes the objects, annotations, finalizers, conditions and events the real
 // components write, in the same order:
 //
 //   - registration (kubelet plugin registration): the CSIDriver object, a CSINode
@@ -86,7 +87,8 @@ type Driver struct {
 	client kubernetes.Interface
 	dyn    dynamic.Interface
 
-	identity string // the provisioner identity, as external-provisioner makes one
+	identity string    // the provisioner identity, as external-provisioner makes one
+	data     dataStore // the volumes' and snapshots' content
 
 	factory    informers.SharedInformerFactory
 	dynFactory dynamicinformer.DynamicSharedInformerFactory
@@ -125,11 +127,13 @@ type Driver struct {
 	nextZone   int
 }
 
-// New creates a driver; Run starts it.
-func New(client kubernetes.Interface, dyn dynamic.Interface) *Driver {
+// New creates a driver; Run starts it. dataDir holds the content of the
+// volumes and snapshots (see data.go; created when needed); "" keeps no data.
+func New(client kubernetes.Interface, dyn dynamic.Interface, dataDir string) *Driver {
 	d := &Driver{
 		client:     client,
 		dyn:        dyn,
+		data:       dataStore{root: dataDir},
 		identity:   strconv.FormatInt(time.Now().UnixNano()/int64(time.Millisecond), 10) + "-" + string(uuid.NewUUID())[:4] + "-" + DriverName,
 		provOps:    map[types.UID]time.Time{},
 		resizeOps:  map[types.UID]*resizeOp{},
@@ -312,6 +316,9 @@ func NotReady(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 // Run registers the driver on nodeNames, starts the informers and controllers and
 // returns once the caches have synced. The controllers run until ctx is done.
 func (d *Driver) Run(ctx context.Context, nodeNames []string) error {
+	if err := d.data.init(); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
 	if err := d.Register(ctx, nodeNames); err != nil {
 		return err
 	}

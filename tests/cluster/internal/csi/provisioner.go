@@ -132,7 +132,8 @@ func (d *Driver) syncProvision(ctx context.Context, key string) (time.Duration, 
 	if size.Sign() <= 0 {
 		return fail(fmt.Errorf("claim has no storage request"))
 	}
-	if err := d.checkDataSource(claim, size); err != nil {
+	snapHandle, err := d.checkDataSource(claim, size)
+	if err != nil {
 		return fail(err)
 	}
 	// CreateVolume "takes" the configured delay.
@@ -145,6 +146,12 @@ func (d *Driver) syncProvision(ctx context.Context, key string) (time.Duration, 
 	if knobs.MaxSize != nil && size.Cmp(*knobs.MaxSize) > 0 {
 		return fail(rpcError("OutOfRange", "requested size %d exceeds the maximum volume size %d (%s)",
 			size.Value(), knobs.MaxSize.Value(), ParamMaxSize))
+	}
+
+	// CreateVolume itself: the volume's content, empty or restored from the
+	// snapshot, exists before its PersistentVolume is saved.
+	if err := d.data.createVolume(volumeHandle(claim), snapHandle); err != nil {
+		return fail(err)
 	}
 
 	pv := d.buildVolume(claim, class, zone, pvName)
@@ -221,50 +228,56 @@ func dataSource(claim *corev1.PersistentVolumeClaim) (string, error) {
 
 // checkDataSource verifies a VolumeSnapshot source as the external-provisioner
 // does: the snapshot must be ready, bound to a content of this driver with a
-// snapshot handle, and the claim must ask for at least its restoreSize.
-func (d *Driver) checkDataSource(claim *corev1.PersistentVolumeClaim, size resource.Quantity) error {
+// snapshot handle, and the claim must ask for at least its restoreSize. It
+// returns the snapshot handle to restore from ("" without a data source).
+func (d *Driver) checkDataSource(claim *corev1.PersistentVolumeClaim, size resource.Quantity) (string, error) {
 	snapName, err := dataSource(claim)
 	if err != nil || snapName == "" {
-		return err
+		return "", err
 	}
 	wrap := func(format string, args ...interface{}) error {
 		return fmt.Errorf("error getting handle for DataSource Type VolumeSnapshot by Name %s: %s", snapName, fmt.Sprintf(format, args...))
 	}
 	obj, err := d.snapshots.ByNamespace(claim.Namespace).Get(snapName)
 	if err != nil {
-		return wrap("error getting snapshot %s from api server: %v", snapName, err)
+		return "", wrap("error getting snapshot %s from api server: %v", snapName, err)
 	}
 	snap, err := toSnapshot(obj)
 	if err != nil {
-		return wrap("%v", err)
+		return "", wrap("%v", err)
 	}
 	if snap.Status == nil || snap.Status.ReadyToUse == nil || !*snap.Status.ReadyToUse ||
 		snap.Status.BoundVolumeSnapshotContentName == nil {
-		return wrap("snapshot %s is not Ready", snapName)
+		return "", wrap("snapshot %s is not Ready", snapName)
 	}
 	cobj, err := d.contents.Get(*snap.Status.BoundVolumeSnapshotContentName)
 	if err != nil {
-		return wrap("error getting snapshot content for snapshot %s: %v", snapName, err)
+		return "", wrap("error getting snapshot content for snapshot %s: %v", snapName, err)
 	}
 	content, err := toContent(cobj)
 	if err != nil {
-		return wrap("%v", err)
+		return "", wrap("%v", err)
 	}
 	if content.Spec.VolumeSnapshotRef.UID != snap.UID || content.Spec.VolumeSnapshotRef.Name != snap.Name ||
 		content.Spec.VolumeSnapshotRef.Namespace != snap.Namespace {
-		return wrap("snapshot content %s is bound to a different snapshot", content.Name)
+		return "", wrap("snapshot content %s is bound to a different snapshot", content.Name)
 	}
 	if content.Spec.Driver != DriverName {
-		return wrap("snapshot %s was taken by driver %s, not %s", snapName, content.Spec.Driver, DriverName)
+		return "", wrap("snapshot %s was taken by driver %s, not %s", snapName, content.Spec.Driver, DriverName)
 	}
 	if content.Status == nil || content.Status.SnapshotHandle == nil {
-		return wrap("snapshot handle %s is not available", content.Name)
+		return "", wrap("snapshot handle %s is not available", content.Name)
 	}
 	if content.Status.RestoreSize != nil && size.Value() < *content.Status.RestoreSize {
-		return wrap("requested volume size %d is less than the size %d for the source snapshot %s",
+		return "", wrap("requested volume size %d is less than the size %d for the source snapshot %s",
 			size.Value(), *content.Status.RestoreSize, snapName)
 	}
-	return nil
+	return *content.Status.SnapshotHandle, nil
+}
+
+// volumeHandle is the handle CreateVolume returns for claim's volume.
+func volumeHandle(claim *corev1.PersistentVolumeClaim) string {
+	return "vol-" + string(claim.UID)
 }
 
 // buildVolume is the PersistentVolume external-provisioner saves for claim.
@@ -280,7 +293,7 @@ func (d *Driver) buildVolume(claim *corev1.PersistentVolumeClaim, class *storage
 	}
 	csiSource := &corev1.CSIPersistentVolumeSource{
 		Driver:           DriverName,
-		VolumeHandle:     "vol-" + string(claim.UID),
+		VolumeHandle:     volumeHandle(claim),
 		VolumeAttributes: map[string]string{attrProvisionerIdentity: d.identity},
 	}
 	if mode == corev1.PersistentVolumeFilesystem {
@@ -340,6 +353,10 @@ func (d *Driver) syncDelete(ctx context.Context, name string) (time.Duration, er
 	knobs, _, err := d.classKnobs(pv.Spec.StorageClassName)
 	if err == nil && knobs.Fail[OpDelete] {
 		err = rpcError("Internal", "simulated failure: StorageClass parameter %s includes %q", ParamFail, OpDelete)
+	}
+	if err == nil {
+		// DeleteVolume itself: the content goes before the PV object.
+		err = d.data.deleteVolume(pv.Spec.CSI.VolumeHandle)
 	}
 	if err != nil {
 		d.provRec.Event(pv, corev1.EventTypeWarning, "VolumeFailedDelete", err.Error())

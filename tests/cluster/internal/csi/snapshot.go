@@ -735,6 +735,12 @@ func (d *Driver) syncSidecar(ctx context.Context, name string) (time.Duration, e
 	}
 	if c.DeletionTimestamp != nil {
 		if c.Spec.DeletionPolicy == "Delete" && c.Status != nil && c.Status.SnapshotHandle != nil {
+			// DeleteSnapshot: the copy goes before the content's finalizer.
+			if err := d.data.deleteSnapshot(*c.Status.SnapshotHandle); err != nil {
+				d.snapSideRec.Event(obj, corev1.EventTypeWarning, "SnapshotDeleteError",
+					fmt.Sprintf("Failed to delete snapshot: %v", err))
+				return 0, err
+			}
 			klog.InfoS("csi: snapshot deleted", "content", c.Name, "handle", *c.Status.SnapshotHandle)
 		}
 		if !slices.Contains(c.Finalizers, contentFinalizer) {
@@ -790,6 +796,12 @@ func (d *Driver) createSnapshot(ctx context.Context, obj *unstructured.Unstructu
 	case pv == nil:
 		err = rpcError("NotFound", "source volume %s not found", *c.Spec.Source.VolumeHandle)
 	}
+	handle := "snap-" + string(c.Spec.VolumeSnapshotRef.UID)
+	if err == nil {
+		// CreateSnapshot itself: the volume's content as it is now, copied
+		// before the content's status names the snapshot.
+		err = d.data.cutSnapshot(*c.Spec.Source.VolumeHandle, handle)
+	}
 	if err != nil {
 		// A final error: the request is no longer in flight.
 		if updated, aerr := d.setAnnotation(ctx, contentsGVR, c.ObjectMeta, annBeingCreated, nil); aerr == nil {
@@ -814,7 +826,7 @@ func (d *Driver) createSnapshot(ctx context.Context, obj *unstructured.Unstructu
 	}
 	size := pv.Spec.Capacity[corev1.ResourceStorage]
 	status := &volumeSnapshotContentStatus{
-		SnapshotHandle: ptrTo("snap-" + string(c.Spec.VolumeSnapshotRef.UID)),
+		SnapshotHandle: ptrTo(handle),
 		CreationTime:   ptrTo(time.Now().UnixNano()),
 		RestoreSize:    ptrTo(size.Value()),
 		ReadyToUse:     ptrTo(knobs.SnapshotDelay == 0),
