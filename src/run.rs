@@ -495,7 +495,13 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 ));
             }
             let cluster = Cluster::connect(&target(args)).await?;
-            if !plan.server.is_empty() && plan.server != cluster.server {
+            if plan.server.is_empty() {
+                return Err(miette::miette!(
+                    help = "make a new plan with `plan --out` against the cluster to apply it to",
+                    "the saved plan {file} does not say which cluster it was made against (its \"server\" is empty): it is not applied anywhere"
+                ));
+            }
+            if plan.server != cluster.server {
                 return Err(miette::miette!(
                     help = "select the context of that cluster (--context), or make a new plan against this one",
                     "the saved plan {file} was made against {} but the current context points at {}",

@@ -190,6 +190,30 @@ async fn plan_for_another_server_or_format_is_refused() {
         &format!("was made against {server} but the current context points at {other}"),
     );
 
+    // A plan that does not say where it was made (an edited artifact) is applied nowhere.
+    let mut nowhere = plan.clone();
+    nowhere["server"] = "".into();
+    let path = ctx.dir.path().join("nowhere.json");
+    std::fs::write(&path, nowhere.to_string()).unwrap();
+    let run = ctx.run(&["apply", path.to_str().unwrap(), "--yes"]);
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        "does not say which cluster it was made against (its \"server\" is empty)",
+    );
+    assert!(
+        claims
+            .get("keep")
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("tier")
+            .is_none(),
+        "nothing written"
+    );
+
     // A plan of another format version.
     let mut future = plan.clone();
     future["format_version"] = 5.into();
