@@ -202,15 +202,14 @@ async fn plan_for_another_server_or_format_is_refused() {
         "does not say which cluster it was made against (its \"server\" is empty)",
     );
     assert!(
-        claims
+        !claims
             .get("keep")
             .await
             .unwrap()
             .metadata
             .labels
             .unwrap_or_default()
-            .get("tier")
-            .is_none(),
+            .contains_key("tier"),
         "nothing written"
     );
 
