@@ -165,6 +165,11 @@ pub enum ApplyError {
         "pass --delete-data if that data may go, --snapshot-before to snapshot each claim first (where a VolumeSnapshotClass exists for its driver), or keep the claims: set retention = {{ when_scaled = \"Retain\" }}"
     ))]
     DeletesData(Vec<String>),
+    #[error("the plan makes data deletable: {}", .0.join("; "))]
+    #[diagnostic(help(
+        "pass --delete-data if that data may be deleted with its claim, or keep the reclaim policy Retain in the spec"
+    ))]
+    PutsDataAtRisk(Vec<String>),
     #[error("--snapshot-before cannot snapshot every claim the plan deletes: {}", .0.join("; "))]
     #[diagnostic(help(
         "create a VolumeSnapshotClass for the claims' driver, or pass --delete-data instead if that data may go"
@@ -321,6 +326,15 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
         .collect();
     if !data.is_empty() {
         return Err(ApplyError::DeletesData(data));
+    }
+    let at_risk: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| !s.data_at_risk.is_empty() && !options.delete_data)
+        .map(|s| format!("{}: {}", s.object.short(), s.data_at_risk.join(", ")))
+        .collect();
+    if !at_risk.is_empty() {
+        return Err(ApplyError::PutsDataAtRisk(at_risk));
     }
     let adopt: Vec<String> = plan
         .steps

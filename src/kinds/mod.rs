@@ -14,8 +14,8 @@ mod namespace;
 mod pod;
 mod service;
 pub mod statefulset;
-mod storage_class;
-mod volume;
+pub mod storage_class;
+pub mod volume;
 mod volume_snapshot;
 
 pub use volume_snapshot::{GROUP as SNAPSHOT_GROUP, VERSION as SNAPSHOT_VERSION};

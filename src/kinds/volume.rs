@@ -43,3 +43,70 @@ impl KindRules for Rules {
         "replacing a volume deletes the PersistentVolume object and unbinds its claim; with reclaim policy Retain the data stays on the backing storage"
     }
 }
+
+/// What a volume's reclaim policy turning to `Delete` puts at risk: until now its data outlived
+/// its claim; from then on it is deleted with it. `None` when the policy does not change to
+/// `Delete` (a manifest without a policy keeps the live one).
+pub fn reclaim_turns_to_delete(manifest: &Value, live: &Value) -> Option<String> {
+    let policy = |v: &Value| {
+        v.pointer("/spec/persistentVolumeReclaimPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let now = policy(live).unwrap_or_else(|| "Retain".into());
+    if policy(manifest).as_deref() != Some("Delete") || now == "Delete" {
+        return None;
+    }
+    let size = live
+        .pointer("/spec/capacity/storage")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let claim = match (
+        live.pointer("/spec/claimRef/namespace")
+            .and_then(Value::as_str),
+        live.pointer("/spec/claimRef/name").and_then(Value::as_str),
+    ) {
+        (Some(ns), Some(name)) => format!(", with claim {ns}/{name}"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "reclaim policy {now} → Delete: the volume's data ({size}) is then deleted when its claim is{claim}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_reclaim_policy_turning_to_delete_puts_the_data_at_risk() {
+        let pv = |policy: Option<&str>| {
+            let mut v = json!({"spec": {"capacity": {"storage": "10Gi"},
+                "claimRef": {"namespace": "db", "name": "data"}}});
+            if let Some(p) = policy {
+                v["spec"]["persistentVolumeReclaimPolicy"] = json!(p);
+            }
+            v
+        };
+        let risk =
+            reclaim_turns_to_delete(&pv(Some("Delete")), &pv(Some("Retain"))).expect("at risk");
+        assert_eq!(
+            risk,
+            "reclaim policy Retain → Delete: the volume's data (10Gi) is then deleted when its claim is, with claim db/data"
+        );
+        assert!(reclaim_turns_to_delete(&pv(Some("Delete")), &pv(None)).is_some());
+        assert_eq!(
+            reclaim_turns_to_delete(&pv(Some("Delete")), &pv(Some("Delete"))),
+            None
+        );
+        assert_eq!(
+            reclaim_turns_to_delete(&pv(Some("Retain")), &pv(Some("Retain"))),
+            None
+        );
+        assert_eq!(
+            reclaim_turns_to_delete(&pv(None), &pv(Some("Retain"))),
+            None
+        );
+    }
+}

@@ -533,6 +533,23 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
             }
         }
         (Kind::StatefulSet, Action::Replace) => keep_live_replicas(step, live),
+        (Kind::PersistentVolume, Action::Update | Action::Adopt) => {
+            if let Some(risk) = crate::kinds::volume::reclaim_turns_to_delete(&step.manifest, live)
+            {
+                step.reasons
+                    .push(format!("{risk} (apply needs --delete-data)"));
+                step.data_at_risk.push(risk);
+            }
+        }
+        (Kind::StorageClass, Action::Replace) => {
+            if let Some(risk) =
+                crate::kinds::storage_class::reclaim_turns_to_delete(&step.manifest, live)
+            {
+                step.reasons
+                    .push(format!("{risk} (apply needs --delete-data)"));
+                step.data_at_risk.push(risk);
+            }
+        }
         (Kind::StatefulSet, Action::Resize) => {
             // First: the retention manifest and the pods below are made from the manifest.
             keep_live_replicas(step, live);

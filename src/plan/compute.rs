@@ -61,6 +61,7 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
         protect: d.protect,
         resize: None,
         deletes_claims: Vec::new(),
+        data_at_risk: Vec::new(),
         allow_replace: d.allow_replace,
         snapshots: Vec::new(),
     };

@@ -146,6 +146,11 @@ pub struct Step {
     /// `whenScaled: Delete`): apply needs `--delete-data`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletes_claims: Vec<String>,
+    /// Data this change makes deletable later, without deleting it now (a volume's reclaim
+    /// policy turned to `Delete`: its data goes when its claim does): apply needs
+    /// `--delete-data`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_at_risk: Vec<String>,
     /// `allow_replace = true` on a claim or volume: `--replace` may delete and re-create it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_replace: bool,

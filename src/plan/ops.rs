@@ -847,6 +847,7 @@ pub(crate) mod tests {
             protect: false,
             resize: None,
             deletes_claims: Vec::new(),
+            data_at_risk: Vec::new(),
             allow_replace: false,
             snapshots: Vec::new(),
         }

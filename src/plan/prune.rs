@@ -276,6 +276,7 @@ fn removal_step(c: &Candidate) -> Step {
         protect: false,
         resize: None,
         deletes_claims: Vec::new(),
+        data_at_risk: Vec::new(),
         allow_replace: false,
         snapshots: Vec::new(),
     }

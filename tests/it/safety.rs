@@ -383,3 +383,53 @@ async fn a_scale_down_that_deletes_claims_is_snapshotted_with_snapshot_before() 
     ctx.run(&["plan", "-f", spec, "--detailed-exitcode"])
         .expect_code(0);
 }
+
+/// A volume's reclaim policy turning from Retain to Delete deletes nothing now, but from then on
+/// the volume's data goes with its claim: the plan names it, and apply needs --delete-data.
+#[tokio::test]
+async fn a_reclaim_policy_turning_to_delete_is_named_and_needs_delete_data() {
+    let ctx = crate::support::TestCtx::new("reclaimdelete").await;
+    let stack = |policy: &str| {
+        format!(
+            "[[volume]]\nname = \"pv-a\"\ncapacity = \"1Gi\"\nreclaim_policy = \"{policy}\"\nhost_path = {{ path = \"/tmp/kstateful-reclaim\" }}\n\n[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nvolume = \"pv-a\"\n"
+        )
+    };
+    let spec = ctx.spec("r", &stack("Retain"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("r", &stack("Delete"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    crate::support::assert_contains(
+        &plan.stdout,
+        &format!(
+            "reclaim policy Retain → Delete: the volume's data (1Gi) is then deleted when its claim is, with claim {}/data (apply needs --delete-data)",
+            ctx.ns
+        ),
+    );
+    let refused = ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"]);
+    refused.expect_code(1);
+    crate::support::assert_contains(&refused.stderr, "the plan makes data deletable");
+    let pvs: kube::Api<k8s_openapi::api::core::v1::PersistentVolume> =
+        kube::Api::all(crate::support::client().await);
+    let policy = || async {
+        pvs.get(&ctx.unique("pv-a"))
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .persistent_volume_reclaim_policy
+    };
+    assert_eq!(policy().await.as_deref(), Some("Retain"), "nothing written");
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--yes",
+        "--delete-data",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    assert_eq!(policy().await.as_deref(), Some("Delete"));
+}

@@ -55,6 +55,7 @@ fn step(kind: Kind, name: &str, action: Action, manifest: Value) -> Step {
         protect: false,
         resize: None,
         deletes_claims: Vec::new(),
+        data_at_risk: Vec::new(),
         allow_replace: false,
         snapshots: Vec::new(),
     }
