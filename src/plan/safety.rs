@@ -224,9 +224,12 @@ pub fn plan(steps: &mut [Step], f: &Facts<'_>, o: &Options) {
                     ));
                     continue;
                 }
+                // Fails closed: without the classes, whether the claim could be snapshotted
+                // before it goes is unknown, so nothing is deleted.
                 Err(e) => {
-                    step.reasons.push(format!(
-                        "cannot list VolumeSnapshotClasses ({e}): no snapshot of pvc/{claim} is taken"
+                    step.action = Action::Error;
+                    step.error = Some(format!(
+                        "cannot list VolumeSnapshotClasses ({e}): whether pvc/{claim} can be snapshotted before its data is deleted is unknown, so nothing is deleted; grant list on volumesnapshotclasses (see examples/rbac.yaml) and plan again"
                     ));
                     continue;
                 }
@@ -401,6 +404,36 @@ mod tests {
         );
         // A replacement the spec does not allow is refused anyway: nothing planned.
         assert!(steps[4].snapshots.is_empty() && steps[4].reasons.is_empty());
+    }
+
+    /// Fails closed: classes that could not be listed (403, 5xx) make the deletion an error,
+    /// never a deletion without the snapshot that could have been taken.
+    #[test]
+    fn classes_that_cannot_be_listed_stop_the_deletion() {
+        let (c, v, cl, _) = facts_with(Ok(None));
+        let sc = Err("HTTP 403".to_string());
+        let f = Facts {
+            classes: &c,
+            volumes: &v,
+            claims: &cl,
+            snapshot_classes: &sc,
+        };
+        let mut steps = vec![
+            step(Kind::PersistentVolumeClaim, "data-db-0", Action::Delete),
+            step(Kind::PersistentVolumeClaim, "data-db-1", Action::Delete),
+        ];
+        plan(&mut steps, &f, &options());
+        assert_eq!(steps[0].action, Action::Error);
+        assert!(steps[0].snapshots.is_empty());
+        assert!(
+            steps[0].error.as_deref().unwrap().starts_with(
+                "cannot list VolumeSnapshotClasses (HTTP 403): whether pvc/data-db-0 can be snapshotted before its data is deleted is unknown, so nothing is deleted"
+            ),
+            "{:?}",
+            steps[0].error
+        );
+        // A claim that holds no data needs no snapshot: its deletion is not blocked.
+        assert_eq!(steps[1].action, Action::Delete);
     }
 
     #[test]

@@ -375,3 +375,68 @@ async fn an_inventory_that_cannot_be_read_or_recorded_is_an_error() {
         "the rollout finished, but the stack's inventory could not be recorded in configmap/kubectl-stateful-inv",
     );
 }
+
+/// Snapshots fail closed: an account that cannot list VolumeSnapshotClasses cannot learn
+/// whether a claim could be snapshotted before `--prune-data` deletes it, so nothing is deleted.
+#[tokio::test]
+async fn a_deletion_whose_snapshot_classes_cannot_be_read_deletes_nothing() {
+    let ctx = TestCtx::new("nosnapclasses").await;
+    let claim = "[[claim]]\nname = \"gone\"\nsize = \"1Gi\"\nclass = \"fast-immediate\"\n";
+    let keep = "[[claim]]\nname = \"keep\"\nsize = \"1Gi\"\n";
+    let spec = ctx.spec("snap", &format!("{claim}\n{keep}"));
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    let mut role = example_role();
+    for rule in role.rules.as_mut().unwrap() {
+        if rule
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| r == "volumesnapshotclasses"))
+        {
+            rule.verbs.retain(|v| v != "list");
+        }
+    }
+    let kubeconfig = account_with(&ctx, "nosnap", role).await;
+    ctx.spec("snap", keep);
+    let run = run_plugin(
+        &[
+            "apply",
+            "-f",
+            spec.to_str().unwrap(),
+            "--prune",
+            "--prune-data",
+            "--yes",
+            "--timeout",
+            "1m",
+            "-n",
+            &ctx.ns,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ]
+        .map(String::from),
+        None,
+    );
+    run.expect_code(1);
+    assert_contains(
+        &format!("{}{}", run.stdout, run.stderr),
+        "cannot list VolumeSnapshotClasses",
+    );
+    assert_contains(
+        &format!("{}{}", run.stdout, run.stderr),
+        "whether pvc/gone can be snapshotted before its data is deleted is unknown, so nothing is deleted",
+    );
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client().await, &ctx.ns);
+    let gone = claims.get("gone").await.unwrap();
+    assert!(
+        gone.metadata.deletion_timestamp.is_none(),
+        "the claim was kept"
+    );
+}
