@@ -141,7 +141,7 @@ pub async fn make_plan_with(
         let inventory = &observed.inventory;
         let mut candidates = stack_objects(gw, stack, namespace, &observed, &desired_ids).await;
         if options.destroy {
-            candidates.extend(template_claims_of(&candidates, facts));
+            candidates.extend(template_claims_of(&candidates, &facts.claims, inventory));
         }
         not_in_spec_ids = candidates.iter().map(|c| c.id.clone()).collect();
         if options.prune || options.destroy {
@@ -213,11 +213,29 @@ pub async fn make_plan_with(
 
 /// The claims made from the templates of the stack's StatefulSets (`<template>-<name>-<n>`,
 /// any ordinal, including those scaled away and kept by the retention policy).
-fn template_claims_of(candidates: &[Candidate], facts: &ClusterFacts) -> Vec<Candidate> {
+/// The claims of the templates of the StatefulSets `destroy` deletes — not of those it only
+/// releases (adopted, per the inventory) or that someone re-created since (another uid): their
+/// claims are not the stack's to delete, whatever their names say.
+fn template_claims_of(
+    candidates: &[Candidate],
+    claims: &[Value],
+    inventory: &crate::inventory::Inventory,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     for sts in candidates.iter().filter(|c| c.id.kind == Kind::StatefulSet) {
+        let uid = sts
+            .live
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if inventory
+            .get(&sts.id)
+            .is_some_and(|e| e.adopted || e.uid != uid)
+        {
+            continue;
+        }
         let ns = sts.id.namespace.as_deref().unwrap_or_default();
-        for (claim, _, _) in claims_of_templates(&sts.id.name, &sts.live, &facts.claims) {
+        for (claim, _, _) in claims_of_templates(&sts.id.name, &sts.live, claims) {
             out.push(Candidate {
                 id: ObjectRef::new(
                     Kind::PersistentVolumeClaim,
@@ -785,6 +803,42 @@ mod tests {
     use crate::kinds::{Kind, ObjectRef};
     use serde_json::json;
     use std::time::Duration;
+
+    /// `destroy --delete-data` picks up the claims of the StatefulSets it deletes, not of those
+    /// it releases (adopted) or that were re-created by someone else.
+    #[test]
+    fn destroy_takes_only_the_claims_of_statefulsets_it_deletes() {
+        use crate::inventory::{Entry, Inventory};
+        let sts = |name: &str| Candidate {
+            id: ObjectRef::new(Kind::StatefulSet, "ns", name),
+            live: json!({"metadata": {"name": name, "uid": format!("uid-{name}")},
+                "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}),
+        };
+        let candidates = vec![
+            sts("ours"),
+            sts("adopted"),
+            sts("recreated"),
+            sts("labelled"),
+        ];
+        let claims: Vec<Value> = ["ours", "adopted", "recreated", "labelled"]
+            .iter()
+            .map(|s| json!({"metadata": {"name": format!("data-{s}-0")}}))
+            .collect();
+        let inventory = Inventory {
+            version: 1,
+            objects: vec![
+                Entry::new(candidates[0].id.clone(), "uid-ours".into(), false, false),
+                Entry::new(candidates[1].id.clone(), "uid-adopted".into(), true, false),
+                Entry::new(candidates[2].id.clone(), "uid-before".into(), false, false),
+            ],
+        };
+        let names: Vec<String> = template_claims_of(&candidates, &claims, &inventory)
+            .into_iter()
+            .map(|c| c.id.name)
+            .collect();
+        // A StatefulSet found by the stack's labels alone is deleted, and so are its claims.
+        assert_eq!(names, vec!["data-ours-0", "data-labelled-0"]);
+    }
 
     /// `--concurrency N` bounds the planner's dry runs too: N at once, not more, not fewer.
     #[tokio::test]
