@@ -2,6 +2,13 @@
 //! namespace (`kubectl-stateful-<stack>`), held for the whole rollout, renewed while it runs,
 //! released at the end, and taken over only once it has expired (its holder died). A second
 //! apply refuses, naming the holder and since when, or waits for it (`--lock-timeout`).
+//!
+//! As client-go's leader election does, expiry is judged by this process's own clock: a lease
+//! has expired when this process has seen it unchanged (same resourceVersion) for its whole
+//! duration — never by comparing the holder's `renewTime` with the local clock, which another
+//! machine's clock skew would make wrong. Renewal is a write guarded by the lease's
+//! resourceVersion after checking that we still hold it; a lease taken by someone else, or not
+//! renewed within its duration, is lost, and the rollout is told to start nothing more.
 
 use crate::gateway::{ApplyOptions, Gateway, Propagation};
 use crate::kinds::{Kind, MANAGED_BY, ObjectRef, STACK_LABEL};
@@ -40,6 +47,8 @@ pub enum LockError {
 pub struct StackLock {
     id: ObjectRef,
     renew: tokio::task::JoinHandle<()>,
+    /// Why the lock was lost, once it is.
+    lost: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Who we are, for the holder identity: `user@host (pid N)`.
@@ -82,24 +91,43 @@ fn manifest(id: &ObjectRef, stack: &str, holder: &str, acquired: &str) -> Value 
     })
 }
 
-/// True when the lease's holder has not renewed it within its duration.
-pub fn expired(lease: &Value, now: Timestamp) -> bool {
-    let renewed = lease
-        .pointer("/spec/renewTime")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok());
-    let seconds = lease
-        .pointer("/spec/leaseDurationSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(LEASE_SECONDS);
-    let holder = lease
-        .pointer("/spec/holderIdentity")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match renewed {
-        _ if holder.is_empty() => true,
-        Some(t) => now.as_second() > t.as_second() + seconds,
-        None => true,
+/// How a lease was seen to change, by this process's clock.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The resourceVersion last seen, and when it was first seen.
+    seen: Option<(String, Instant)>,
+}
+
+impl Observed {
+    /// Notes the lease read at `now`; true when it has expired: no holder, or unchanged (the
+    /// same resourceVersion) for longer than its duration since this process first saw it so.
+    pub fn expired(&mut self, lease: &Value, now: Instant) -> bool {
+        let holder = lease
+            .pointer("/spec/holderIdentity")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if holder.is_empty() {
+            return true;
+        }
+        let seconds = lease
+            .pointer("/spec/leaseDurationSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(LEASE_SECONDS)
+            .max(1) as u64;
+        let version = lease
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match &self.seen {
+            Some((v, since)) if *v == version => {
+                now.duration_since(*since) > Duration::from_secs(seconds)
+            }
+            _ => {
+                self.seen = Some((version, now));
+                false
+            }
+        }
     }
 }
 
@@ -110,6 +138,17 @@ pub async fn acquire(
     stack: &str,
     wait: Duration,
 ) -> Result<StackLock, LockError> {
+    acquire_renewing(gw, namespace, stack, wait, RENEW_EVERY).await
+}
+
+/// [`acquire`], renewing every `every`.
+async fn acquire_renewing(
+    gw: Arc<dyn Gateway>,
+    namespace: &str,
+    stack: &str,
+    wait: Duration,
+    every: Duration,
+) -> Result<StackLock, LockError> {
     let id = lease_ref(namespace, stack);
     let me = identity();
     let deadline = Instant::now() + wait;
@@ -117,6 +156,7 @@ pub async fn acquire(
         stack: stack.to_string(),
         message,
     };
+    let mut observed = Observed::default();
     // Bounded: one try per second until the deadline, and at least one.
     loop {
         let now = Timestamp::now();
@@ -130,7 +170,7 @@ pub async fn acquire(
                 Err(f) if f.is_already_exists() => false,
                 Err(f) => return Err(api_error(f.text())),
             },
-            Some(lease) if expired(lease, now) => {
+            Some(lease) if observed.expired(lease, Instant::now()) => {
                 let mut m = manifest(&id, stack, &me, &micro(now));
                 m["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"].clone();
                 let force = ApplyOptions {
@@ -146,14 +186,17 @@ pub async fn acquire(
             Some(_) => false,
         };
         if taken {
+            let (lost_tx, lost) = tokio::sync::watch::channel(None);
             let renew = tokio::spawn(renew(
                 gw.clone(),
                 id.clone(),
                 stack.to_string(),
                 me.clone(),
                 micro(now),
+                every,
+                lost_tx,
             ));
-            return Ok(StackLock { id, renew });
+            return Ok(StackLock { id, renew, lost });
         }
         if Instant::now() + Duration::from_secs(1) > deadline {
             let lease = current.unwrap_or_default();
@@ -176,20 +219,73 @@ pub async fn acquire(
     }
 }
 
-async fn renew(gw: Arc<dyn Gateway>, id: ObjectRef, stack: String, me: String, acquired: String) {
+/// Renews the lease every `every` ([`RENEW_EVERY`]): reads it, checks that we still hold it, and writes
+/// the new `renewTime` guarded by the resourceVersion read. Ends, saying why through `lost`, when
+/// someone else holds it, or when no renewal succeeded for the lease's whole duration (another
+/// apply may then have taken it over).
+async fn renew(
+    gw: Arc<dyn Gateway>,
+    id: ObjectRef,
+    stack: String,
+    me: String,
+    acquired: String,
+    every: Duration,
+    lost: tokio::sync::watch::Sender<Option<String>>,
+) {
+    let mut renewed = Instant::now();
     loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        let force = ApplyOptions {
-            dry_run: false,
-            force: true,
+        tokio::time::sleep(every).await;
+        let outcome = match gw.get(&id).await {
+            Ok(Some(lease)) => {
+                let holder = lease
+                    .pointer("/spec/holderIdentity")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if holder != me {
+                    let _ = lost.send(Some(format!(
+                        "lease {} is now held by {}",
+                        id.name,
+                        if holder.is_empty() { "nobody" } else { &holder }
+                    )));
+                    return;
+                }
+                let mut m = manifest(&id, &stack, &me, &acquired);
+                m["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"].clone();
+                let force = ApplyOptions {
+                    dry_run: false,
+                    force: true,
+                };
+                gw.apply(&id, &m, force).await.map(|_| ())
+            }
+            Ok(None) => {
+                let _ = lost.send(Some(format!("lease {} was deleted", id.name)));
+                return;
+            }
+            Err(f) => Err(f),
         };
-        let _ = gw
-            .apply(&id, &manifest(&id, &stack, &me, &acquired), force)
-            .await;
+        match outcome {
+            Ok(()) => renewed = Instant::now(),
+            Err(f) if renewed.elapsed() >= Duration::from_secs(LEASE_SECONDS as u64) => {
+                let _ = lost.send(Some(format!(
+                    "lease {} could not be renewed for {LEASE_SECONDS}s ({})",
+                    id.name,
+                    f.text()
+                )));
+                return;
+            }
+            // Tried again at the next tick (a conflict means the lease changed since the read).
+            Err(_) => {}
+        }
     }
 }
 
 impl StackLock {
+    /// Why the lock was lost, once it is (changes at most once).
+    pub fn lost(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
+
     /// Stops renewing and deletes the lease (if it is still ours).
     pub async fn release(self, gw: &dyn Gateway) {
         self.renew.abort();
@@ -215,19 +311,65 @@ mod tests {
     use super::*;
     use crate::gateway::fake::FakeGateway;
 
+    const RENEW_IN_TESTS: Duration = Duration::from_millis(20);
+
     #[test]
     fn micro_times_have_six_digits() {
         let t: Timestamp = "2026-11-25T12:00:00.123456789Z".parse().unwrap();
         assert_eq!(micro(t), "2026-11-25T12:00:00.123456Z");
     }
 
+    /// Expiry by this process's clock: a lease seen unchanged for its duration, whatever its
+    /// `renewTime` says (a holder whose clock runs an hour behind is not taken over while it
+    /// renews; one whose clock runs ahead is when it stops).
     #[test]
-    fn a_lease_expires_when_not_renewed() {
-        let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
-        let lease = |renewed: &str| json!({"spec": {"holderIdentity": "ci@runner", "renewTime": renewed, "leaseDurationSeconds": 30}});
-        assert!(!expired(&lease("2026-11-25T11:59:45.000000Z"), now));
-        assert!(expired(&lease("2026-11-25T11:59:00.000000Z"), now));
-        assert!(expired(&json!({"spec": {}}), now));
+    fn a_lease_expires_when_seen_unchanged_for_its_duration() {
+        let lease = |rv: &str, renewed: &str| {
+            json!({"metadata": {"resourceVersion": rv},
+                   "spec": {"holderIdentity": "ci@runner", "renewTime": renewed, "leaseDurationSeconds": 30}})
+        };
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut o = Observed::default();
+        // Renewed long ago by the holder's clock: not expired at first sight.
+        assert!(!o.expired(&lease("1", "2020-01-01T00:00:00.000000Z"), at(0)));
+        assert!(!o.expired(&lease("1", "2020-01-01T00:00:00.000000Z"), at(30)));
+        // Renewed (a new resourceVersion): the observation starts again.
+        assert!(!o.expired(&lease("2", "2020-01-01T00:00:10.000000Z"), at(29)));
+        assert!(!o.expired(&lease("2", "2020-01-01T00:00:10.000000Z"), at(59)));
+        assert!(o.expired(&lease("2", "2020-01-01T00:00:10.000000Z"), at(60)));
+        // A renewTime in the future does not keep a dead holder's lease alive.
+        let mut o = Observed::default();
+        assert!(!o.expired(&lease("3", "2099-01-01T00:00:00.000000Z"), at(0)));
+        assert!(o.expired(&lease("3", "2099-01-01T00:00:00.000000Z"), at(31)));
+        // No holder: free.
+        assert!(Observed::default().expired(&json!({"spec": {}}), at(0)));
+    }
+
+    /// Renewal checks the holder: a lease someone else took is lost, and said so.
+    #[tokio::test]
+    async fn a_lease_taken_over_is_reported_lost() {
+        let fake = FakeGateway::new();
+        let gw: Arc<dyn Gateway> = Arc::new(fake.clone());
+        let lock = acquire_renewing(gw.clone(), "ns", "db", Duration::ZERO, RENEW_IN_TESTS)
+            .await
+            .unwrap();
+        let mut lost = lock.lost();
+        let id = lease_ref("ns", "db");
+        fake.update(&id, |l| {
+            l["spec"]["holderIdentity"] = json!("other@ci (pid 1)")
+        });
+        tokio::time::timeout(Duration::from_secs(10), lost.wait_for(Option::is_some))
+            .await
+            .expect("reported within a renewal")
+            .unwrap();
+        assert_eq!(
+            lost.borrow().as_deref(),
+            Some("lease kubectl-stateful-db is now held by other@ci (pid 1)")
+        );
+        // The other holder's lease is left alone.
+        lock.release(gw.as_ref()).await;
+        assert!(fake.object(&id).is_some());
     }
 
     #[tokio::test]

@@ -687,8 +687,9 @@ async fn rollout(
     // From here on a signal stops the rollout cleanly: writes in flight finish, waits are
     // abandoned, the summary says what was not done, and the exit code is 130 or 143.
     let (tx, rx) = tokio::sync::watch::channel(None);
+    let tx = std::sync::Arc::new(tx);
     options.interrupt = Some(rx);
-    let listener = tokio::spawn(listen_for_signals(tx));
+    let listener = tokio::spawn(listen_for_signals(tx.clone()));
     // The rollout's own deadline starts now; requests are bounded by it too.
     cluster
         .gateway
@@ -696,6 +697,17 @@ async fn rollout(
     // One apply of the stack at a time (once its namespace exists to hold the lease).
     let ns = crate::kinds::ObjectRef::new(crate::kinds::Kind::Namespace, "", &plan.namespace);
     let lock = match cluster.gw().get(&ns).await {
+        // A namespace that cannot be read is a refusal, never an apply without the lock.
+        Err(f) => {
+            listener.abort();
+            return Err(miette::miette!(
+                help = "the lock of a stack is a Lease in its namespace; check the account's get right on namespaces (see examples/rbac.yaml)",
+                "cannot take the lock of stack {}: namespace {} cannot be read: {}; nothing was written",
+                plan.stack,
+                plan.namespace,
+                f.text()
+            ));
+        }
         Ok(Some(_)) => {
             let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
             Some(
@@ -708,8 +720,23 @@ async fn rollout(
                 .await?,
             )
         }
-        _ => None,
+        Ok(None) => None,
     };
+    // A lock lost during the rollout (taken over, or not renewed in time) stops it like a
+    // signal: writes in flight finish, nothing new starts.
+    let watching_lock = lock.as_ref().map(|l| {
+        let mut lost = l.lost();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Ok(reason) = lost.wait_for(Option::is_some).await {
+                eprintln!(
+                    "error: the stack's lock was lost ({}): another apply may be running; nothing more is started",
+                    reason.as_deref().unwrap_or_default()
+                );
+                let _ = tx.send(Some(apply::Interrupt::LockLost));
+            }
+        })
+    });
     // The record of what the stack owns: one that cannot be read is not taken for an empty one
     // (the objects written now would be recorded as created by this apply).
     let previous = match crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack).await {
@@ -732,6 +759,9 @@ async fn rollout(
     options.record = Some(applied.clone());
     let result = apply::execute(cluster.gw(), plan, &options, sink.as_ref()).await;
     listener.abort();
+    if let Some(w) = watching_lock {
+        w.abort();
+    }
     // Record what the stack owns now, whether the rollout finished or not, with what was
     // written (for the next plan's fast path).
     // A record that could not be written is an error after the rollout's report: the next
@@ -761,7 +791,9 @@ async fn rollout(
 }
 
 /// Sends the first SIGINT or SIGTERM to the rollout; a second one ends the process at once.
-async fn listen_for_signals(tx: tokio::sync::watch::Sender<Option<apply::Interrupt>>) {
+async fn listen_for_signals(
+    tx: std::sync::Arc<tokio::sync::watch::Sender<Option<apply::Interrupt>>>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

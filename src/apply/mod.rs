@@ -88,6 +88,10 @@ pub enum Interrupt {
     Int,
     #[serde(rename = "SIGTERM")]
     Term,
+    /// The stack's lock was lost (another holder took the lease, or it could not be renewed):
+    /// a second apply may be running, so this one starts nothing more.
+    #[serde(rename = "lock-lost")]
+    LockLost,
 }
 
 impl Interrupt {
@@ -96,6 +100,7 @@ impl Interrupt {
         match self {
             Interrupt::Int => 130,
             Interrupt::Term => 143,
+            Interrupt::LockLost => 1,
         }
     }
 
@@ -103,6 +108,7 @@ impl Interrupt {
         match self {
             Interrupt::Int => "SIGINT",
             Interrupt::Term => "SIGTERM",
+            Interrupt::LockLost => "the loss of the stack's lock",
         }
     }
 }

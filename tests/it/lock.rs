@@ -141,3 +141,77 @@ async fn a_spec_changed_by_another_writer_during_apply_is_reported_as_theirs() {
     run.expect_code(1);
     assert_contains(&run.stdout, "changed by kubectl during apply");
 }
+
+/// A lock lost mid-rollout (the lease taken over by another holder) stops the apply like a
+/// signal: nothing more is started, exit 1, and it says why.
+#[tokio::test]
+async fn an_apply_that_loses_its_lock_starts_nothing_more() {
+    let ctx = TestCtx::new("locklost").await;
+    // The claim waits for a volume that never comes; the StatefulSet mounting it waits behind it.
+    let spec = ctx.spec(
+        "k",
+        &format!(
+            "[[claim]]\nname = \"wait\"\nsize = \"1Gi\"\nclass = \"\"\nselector = {{ lost = \"{}\" }}\n\n[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\n[[statefulset.mount]]\nclaim = \"wait\"\npath = \"/data\"\n",
+            ctx.prefix
+        ),
+    );
+    let spec = spec.to_str().unwrap().to_string();
+    let apply = {
+        let ns = ctx.ns.clone();
+        std::thread::spawn(move || {
+            crate::support::run_plugin(
+                &["apply", "-f", &spec, "--yes", "--timeout", "3m", "-n", &ns].map(String::from),
+                None,
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(cluster().kubectl_dir.join("kubectl"))
+            .args([
+                "get",
+                "lease",
+                "kubectl-stateful-k",
+                "-n",
+                &ctx.ns,
+                "-o",
+                "name",
+            ])
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no lease");
+        assert!(
+            !apply.is_finished(),
+            "the apply ended before it could lose its lock"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl(
+        &ctx.ns,
+        &[
+            "patch",
+            "lease",
+            "kubectl-stateful-k",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"holderIdentity":"someone@else (pid 7)"}}"#,
+        ],
+    );
+    let run = apply.join().unwrap();
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        "the stack's lock was lost (lease kubectl-stateful-k is now held by someone@else (pid 7))",
+    );
+    assert_contains(&run.stderr, "interrupted by the loss of the stack's lock");
+    assert_contains(&run.stderr, "statefulset/db");
+    assert_eq!(
+        ctx.count::<k8s_openapi::api::apps::v1::StatefulSet>().await,
+        0,
+        "nothing started after the loss"
+    );
+}
