@@ -529,6 +529,110 @@ mod tests {
     }
 
     #[test]
+    fn statefulsets_and_snapshots_that_take_data_go_only_with_the_data_flag() {
+        let sts = |name: &str, when_deleted: &str| {
+            cand(
+                Kind::StatefulSet,
+                name,
+                json!({"spec": {"replicas": 1,
+                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": when_deleted},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}),
+            )
+        };
+        let cands = vec![
+            sts("takes", "Delete"),
+            sts("leaves", "Retain"),
+            cand(Kind::VolumeSnapshot, "snap", json!({})),
+        ];
+        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        let deleted: Vec<&str> = steps.iter().map(|s| s.object.name.as_str()).collect();
+        assert_eq!(deleted, vec!["leaves"]);
+        assert_eq!(
+            steps[0].reasons,
+            vec![
+                "its pods are deleted; its claims data-leaves-0 stay (retention whenDeleted: Retain)"
+            ]
+        );
+        let reasons: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|k| (k.object.name.as_str(), k.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    "takes",
+                    "its retention policy (whenDeleted: Delete) would delete its claims data-takes-0: deleted only with --prune-data"
+                ),
+                (
+                    "snap",
+                    "a snapshot holds data: deleted only with --prune-data"
+                ),
+            ]
+        );
+        let (steps, kept) = run(&cands, &Inventory::default(), true, &[]);
+        assert!(kept.is_empty(), "{kept:?}");
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            steps[0].reasons,
+            vec![
+                "its pods are deleted, and its claims data-takes-0 with them (retention whenDeleted: Delete)"
+            ]
+        );
+        assert_eq!(
+            steps[2].reasons,
+            vec!["with its class's deletionPolicy Delete, the snapshot's data goes too"]
+        );
+    }
+
+    #[test]
+    fn the_summary_of_kept_data_counts_claims_and_unbound_volumes() {
+        let cands = vec![
+            cand(
+                Kind::PersistentVolumeClaim,
+                "a",
+                json!({"status": {"capacity": {"storage": "1Gi"}}}),
+            ),
+            cand(
+                Kind::PersistentVolumeClaim,
+                "b",
+                json!({"status": {"capacity": {"storage": "2Gi"}}}),
+            ),
+            // Unbound: its data counts.
+            cand(
+                Kind::PersistentVolume,
+                "free",
+                json!({"spec": {"capacity": {"storage": "5Gi"}}}),
+            ),
+            // Bound: counted with its claim.
+            cand(
+                Kind::PersistentVolume,
+                "bound",
+                json!({"spec": {"capacity": {"storage": "7Gi"}, "claimRef": {"namespace": "ns", "name": "a"}}}),
+            ),
+            cand(Kind::Service, "svc", json!({})),
+        ];
+        let kept: Vec<Kept> = cands
+            .iter()
+            .map(|c| Kept {
+                object: c.id.clone(),
+                reason: String::new(),
+                uid: String::new(),
+            })
+            .collect();
+        assert_eq!(
+            kept_data_summary(&kept, &cands).as_deref(),
+            Some("kept: 2 claims, 2 volumes with 8Gi of data")
+        );
+        assert_eq!(
+            kept_data_summary(&kept[2..3], &cands).as_deref(),
+            Some("kept: 1 volume with 5Gi of data")
+        );
+        assert_eq!(kept_data_summary(&kept[4..], &cands), None);
+        assert_eq!(kept_data_summary(&[], &cands), None);
+    }
+
+    #[test]
     fn adopted_objects_are_released_and_protected_ones_refused() {
         let cands = vec![
             cand(Kind::StorageClass, "local-storage", json!({})),
