@@ -427,7 +427,10 @@ fn spec_entries(report: &miette::Report) -> Vec<spec::IssueEntry> {
 /// Saves the plan for `apply PLANFILE`, unmasked (apply sends what it holds): atomically,
 /// readable only by the user, never through a symbolic link (see [`crate::files`]).
 fn save_plan(plan: &Plan, path: &std::path::Path) -> miette::Result<()> {
-    let text = render::plan_file(plan);
+    let mut text = render::plan_file(plan);
+    if let Some(key) = crate::plan::saved::plan_key() {
+        text = crate::plan::saved::sign(&text, &key);
+    }
     crate::files::write_private("--out", path, text.as_bytes()).map_err(miette::Report::new)
 }
 

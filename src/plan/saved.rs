@@ -4,7 +4,79 @@
 //! file and the line and column or the key, and never a panic later in the executor.
 
 use super::{FORMAT_VERSION, Plan};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
+
+/// The environment variable holding the key that signs saved plans (optional; see [`sign`]).
+pub const PLAN_KEY: &str = "KUBECTL_STATEFUL_PLAN_KEY";
+const SIGNATURE: &str = "signature";
+const SCHEME: &str = "hmac-sha256:";
+
+/// The key from [`PLAN_KEY`], when it is set and not empty.
+pub fn plan_key() -> Option<Vec<u8>> {
+    std::env::var_os(PLAN_KEY)
+        .map(|k| k.into_encoded_bytes())
+        .filter(|k| !k.is_empty())
+}
+
+/// The HMAC-SHA256 of a plan document without its signature, in its compact serialization (the
+/// same bytes whether the file was pretty-printed or not).
+fn mac(doc: &Value, key: &[u8]) -> String {
+    let mut unsigned = doc.clone();
+    if let Some(o) = unsigned.as_object_mut() {
+        o.remove(SIGNATURE);
+    }
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+    m.update(&serde_json::to_vec(&unsigned).expect("plans serialize"));
+    let bytes = m.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{SCHEME}{hex}")
+}
+
+/// Signs a saved plan's text with `key`: the same document with a `signature` (an HMAC-SHA256
+/// of the rest). A CI pipeline that sets [`PLAN_KEY`] in its plan and apply jobs makes apply
+/// refuse a plan file that is unsigned or was changed after it was written.
+pub fn sign(text: &str, key: &[u8]) -> String {
+    let mut doc: Value = serde_json::from_str(text).expect("a plan file is JSON");
+    let signature = mac(&doc, key);
+    if let Some(o) = doc.as_object_mut() {
+        o.insert(SIGNATURE.into(), Value::from(signature));
+    }
+    serde_json::to_string_pretty(&doc).expect("plans serialize") + "\n"
+}
+
+/// With a key: the plan must carry the signature of its content made with that key.
+fn verify(file: &str, doc: &Value, key: &[u8]) -> Result<(), Box<SavedPlanError>> {
+    let help = format!(
+        "{PLAN_KEY} is set, so only plans written by `plan --out` with the same key are applied; make a new plan"
+    );
+    let Some(signature) = doc.get(SIGNATURE).and_then(Value::as_str) else {
+        return Err(Box::new(SavedPlanError {
+            help,
+            ..SavedPlanError::new(file, "the plan is not signed").key(SIGNATURE)
+        }));
+    };
+    let want = mac(doc, key);
+    // Compared in constant time (a signature guessed byte by byte leaks nothing).
+    let same = signature.len() == want.len()
+        && signature
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Box::new(SavedPlanError {
+            help,
+            ..SavedPlanError::new(
+                file,
+                "the plan's signature does not match its content: it was changed after it was written, or signed with another key",
+            )
+            .key(SIGNATURE)
+        }))
+    }
+}
 
 /// Why a saved plan cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
@@ -57,8 +129,18 @@ impl SavedPlanError {
     }
 }
 
-/// Reads a saved plan from `bytes` (the content of `file`) and checks that it is whole.
+/// Reads a saved plan from `bytes` (the content of `file`) and checks that it is whole, and
+/// signed with the key of [`PLAN_KEY`] when that is set.
 pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
+    parse_with_key(file, bytes, plan_key().as_deref())
+}
+
+/// [`parse`], with the signing key given.
+pub fn parse_with_key(
+    file: &str,
+    bytes: &[u8],
+    key: Option<&[u8]>,
+) -> Result<Plan, Box<SavedPlanError>> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -165,6 +247,9 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Plan, Box<SavedPlanError>> {
             }));
         }
         Some(_) => {}
+    }
+    if let Some(key) = key {
+        verify(file, &doc, key)?;
     }
     let plan: Plan = serde_json::from_str(text).map_err(|e| {
         SavedPlanError::new(
@@ -312,7 +397,45 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse("plan.json", text.as_bytes()).unwrap_err().to_string()
+        parse_with_key("plan.json", text.as_bytes(), None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// With a key, only a plan signed with it and unchanged since is read; without one, the
+    /// signature is not needed.
+    #[test]
+    fn a_signed_plan_is_read_only_unchanged_and_with_its_key() {
+        let plan = Plan::new("s".into(), "ns".into(), "https://x".into(), Vec::new());
+        let text = crate::render::plan_file(&plan);
+        let signed = sign(&text, b"k1");
+        assert!(signed.contains("\"signature\": \"hmac-sha256:"), "{signed}");
+        let read = |t: &str, key: Option<&[u8]>| parse_with_key("plan.json", t.as_bytes(), key);
+        assert_eq!(read(&signed, Some(b"k1")).unwrap(), plan);
+        assert_eq!(read(&signed, None).unwrap(), plan);
+        // Reformatted but unchanged: still its signature (the compact form is what is signed).
+        let compact =
+            serde_json::to_string(&serde_json::from_str::<Value>(&signed).unwrap()).unwrap();
+        assert!(read(&compact, Some(b"k1")).is_ok());
+        let mismatch = "plan.json: signature: the plan's signature does not match its content";
+        let edited = signed.replace("\"stack\": \"s\"", "\"stack\": \"t\"");
+        assert_ne!(edited, signed);
+        assert!(
+            read(&edited, Some(b"k1"))
+                .unwrap_err()
+                .to_string()
+                .starts_with(mismatch)
+        );
+        assert!(
+            read(&signed, Some(b"k2"))
+                .unwrap_err()
+                .to_string()
+                .starts_with(mismatch)
+        );
+        assert_eq!(
+            read(&text, Some(b"k1")).unwrap_err().to_string(),
+            "plan.json: signature: the plan is not signed"
+        );
     }
 
     #[test]

@@ -238,3 +238,78 @@ async fn plan_for_another_server_or_format_is_refused() {
     // The plan itself was fine all along.
     s.apply().expect_code(0);
 }
+
+/// With `KUBECTL_STATEFUL_PLAN_KEY` set in the plan and apply jobs, a plan file changed after it
+/// was written (here: the labels apply would send, edited in the step's manifest and nowhere
+/// else, so the shown diff would not show them) or written without the key is refused, and
+/// nothing is written; the untouched signed plan applies.
+#[tokio::test]
+async fn a_signed_plan_changed_after_it_was_written_is_refused() {
+    let (ctx, claims) = setup("signedplan").await;
+    let spec = ctx.spec("stack", &with_label(KEEP));
+    let plan = ctx.dir.path().join("signed.json");
+    let key = [("KUBECTL_STATEFUL_PLAN_KEY", Some("ci-secret-1"))];
+    let with_ns = |list: &[&str]| {
+        let mut a = args(list);
+        a.extend(["-n".to_string(), ctx.ns.clone()]);
+        a
+    };
+    crate::support::run_plugin_env(
+        &with_ns(&[
+            "plan",
+            "-f",
+            spec.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ]),
+        &key,
+        None,
+    )
+    .expect_code(0);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert_contains(&text, "\"signature\": \"hmac-sha256:");
+    let apply = |file: &std::path::Path, env: &[(&str, Option<&str>)]| {
+        crate::support::run_plugin_env(
+            &with_ns(&["apply", file.to_str().unwrap(), "--yes", "--timeout", "1m"]),
+            env,
+            None,
+        )
+    };
+    let tampered = ctx.dir.path().join("tampered.json");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let step = doc["steps"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["object"]["name"] == "keep")
+        .unwrap();
+    step["manifest"]["metadata"]["labels"]["tier"] = "edited".into();
+    std::fs::write(&tampered, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let run = apply(&tampered, &key);
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        "signature: the plan's signature does not match its content",
+    );
+    // Written without the key: unsigned, refused where the key is set.
+    let unsigned = ctx.dir.path().join("unsigned.json");
+    ctx.run(&[
+        "plan",
+        "-f",
+        spec.to_str().unwrap(),
+        "--out",
+        unsigned.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let run = apply(&unsigned, &key);
+    run.expect_code(1);
+    assert_contains(&run.stderr, "signature: the plan is not signed");
+    let labels = claims.get("keep").await.unwrap().metadata.labels;
+    assert!(
+        !labels.unwrap_or_default().contains_key("tier"),
+        "a refused plan writes nothing"
+    );
+    apply(&plan, &key).expect_code(0);
+    let labels = claims.get("keep").await.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels["tier"], "gold");
+}
