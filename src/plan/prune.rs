@@ -586,6 +586,16 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_written_in_the_largest_binary_unit() {
+        assert_eq!(binary_size(0.0), "0");
+        assert_eq!(binary_size(1023.0), "1023");
+        assert_eq!(binary_size(1024.0), "1Ki");
+        assert_eq!(binary_size(1.5 * 1024f64.powi(3)), "1.5Gi");
+        // Past the largest unit the number grows instead (no unit beyond Pi).
+        assert_eq!(binary_size(1024f64.powi(6)), "1024Pi");
+    }
+
+    #[test]
     fn the_summary_of_kept_data_counts_claims_and_unbound_volumes() {
         let cands = vec![
             cand(
