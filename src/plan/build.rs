@@ -303,6 +303,7 @@ async fn stack_objects(
         if seen.contains(&entry.object)
             || desired.contains(&entry.object)
             || entry.object.kind == Kind::ConfigMap
+            || !belongs_to_stack(&entry.object, namespace)
         {
             continue;
         }
@@ -311,6 +312,14 @@ async fn stack_objects(
             None if entry.object.kind.namespaced() && !observed.facts.namespace_exists => None,
             None => gw.get(&entry.object).await.ok().flatten(),
         };
+        // A cluster-scoped object that no longer carries the stack's labels is not taken on the
+        // word of an entry alone (the entry may have been edited to name any object).
+        let live = live.filter(|l| {
+            entry.object.kind.namespaced()
+                || observe::labelled(std::slice::from_ref(l), &selector)
+                    .next()
+                    .is_some()
+        });
         if let Some(live) = live {
             seen.insert(entry.object.clone());
             found.push(Candidate {
@@ -321,6 +330,17 @@ async fn stack_objects(
     }
     found.sort_by_key(|c| c.id.kind.phase());
     found
+}
+
+/// Whether an inventory entry can name an object of this stack at all: a namespaced object in
+/// the stack's namespace, or a cluster-scoped one. An entry naming another namespace's object
+/// (an edited or corrupted inventory) is never a candidate for prune or destroy.
+fn belongs_to_stack(id: &ObjectRef, namespace: &str) -> bool {
+    if id.kind.namespaced() {
+        id.namespace.as_deref() == Some(namespace)
+    } else {
+        id.namespace.as_deref().is_none_or(str::is_empty)
+    }
 }
 
 /// The namespace in which the objects of a namespace that does not exist yet are validated.
@@ -803,6 +823,18 @@ mod tests {
     use crate::kinds::{Kind, ObjectRef};
     use serde_json::json;
     use std::time::Duration;
+
+    #[test]
+    fn inventory_entries_name_only_objects_of_the_stacks_namespace() {
+        let svc = |ns: &str| ObjectRef::new(Kind::Service, ns, "db");
+        assert!(belongs_to_stack(&svc("ns"), "ns"));
+        assert!(!belongs_to_stack(&svc("other"), "ns"));
+        assert!(!belongs_to_stack(&svc(""), "ns"));
+        assert!(belongs_to_stack(
+            &ObjectRef::new(Kind::PersistentVolume, "", "pv"),
+            "ns"
+        ));
+    }
 
     /// `destroy --delete-data` picks up the claims of the StatefulSets it deletes, not of those
     /// it releases (adopted) or that were re-created by someone else.
