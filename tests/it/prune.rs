@@ -458,3 +458,49 @@ async fn destroy_events_run_in_reverse_rollout_order() {
         "{kinds:?}"
     );
 }
+
+/// The inventory names a cluster-scoped object, but the object no longer carries the stack's
+/// labels: the entry alone (it may have been edited to name any volume) does not make it the
+/// stack's to delete. Without the labels, the volume stays, even with `--prune-data`.
+#[tokio::test]
+async fn a_cluster_scoped_object_without_the_stacks_labels_is_not_pruned_on_the_inventorys_word() {
+    let ctx = TestCtx::new("unlabelledpv").await;
+    let volume = "[[volume]]\nname = \"pv-x\"\ncapacity = \"1Gi\"\nhost_path = { path = \"/tmp/kstateful-unlabelled\" }\n";
+    let other = "[[claim]]\nname = \"other\"\nsize = \"1Gi\"\n";
+    let spec = ctx.spec("u", &format!("{volume}\n{other}"));
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let pv = ctx.unique("pv-x");
+    crate::support::kubectl(
+        None,
+        &[
+            "label",
+            "pv",
+            &pv,
+            "app.kubernetes.io/managed-by-",
+            "kubectl-stateful/stack-",
+        ],
+        None,
+    );
+    ctx.spec("u", other);
+    let run = ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "1m",
+    ]);
+    run.expect_code(0);
+    let pvs: kube::Api<k8s_openapi::api::core::v1::PersistentVolume> =
+        kube::Api::all(crate::support::client().await);
+    let live = pvs.get_opt(&pv).await.unwrap();
+    assert!(
+        live.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+        "the volume was kept:\n{}",
+        run.stdout
+    );
+}
