@@ -323,6 +323,83 @@ mod tests {
         ]
     }
 
+    /// The classes as listed: none (an empty list), no snapshot API (404), or a refusal that
+    /// names what the server said.
+    #[tokio::test]
+    async fn snapshot_classes_tell_none_from_no_api_from_a_refusal() {
+        use crate::gateway::{ApiFailure, fake::FakeGateway};
+        let collection = ObjectRef::new(Kind::Namespace, "", "volumesnapshotclasses");
+        let fake = FakeGateway::new();
+        assert_eq!(snapshot_classes(&fake).await, Ok(Some(vec![])));
+        let failure = |code: u16, message: &str| ApiFailure {
+            code,
+            reason: String::new(),
+            message: message.into(),
+            ..Default::default()
+        };
+        fake.fail_next("list", &collection, failure(404, "not found"), 1);
+        assert_eq!(snapshot_classes(&fake).await, Ok(None));
+        fake.fail_next("list", &collection, failure(403, "forbidden here"), 1);
+        let refused = snapshot_classes(&fake).await.unwrap_err();
+        assert!(refused.contains("forbidden here"), "{refused}");
+    }
+
+    /// Against the cluster: the classes are listed only when a step deletes data, and a step
+    /// that does gets its snapshot decision (here: a refusal to list them stops the deletion).
+    #[tokio::test]
+    async fn in_the_cluster_classes_are_read_only_for_steps_that_delete_data() {
+        use crate::gateway::{ApiFailure, fake::FakeGateway};
+        let (classes, volumes, claims, _) = facts_with(Ok(None));
+        let facts = crate::live::ClusterFacts {
+            classes,
+            volumes,
+            claims,
+            ..Default::default()
+        };
+        let fake = FakeGateway::new();
+        let mut keep = vec![step(
+            Kind::PersistentVolumeClaim,
+            "data-db-0",
+            Action::Update,
+        )];
+        plan_in_cluster(&fake, &mut keep, &facts, &options()).await;
+        assert_eq!(fake.calls("list"), 0, "nothing deletes data: no list");
+        assert_eq!(keep[0].action, Action::Update);
+
+        let collection = ObjectRef::new(Kind::Namespace, "", "volumesnapshotclasses");
+        fake.fail_next(
+            "list",
+            &collection,
+            ApiFailure {
+                code: 403,
+                message: "forbidden".into(),
+                ..Default::default()
+            },
+            1,
+        );
+        let mut delete = vec![step(
+            Kind::PersistentVolumeClaim,
+            "data-db-0",
+            Action::Delete,
+        )];
+        plan_in_cluster(&fake, &mut delete, &facts, &options()).await;
+        assert_eq!(fake.calls("list"), 1);
+        assert_eq!(delete[0].action, Action::Error, "{:?}", delete[0]);
+        // Listed (empty): the claim's driver has no class, which the plan says.
+        let mut delete = vec![step(
+            Kind::PersistentVolumeClaim,
+            "data-db-0",
+            Action::Delete,
+        )];
+        plan_in_cluster(&fake, &mut delete, &facts, &options()).await;
+        assert_eq!(
+            delete[0].reasons,
+            vec![
+                "no VolumeSnapshotClass for driver csi.stateful.test: no snapshot of pvc/data-db-0 is taken"
+            ]
+        );
+    }
+
     #[test]
     fn the_default_class_of_the_driver_is_chosen() {
         assert_eq!(
