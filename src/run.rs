@@ -160,6 +160,10 @@ async fn snapshot_command(
     timeout: std::time::Duration,
 ) -> miette::Result<i32> {
     let (cluster, spec, namespace) = prepare(args, &s.file).await?;
+    // It writes (VolumeSnapshots of the stack): one command of the stack at a time, like apply.
+    let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
+    let lock =
+        crate::lock::acquire(gw, &namespace, spec.stack_name(), std::time::Duration::ZERO).await?;
     let taken = crate::snapshots::take(
         cluster.gw(),
         &spec,
@@ -168,7 +172,9 @@ async fn snapshot_command(
         s.class.as_deref(),
         timeout,
     )
-    .await?;
+    .await;
+    lock.release(cluster.gw()).await;
+    let taken = taken?;
     for (claim, snapshot, message) in &taken {
         match s.output {
             ApplyFormat::Json => out(&format!(

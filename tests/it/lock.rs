@@ -87,6 +87,10 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
     second.expect_code(1);
     assert_contains(&second.stderr, "stack l is being applied by ");
     assert_contains(&second.stderr, "--lock-timeout");
+    // Every command that writes takes the lock: an on-demand snapshot too.
+    let snapshot = ctx.run(&["snapshot", "-f", &spec]);
+    snapshot.expect_code(1);
+    assert_contains(&snapshot.stderr, "stack l is being applied by ");
     // With --lock-timeout it waits for the first one and then runs.
     let waiting = apply_in_background(&["--lock-timeout", "2m"]);
     assert!(
