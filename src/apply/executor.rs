@@ -333,8 +333,8 @@ fn last_writer(obj: &Value) -> String {
         .to_string()
 }
 
-/// How many times the gate before a StatefulSet's re-create reads and checks it when it changed
-/// between the check and the delete.
+/// How many times a guarded write (the delete before a StatefulSet's re-create, a release) reads
+/// the object and checks it again when it changed between the read and the write.
 const REBUILD_CHECKS: u32 = 5;
 
 async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, String> {
@@ -362,6 +362,18 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
             });
             Ok(Outcome::Other)
         }
+        Op::Apply { .. } if step.action == Action::Release => match release(gw, step).await {
+            Ok(obj) => {
+                written.record(&op.object, &obj, &step.manifest);
+                sink.emit(Event::Applied {
+                    object: op.object.clone(),
+                    action: step.action,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+                Ok(Outcome::Written)
+            }
+            Err(message) => fail(message),
+        },
         Op::Apply { resource_version } => {
             match apply(gw, step, resource_version.clone(), options.force_conflicts).await {
                 Ok(obj) => {
@@ -606,6 +618,40 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
                 },
                 None => waiting.await.map(|()| Outcome::Other),
             }
+        }
+    }
+}
+
+/// Releases the object the step names: reads it, checks that it is still the object the plan
+/// saw (uid), and removes the stack's labels while handing our fields over (see
+/// [`crate::plan::prune::release_patch`]), guarded by the version read; a write in between (a
+/// controller's status) means reading again, a bounded number of times.
+async fn release(gw: &dyn Gateway, step: &Step) -> Result<Value, String> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let live = match gw.get(&step.object).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return Err("it is gone: nothing to release".into()),
+            Err(f) => return Err(format!("cannot read it: {}", f.text())),
+        };
+        let uid = live
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(planned) = &step.live
+            && planned.uid != uid
+        {
+            return Err(format!(
+                "not released: it is no longer the object the plan saw (uid {}); run plan again",
+                planned.uid
+            ));
+        }
+        let patch = crate::plan::prune::release_patch(&live);
+        match gw.merge_patch(&step.object, &patch).await {
+            Err(f) if f.code == 409 && attempts < REBUILD_CHECKS => continue,
+            Err(f) => return Err(write_failure(&f)),
+            Ok(obj) => return Ok(obj),
         }
     }
 }

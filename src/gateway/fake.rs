@@ -345,6 +345,40 @@ impl Gateway for FakeGateway {
         .boxed()
     }
 
+    fn merge_patch<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        async move {
+            self.outcome("patch", id).await?;
+            let Some(obj) = self.object(id) else {
+                return Err(ApiFailure {
+                    code: 404,
+                    reason: "NotFound".into(),
+                    message: format!("{} not found", id.short()),
+                    ..Default::default()
+                });
+            };
+            let wanted = patch.pointer("/metadata/resourceVersion");
+            if wanted.is_some() && wanted != obj.pointer("/metadata/resourceVersion") {
+                return Err(ApiFailure {
+                    code: 409,
+                    reason: "Conflict".into(),
+                    message: "the object has been modified".into(),
+                    ..Default::default()
+                });
+            }
+            let mut patch = patch.clone();
+            if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            self.put(id, merged(Some(obj), &patch));
+            Ok(self.object(id).unwrap_or_default())
+        }
+        .boxed()
+    }
+
     fn delete<'a>(
         &'a self,
         id: &'a ObjectRef,

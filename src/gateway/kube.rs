@@ -176,6 +176,25 @@ impl Gateway for KubeGateway {
         self.create_owned(id, manifest, dry_run).boxed()
     }
 
+    fn merge_patch<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        async move {
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            self.api(id)
+                .patch(&id.name, &params, &Patch::Merge(patch))
+                .await
+                .map(to_value)
+                .map_err(failure)
+        }
+        .boxed()
+    }
+
     fn delete<'a>(
         &'a self,
         id: &'a ObjectRef,

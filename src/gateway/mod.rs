@@ -245,6 +245,14 @@ pub trait Gateway: Send + Sync {
         manifest: &'a Value,
         dry_run: bool,
     ) -> BoxFuture<'a, Result<Value, ApiFailure>>;
+    /// A JSON merge patch (RFC 7386) by our field manager: what release uses to remove the
+    /// stack's labels and hand our fields over in `metadata.managedFields` (guarded by the
+    /// `metadata.resourceVersion` the patch carries).
+    fn merge_patch<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>>;
     /// Deletes the object if its uid is still `uid` (and, with `resource_version`, if it has not
     /// changed since that version: a 409 otherwise).
     fn delete<'a>(

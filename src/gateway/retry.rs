@@ -360,6 +360,19 @@ impl<G: Gateway> Gateway for Retrying<G> {
         .boxed()
     }
 
+    fn merge_patch<'a>(
+        &'a self,
+        id: &'a ObjectRef,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, ApiFailure>> {
+        self.call(
+            format!("patch {}", id.short()),
+            Idempotence::Write,
+            move || self.inner.merge_patch(id, patch),
+        )
+        .boxed()
+    }
+
     fn delete<'a>(
         &'a self,
         id: &'a ObjectRef,

@@ -104,7 +104,7 @@ pub fn decide(
         if entry.is_some_and(|e| e.adopted) {
             step.action = Action::Release;
             step.reasons.push(
-                "adopted by this stack, so it is released, never deleted: the stack's labels and field ownership are removed"
+                "adopted by this stack, so it is released, never deleted: the stack's labels are removed and its fields handed to the field manager kubectl-stateful-released, every value kept"
                     .into(),
             );
             step.manifest = minimal(&c.id);
@@ -283,6 +283,58 @@ fn removal_step(c: &Candidate) -> Step {
 }
 
 /// The smallest manifest of an object: applying it releases every field only we own.
+/// The field manager that our fields are handed to when an object is released.
+pub const RELEASED_MANAGER: &str = "kubectl-stateful-released";
+
+/// The merge patch that releases `live` (read right before): the stack's labels go, and the
+/// fields our server-side applies own are handed to [`RELEASED_MANAGER`] in
+/// `metadata.managedFields` — every value stays as it is (an apply of an empty manifest would
+/// remove each field only this tool owned: pod-template labels, env, resources, restarting
+/// pods). Guarded by the resourceVersion read.
+pub fn release_patch(live: &Value) -> Value {
+    let mut labels = serde_json::Map::new();
+    let ours = |key: &str, value: &str| {
+        str_at(
+            live,
+            &format!("/metadata/labels/{}", key.replace('/', "~1")),
+        ) == value
+    };
+    if ours(crate::kinds::MANAGED_BY.0, crate::kinds::MANAGED_BY.1) {
+        labels.insert(crate::kinds::MANAGED_BY.0.into(), Value::Null);
+    }
+    if live
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            crate::kinds::STACK_LABEL.replace('/', "~1")
+        ))
+        .is_some()
+    {
+        labels.insert(crate::kinds::STACK_LABEL.into(), Value::Null);
+    }
+    let fields: Vec<Value> = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut entry| {
+            if entry["manager"] == crate::kinds::FIELD_MANAGER && entry["operation"] == "Apply" {
+                entry["manager"] = json!(RELEASED_MANAGER);
+                entry["operation"] = json!("Update");
+            }
+            entry
+        })
+        .collect();
+    let mut meta = json!({
+        "resourceVersion": str_at(live, "/metadata/resourceVersion"),
+        "managedFields": fields,
+    });
+    if !labels.is_empty() {
+        meta["labels"] = Value::Object(labels);
+    }
+    json!({ "metadata": meta })
+}
+
 fn minimal(id: &ObjectRef) -> Value {
     let mut meta = json!({ "name": id.name });
     if let Some(ns) = &id.namespace {
@@ -640,6 +692,37 @@ mod tests {
         );
         assert_eq!(kept_data_summary(&kept[4..], &cands), None);
         assert_eq!(kept_data_summary(&[], &cands), None);
+    }
+
+    #[test]
+    fn a_release_removes_the_stacks_labels_and_hands_our_fields_over() {
+        let live = json!({"metadata": {
+        "resourceVersion": "42",
+        "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "db", "team": "x"},
+        "managedFields": [
+            {"manager": "kubectl-create", "operation": "Update", "fieldsV1": {"f:spec": {}}},
+            {"manager": "kubectl-stateful", "operation": "Apply", "fieldsV1": {"f:data": {"f:b": {}}}},
+            {"manager": "kubectl-stateful", "operation": "Update", "fieldsV1": {"f:x": {}}}
+        ]}});
+        assert_eq!(
+            release_patch(&live),
+            json!({"metadata": {
+                "resourceVersion": "42",
+                "managedFields": [
+                    {"manager": "kubectl-create", "operation": "Update", "fieldsV1": {"f:spec": {}}},
+                    {"manager": "kubectl-stateful-released", "operation": "Update", "fieldsV1": {"f:data": {"f:b": {}}}},
+                    {"manager": "kubectl-stateful", "operation": "Update", "fieldsV1": {"f:x": {}}}
+                ],
+                "labels": {"app.kubernetes.io/managed-by": null, "kubectl-stateful/stack": null}
+            }})
+        );
+        // Someone else's managed-by label stays.
+        let helm = json!({"metadata": {"resourceVersion": "1",
+            "labels": {"app.kubernetes.io/managed-by": "Helm", "kubectl-stateful/stack": "db"}}});
+        assert_eq!(
+            release_patch(&helm)["metadata"]["labels"],
+            json!({"kubectl-stateful/stack": null})
+        );
     }
 
     #[test]

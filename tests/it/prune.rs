@@ -504,3 +504,61 @@ async fn a_cluster_scoped_object_without_the_stacks_labels_is_not_pruned_on_the_
         run.stdout
     );
 }
+
+/// Releasing an adopted object removes the stack's labels and nothing else: a value only this
+/// tool set (a label of the spec's here; env or resources in a pod template alike) stays, its
+/// field handed to the manager `kubectl-stateful-released`. (Released with an empty manifest,
+/// every field only this tool owned was removed.)
+#[tokio::test]
+async fn a_release_keeps_every_value_the_stack_set() {
+    let ctx = TestCtx::new("releasevalues").await;
+    let pvc = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}"#;
+    kubectl(&ctx.ns, &["create", "-f", "-"], Some(pvc));
+    let spec = ctx.spec(
+        "r",
+        "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nadopt = true\nlabels = { tier = \"db\" }\n\n[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n",
+    );
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    ctx.spec("r", "[[claim]]\nname = \"stays\"\nsize = \"1Gi\"\n");
+    let plan = ctx.run(&["plan", "-f", spec, "--prune"]);
+    assert_contains(&plan.stdout, "~> pvc/data will be released from this stack");
+    ctx.run(&["apply", "-f", spec, "--prune", "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client().await, &ctx.ns);
+    let released = claims.get("data").await.unwrap();
+    let labels = released.metadata.labels.clone().unwrap_or_default();
+    assert!(
+        !labels.contains_key("kubectl-stateful/stack")
+            && !labels.contains_key("app.kubernetes.io/managed-by"),
+        "the stack's labels are gone: {labels:?}"
+    );
+    assert_eq!(
+        labels.get("tier").map(String::as_str),
+        Some("db"),
+        "the value the stack set stays"
+    );
+    let managers: Vec<(String, String)> = released
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            (
+                m.manager.unwrap_or_default(),
+                m.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("kubectl-stateful-released".into(), "Update".into())),
+        "{managers:?}"
+    );
+    assert!(
+        !managers.contains(&("kubectl-stateful".into(), "Apply".into())),
+        "{managers:?}"
+    );
+}
