@@ -142,6 +142,55 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A StatefulSet to create whose orphaned pods show it ran with more replicas than the spec
+    /// says keeps that count (creating it with fewer would delete the pods above, and with
+    /// `whenScaled: Delete` their claims); as many or fewer orphans leave the spec's count.
+    #[tokio::test]
+    async fn a_create_that_finds_more_orphaned_pods_keeps_their_count() {
+        use crate::gateway::fake::FakeGateway;
+        use crate::kinds::ObjectRef;
+        let fake = FakeGateway::new();
+        for n in 0..4 {
+            fake.put(
+                &ObjectRef::new(Kind::Pod, "ns", &format!("db-{n}")),
+                json!({"metadata": {"namespace": "ns", "labels": {"app": "db"}}}),
+            );
+        }
+        let create = |replicas: u64| {
+            let mut s = crate::plan::ops::tests::step(Kind::StatefulSet, "db", Action::Create);
+            s.object = ObjectRef::new(Kind::StatefulSet, "ns", "db");
+            s.manifest = json!({"spec": {"replicas": replicas,
+                "selector": {"matchLabels": {"app": "db"}}}});
+            s.after = Some(s.manifest.clone());
+            s
+        };
+        let mut steps = vec![create(2)];
+        explain(&fake, &mut steps, &[], true).await;
+        assert_eq!(steps[0].manifest["spec"]["replicas"], 4);
+        assert_eq!(steps[0].after.as_ref().unwrap()["spec"]["replicas"], 4);
+        assert!(
+            steps[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("the 4 replicas it runs now, not the spec's 2")),
+            "{:?}",
+            steps[0].reasons
+        );
+        for replicas in [4, 6] {
+            let mut steps = vec![create(replicas)];
+            explain(&fake, &mut steps, &[], true).await;
+            assert_eq!(steps[0].manifest["spec"]["replicas"], replicas);
+            assert!(
+                !steps[0]
+                    .reasons
+                    .iter()
+                    .any(|r| r.contains("replicas it runs now")),
+                "{:?}",
+                steps[0].reasons
+            );
+        }
+    }
+
     #[test]
     fn orphaned_pods_and_left_claims_are_named() {
         let manifest = json!({"spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}});
