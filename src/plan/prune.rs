@@ -311,18 +311,27 @@ pub fn release_patch(live: &Value) -> Value {
     {
         labels.insert(crate::kinds::STACK_LABEL.into(), Value::Null);
     }
-    let fields: Vec<Value> = live
+    let entries = live
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Released before (and adopted again): one entry per manager and operation, so ours is
+    // dropped rather than renamed — the values stay either way, only their owner differs.
+    let released_before = entries
+        .iter()
+        .any(|e| e["manager"] == RELEASED_MANAGER && e["operation"] == "Update");
+    let fields: Vec<Value> = entries
         .into_iter()
-        .map(|mut entry| {
+        .filter_map(|mut entry| {
             if entry["manager"] == crate::kinds::FIELD_MANAGER && entry["operation"] == "Apply" {
+                if released_before {
+                    return None;
+                }
                 entry["manager"] = json!(RELEASED_MANAGER);
                 entry["operation"] = json!("Update");
             }
-            entry
+            Some(entry)
         })
         .collect();
     let mut meta = json!({
@@ -715,6 +724,15 @@ mod tests {
                 ],
                 "labels": {"app.kubernetes.io/managed-by": null, "kubectl-stateful/stack": null}
             }})
+        );
+        // Released before: our entry is dropped, not made a second entry of that manager.
+        let again = json!({"metadata": {"resourceVersion": "7", "managedFields": [
+            {"manager": "kubectl-stateful-released", "operation": "Update", "fieldsV1": {"f:a": {}}},
+            {"manager": "kubectl-stateful", "operation": "Apply", "fieldsV1": {"f:b": {}}}
+        ]}});
+        assert_eq!(
+            release_patch(&again)["metadata"]["managedFields"],
+            json!([{"manager": "kubectl-stateful-released", "operation": "Update", "fieldsV1": {"f:a": {}}}])
         );
         // Someone else's managed-by label stays.
         let helm = json!({"metadata": {"resourceVersion": "1",
