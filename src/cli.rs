@@ -255,6 +255,9 @@ pub struct SnapshotArgs {
     /// Give up waiting for the snapshots after this long [default: 5m].
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Wait this long for an apply of the same stack to finish (default: refuse at once).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_timeout: Option<Duration>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "human")]
     pub output: ApplyFormat,

@@ -162,8 +162,13 @@ async fn snapshot_command(
     let (cluster, spec, namespace) = prepare(args, &s.file).await?;
     // It writes (VolumeSnapshots of the stack): one command of the stack at a time, like apply.
     let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
-    let lock =
-        crate::lock::acquire(gw, &namespace, spec.stack_name(), std::time::Duration::ZERO).await?;
+    let lock = crate::lock::acquire(
+        gw,
+        &namespace,
+        spec.stack_name(),
+        s.lock_timeout.unwrap_or_default(),
+    )
+    .await?;
     let taken = crate::snapshots::take(
         cluster.gw(),
         &spec,
