@@ -122,6 +122,19 @@ func TestLocalVolumeWaitsForFirstConsumer(t *testing.T) {
 			},
 		})
 	}
+	// A new volume is Pending until the PV controller's first sync makes it Available; the check
+	// below is about the binder leaving the claim alone, so it starts from Available volumes
+	// (otherwise a claim whose event comes before that sync fails it on the volumes' phase).
+	for i := 0; i < 2; i++ {
+		name := fmt.Sprintf("e2e-local-%s-%d", id, i)
+		eventually(t, 60*time.Second, "PV "+name+" Available", func(ctx context.Context) (bool, error) {
+			pv, err := client.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return pv.Status.Phase == corev1.VolumeAvailable, nil
+		})
+	}
 	pvc := claim("local", "local-storage", "1Gi")
 	// Only this test's volumes: other users of the cluster may create local PVs too.
 	pvc.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e": id}}
