@@ -703,12 +703,16 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
     }
 }
 
-/// A StatefulSet that a recipe deletes and creates again keeps the replicas it runs with: in
-/// the manifest created, and in what the plan shows (see
-/// [`crate::kinds::statefulset::keep_live_replicas`]).
+/// A StatefulSet that a recipe deletes and creates again keeps the replicas it runs with.
 fn keep_live_replicas(step: &mut Step, live: &Value) {
+    keep_replicas(step, crate::kinds::statefulset::replicas(live));
+}
+
+/// A StatefulSet step created with `n` replicas: in the manifest created and in what the plan
+/// shows, with the reason when the spec's count differs (see
+/// [`crate::kinds::statefulset::keep_live_replicas`]).
+pub(super) fn keep_replicas(step: &mut Step, n: u64) {
     use crate::kinds::statefulset;
-    let n = statefulset::replicas(live);
     if let Some(reason) = statefulset::keep_live_replicas(&mut step.manifest, n) {
         step.reasons.push(reason);
     }

@@ -126,13 +126,7 @@ pub async fn explain(
         if let Some(ran) = replicas_of_orphans(&name, &pods)
             .filter(|n| *n > crate::kinds::statefulset::replicas(&step.manifest))
         {
-            use crate::kinds::statefulset::keep_live_replicas;
-            if let Some(reason) = keep_live_replicas(&mut step.manifest, ran) {
-                step.reasons.push(reason);
-            }
-            if let Some(after) = step.after.as_mut() {
-                keep_live_replicas(after, ran);
-            }
+            super::build::keep_replicas(step, ran);
         }
     }
 }

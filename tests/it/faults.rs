@@ -431,16 +431,7 @@ async fn a_missing_rbac_verb_is_named_and_nothing_is_written() {
     let spec = spec.to_str().unwrap();
     ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
         .expect_code(0);
-    let mut role = crate::rbac::example_role();
-    for rule in role.rules.as_mut().unwrap() {
-        if rule
-            .resources
-            .as_ref()
-            .is_some_and(|r| r.iter().any(|r| r == "statefulsets"))
-        {
-            rule.verbs.retain(|v| v != "patch");
-        }
-    }
+    let role = crate::rbac::example_role_without("statefulsets", &["patch"]);
     let kubeconfig = crate::rbac::account_with(&ctx, "nopatch", role).await;
     let kubeconfig = kubeconfig.to_str().unwrap();
     // Two changes: the claim's labels (allowed) and the StatefulSet's replicas (not allowed).

@@ -18,6 +18,42 @@ fn kubectl(ns: &str, args: &[&str]) {
     );
 }
 
+/// Whether the stack's lease exists.
+fn lease_exists(ns: &str, stack: &str) -> bool {
+    Command::new(cluster().kubectl_dir.join("kubectl"))
+        .args([
+            "get",
+            "lease",
+            &format!("kubectl-stateful-{stack}"),
+            "-n",
+            ns,
+            "-o",
+            "name",
+        ])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Waits (at most a minute) until the apply running in `apply` holds the stack's lease; it must
+/// not end before.
+fn wait_for_lease<T>(ns: &str, stack: &str, apply: &std::thread::JoinHandle<T>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !lease_exists(ns, stack) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply never took the lease"
+        );
+        assert!(
+            !apply.is_finished(),
+            "the apply ended before it held the lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A StatefulSet whose wait lasts a few seconds (minReadySeconds).
 const SLOW: &str =
     "[[statefulset]]\nname = \"db\"\nimage = \"img:1\"\nreplicas = 1\nmin_ready_seconds = 6\n";
@@ -54,35 +90,7 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
     };
     let first = apply_in_background(&[]);
     // Wait until the first apply holds the lease.
-    let leases = || {
-        Command::new(cluster().kubectl_dir.join("kubectl"))
-            .args([
-                "get",
-                "lease",
-                "kubectl-stateful-l",
-                "-n",
-                &ctx.ns,
-                "-o",
-                "name",
-            ])
-            .env("KUBECONFIG", &cluster().kubeconfig)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !leases() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first apply never took the lease"
-        );
-        assert!(
-            !first.is_finished(),
-            "the first apply ended before its claim could bind"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lease(&ctx.ns, "l", &first);
     let second = ctx.run(&["apply", "-f", &spec, "--yes"]);
     second.expect_code(1);
     assert_contains(&second.stderr, "stack l is being applied by ");
@@ -106,7 +114,7 @@ async fn a_second_apply_of_the_same_stack_is_refused_while_the_first_runs() {
     crate::support::kubectl(None, &["create", "-f", "-"], Some(&pv));
     first.join().unwrap().expect_code(0);
     waiting.join().unwrap().expect_code(0);
-    assert!(!leases(), "released at the end");
+    assert!(!lease_exists(&ctx.ns, "l"), "released at the end");
 }
 
 #[tokio::test]
@@ -169,31 +177,7 @@ async fn an_apply_that_loses_its_lock_starts_nothing_more() {
             )
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new(cluster().kubectl_dir.join("kubectl"))
-            .args([
-                "get",
-                "lease",
-                "kubectl-stateful-k",
-                "-n",
-                &ctx.ns,
-                "-o",
-                "name",
-            ])
-            .env("KUBECONFIG", &cluster().kubeconfig)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no lease");
-        assert!(
-            !apply.is_finished(),
-            "the apply ended before it could lose its lock"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lease(&ctx.ns, "k", &apply);
     kubectl(
         &ctx.ns,
         &[

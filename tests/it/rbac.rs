@@ -97,6 +97,21 @@ pub(crate) async fn account_with(ctx: &TestCtx, name: &str, role: ClusterRole) -
     path
 }
 
+/// The documented role less `verbs` on `resource`.
+pub(crate) fn example_role_without(resource: &str, verbs: &[&str]) -> ClusterRole {
+    let mut role = example_role();
+    for rule in role.rules.as_mut().unwrap() {
+        if rule
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| r == resource))
+        {
+            rule.verbs.retain(|v| !verbs.contains(&v.as_str()));
+        }
+    }
+    role
+}
+
 pub(crate) fn example_role() -> ClusterRole {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rbac.yaml"))
         .unwrap();
@@ -339,19 +354,7 @@ async fn an_inventory_that_cannot_be_read_or_recorded_is_an_error() {
             None,
         )
     };
-    let without = |verbs: &[&str]| {
-        let mut role = example_role();
-        for rule in role.rules.as_mut().unwrap() {
-            if rule
-                .resources
-                .as_ref()
-                .is_some_and(|r| r.iter().any(|r| r == "configmaps"))
-            {
-                rule.verbs.retain(|v| !verbs.contains(&v.as_str()));
-            }
-        }
-        role
-    };
+    let without = |verbs: &[&str]| example_role_without("configmaps", verbs);
     let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
         Api::namespaced(client().await, &ctx.ns);
 
@@ -393,16 +396,7 @@ async fn a_deletion_whose_snapshot_classes_cannot_be_read_deletes_nothing() {
         "1m",
     ])
     .expect_code(0);
-    let mut role = example_role();
-    for rule in role.rules.as_mut().unwrap() {
-        if rule
-            .resources
-            .as_ref()
-            .is_some_and(|r| r.iter().any(|r| r == "volumesnapshotclasses"))
-        {
-            rule.verbs.retain(|v| v != "list");
-        }
-    }
+    let role = example_role_without("volumesnapshotclasses", &["list"]);
     let kubeconfig = account_with(&ctx, "nosnap", role).await;
     ctx.spec("snap", keep);
     let run = run_plugin(
