@@ -257,6 +257,9 @@ pub async fn after_apply(
         };
         let uid = match (&written, &step.live, step.action) {
             (Some(f), _, _) if !f.uid.is_empty() => Some(f.uid.clone()),
+            // A create is recorded only on its own answer: when it failed (someone else's
+            // object took the name after the plan), what is there now is not the stack's.
+            (_, _, Action::Create) => None,
             (_, Some(live), a) if a != Action::Replace && a != Action::Resize => {
                 Some(live.uid.clone())
             }
@@ -269,8 +272,26 @@ pub async fn after_apply(
         let Some(uid) = uid else {
             continue;
         };
-        let was = before.get(&step.object).filter(|e| e.uid == uid);
-        let adopted = step.action == Action::Adopt || was.is_some_and(|e| e.adopted);
+        // What proves that the stack created the object: this apply's own create, or the
+        // previous entry for this very object (for a re-create, the entry of the object it
+        // replaced). Without proof it is recorded as adopted: prune and destroy release it,
+        // never delete it (an inventory deleted by hand must not turn adopted objects into
+        // created ones).
+        let was = before
+            .get(&step.object)
+            .filter(|e| e.uid == uid)
+            .or_else(|| {
+                let replaced = step.live.as_ref().map(|l| l.uid.as_str());
+                before.get(&step.object).filter(|e| {
+                    matches!(step.action, Action::Replace | Action::Resize)
+                        && Some(e.uid.as_str()) == replaced
+                })
+            });
+        let adopted = step.action == Action::Adopt
+            || match was {
+                Some(e) => e.adopted,
+                None => step.action != Action::Create,
+            };
         objects.push(
             Entry::new(step.object.clone(), uid, adopted, step.protect)
                 .with(written.as_ref().or(confirmed.as_ref())),
@@ -293,9 +314,33 @@ pub async fn after_apply(
     }
     // Kept by a prune or destroy (e.g. the claims of a removed StatefulSet): still the stack's,
     // so a later `destroy --delete-data` finds them. Objects re-created by someone else are not.
+    // Whether the stack created it is checked against the previous record, not taken from the
+    // plan (a saved plan is a file): its own entry for this uid, or for a claim, a StatefulSet
+    // the stack created whose claims are named `<template>-<statefulset>-<ordinal>`.
+    let created_sts: Vec<&str> = previous
+        .objects
+        .iter()
+        .filter(|e| e.object.kind == Kind::StatefulSet && !e.adopted)
+        .map(|e| e.object.name.as_str())
+        .collect();
+    let made_by_created_sts = |id: &ObjectRef| {
+        id.kind == Kind::PersistentVolumeClaim
+            && created_sts.iter().any(|sts| {
+                id.name
+                    .split_once(&format!("-{sts}-"))
+                    .is_some_and(|(t, o)| {
+                        crate::kinds::statefulset::template_claim_ordinal(&id.name, t, sts)
+                            .is_some()
+                            && !o.is_empty()
+                    })
+            })
+    };
     for k in &plan.kept {
-        let ours = !k.reason.starts_with("re-created by someone else");
-        if ours && !k.uid.is_empty() && listed.insert(k.object.clone()) {
+        let proven = before
+            .get(&k.object)
+            .is_some_and(|e| e.uid == k.uid && !e.adopted)
+            || made_by_created_sts(&k.object);
+        if k.created_by_stack && proven && !k.uid.is_empty() && listed.insert(k.object.clone()) {
             let was = before.get(&k.object).filter(|e| e.uid == k.uid);
             objects.push(Entry::new(
                 k.object.clone(),
@@ -372,5 +417,119 @@ mod tests {
             "{stored} bytes do not fit a ConfigMap"
         );
         assert_eq!(Inventory::from_config_map(&cm), inv);
+    }
+
+    /// Only proof makes an object the stack's creation: the create's own answer, or the
+    /// previous record. A failed create records nothing (what took the name is someone else's);
+    /// an object found without a record is recorded as adopted (released, never deleted);
+    /// a kept object is carried over only when the previous record says the stack created it.
+    #[tokio::test]
+    async fn only_proof_records_an_object_as_created() {
+        use crate::gateway::fake::FakeGateway;
+        use crate::plan::{Action, Kept, LiveVersion, Plan};
+        let fake = FakeGateway::new();
+        let id = |kind, name: &str| ObjectRef::new(kind, "ns", name);
+        let mut steps = Vec::new();
+        let mut step = |kind, name: &str, action, live_uid: Option<&str>| {
+            let mut s = crate::plan::ops::tests::step(kind, name, action);
+            s.live = live_uid.map(|uid| LiveVersion {
+                uid: uid.into(),
+                resource_version: "1".into(),
+                fields: None,
+                generation: None,
+            });
+            steps.push(s);
+        };
+        // Created by this apply (its answer noted), and a create that lost the race.
+        step(Kind::PersistentVolumeClaim, "made", Action::Create, None);
+        step(Kind::PersistentVolumeClaim, "raced", Action::Create, None);
+        fake.put(
+            &id(Kind::PersistentVolumeClaim, "raced"),
+            json!({"metadata": {"uid": "theirs"}}),
+        );
+        // Unchanged, with no record (an inventory deleted by hand), and with one.
+        step(
+            Kind::PersistentVolumeClaim,
+            "unrecorded",
+            Action::NoOp,
+            Some("u-unrecorded"),
+        );
+        step(Kind::Service, "recorded", Action::NoOp, Some("u-recorded"));
+        // Re-created by a recipe: the replaced object's record decides.
+        step(Kind::StatefulSet, "db", Action::Replace, Some("u-old-db"));
+        step(
+            Kind::StatefulSet,
+            "adopted",
+            Action::Replace,
+            Some("u-old-adopted"),
+        );
+        let applied = Applied::default();
+        applied.note(
+            &id(Kind::PersistentVolumeClaim, "made"),
+            &json!({"metadata": {"uid": "u-made"}}),
+            &json!({}),
+        );
+        applied.note(
+            &id(Kind::StatefulSet, "db"),
+            &json!({"metadata": {"uid": "u-new-db"}}),
+            &json!({}),
+        );
+        applied.note(
+            &id(Kind::StatefulSet, "adopted"),
+            &json!({"metadata": {"uid": "u-new-adopted"}}),
+            &json!({}),
+        );
+        let previous = Inventory {
+            version: 1,
+            objects: vec![
+                Entry::new(
+                    id(Kind::Service, "recorded"),
+                    "u-recorded".into(),
+                    false,
+                    false,
+                ),
+                Entry::new(id(Kind::StatefulSet, "db"), "u-old-db".into(), false, false),
+                Entry::new(
+                    id(Kind::StatefulSet, "adopted"),
+                    "u-old-adopted".into(),
+                    true,
+                    false,
+                ),
+                Entry::new(id(Kind::Deployment, "kept"), "u-kept".into(), false, false),
+            ],
+        };
+        let mut plan = Plan::new("s".into(), "ns".into(), "https://x".into(), steps);
+        let kept = |kind, name: &str, uid: &str| Kept {
+            object: id(kind, name),
+            reason: String::new(),
+            uid: uid.into(),
+            created_by_stack: true,
+        };
+        plan.kept = vec![
+            kept(Kind::Deployment, "kept", "u-kept"),
+            // Claimed by an edited plan, unknown to the record: not carried over.
+            kept(Kind::PersistentVolumeClaim, "foreign", "u-foreign"),
+            // A claim of a StatefulSet the stack created: carried over.
+            kept(Kind::PersistentVolumeClaim, "data-db-3", "u-data"),
+        ];
+        let after = after_apply(&fake, &plan, &previous, &applied).await;
+        let got: Vec<(String, String, bool)> = after
+            .objects
+            .iter()
+            .map(|e| (e.object.name.clone(), e.uid.clone(), e.adopted))
+            .collect();
+        let want: Vec<(String, String, bool)> = [
+            ("made", "u-made", false),
+            ("unrecorded", "u-unrecorded", true),
+            ("recorded", "u-recorded", false),
+            ("db", "u-new-db", false),
+            ("adopted", "u-new-adopted", true),
+            ("kept", "u-kept", false),
+            ("data-db-3", "u-data", false),
+        ]
+        .iter()
+        .map(|(n, u, a)| (n.to_string(), u.to_string(), *a))
+        .collect();
+        assert_eq!(got, want);
     }
 }

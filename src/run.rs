@@ -495,7 +495,12 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
         record: None,
     };
     let saved = a.plan.as_ref().map(|p| p.display().to_string());
-    let (cluster, plan) = match (&a.plan, &a.file) {
+    let how = Rollout {
+        json,
+        yes: a.yes,
+        saved: saved.as_deref(),
+    };
+    match (&a.plan, &a.file) {
         (Some(path), _) => {
             let file = path.display().to_string();
             let plan = load_plan(path)?;
@@ -523,17 +528,25 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                     cluster.server
                 ));
             }
-            cluster
-                .gateway
-                .bounded(
-                    planning_deadline(timeout),
-                    "checking the saved plan against the cluster",
-                    APPLY_DEADLINE_HELP,
-                    apply::check_fresh(cluster.gw(), &plan, cluster.concurrency),
-                )
-                .await?
-                .map_err(|e| saved_plan_error(&file, e))?;
-            (cluster, plan)
+            // The lock first: the plan is checked against the cluster as it is once no other
+            // command of the stack runs, and held until the rollout ends.
+            let lock = stack_lock(&cluster, &plan.namespace, &plan.stack, a.lock_timeout).await?;
+            let result = async {
+                cluster
+                    .gateway
+                    .bounded(
+                        planning_deadline(timeout),
+                        "checking the saved plan against the cluster",
+                        APPLY_DEADLINE_HELP,
+                        apply::check_fresh(cluster.gw(), &plan, cluster.concurrency),
+                    )
+                    .await?
+                    .map_err(|e| saved_plan_error(&file, e))?;
+                rollout(&cluster, &plan, &options, how, style, lock.as_ref()).await
+            }
+            .await;
+            release(&cluster, lock).await;
+            result
         }
         (None, Some(file)) => {
             let (cluster, spec, namespace) = prepare(args, file).await?;
@@ -545,30 +558,63 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
                 snapshot_before: a.snapshot_before,
                 restart_pods: a.restart_pods,
             };
-            let plan = cluster
-                .gateway
-                .bounded(
-                    planning_deadline(timeout),
-                    "planning",
-                    APPLY_DEADLINE_HELP,
-                    make_plan(args, &cluster, &spec, &namespace, plan_options),
-                )
-                .await??;
-            (cluster, plan)
+            // The lock before planning: an apply that waited for another plans against what
+            // the other one left, not against what was there before it finished.
+            let lock = stack_lock(&cluster, &namespace, spec.stack_name(), a.lock_timeout).await?;
+            let result = async {
+                let plan = cluster
+                    .gateway
+                    .bounded(
+                        planning_deadline(timeout),
+                        "planning",
+                        APPLY_DEADLINE_HELP,
+                        make_plan(args, &cluster, &spec, &namespace, plan_options),
+                    )
+                    .await??;
+                rollout(&cluster, &plan, &options, how, style, lock.as_ref()).await
+            }
+            .await;
+            release(&cluster, lock).await;
+            result
         }
-        (None, None) => {
-            return Err(miette::miette!(
-                "apply needs a spec (-f FILE) or a saved plan (PLANFILE)"
-            ));
+        (None, None) => Err(miette::miette!(
+            "apply needs a spec (-f FILE) or a saved plan (PLANFILE)"
+        )),
+    }
+}
+
+/// The stack's lock, once its namespace exists to hold the lease (`None` before that: the
+/// first apply creates the namespace). A namespace that cannot be read is a refusal, never a
+/// write without the lock.
+async fn stack_lock(
+    cluster: &Cluster,
+    namespace: &str,
+    stack: &str,
+    lock_timeout: Option<std::time::Duration>,
+) -> miette::Result<Option<crate::lock::StackLock>> {
+    let ns = crate::kinds::ObjectRef::new(crate::kinds::Kind::Namespace, "", namespace);
+    match cluster.gw().get(&ns).await {
+        Err(f) => Err(miette::miette!(
+            help = "the lock of a stack is a Lease in its namespace; check the account's get right on namespaces (see examples/rbac.yaml)",
+            "cannot take the lock of stack {stack}: namespace {namespace} cannot be read: {}; nothing was written",
+            f.text()
+        )),
+        Ok(Some(_)) => {
+            let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
+            Ok(Some(
+                crate::lock::acquire(gw, namespace, stack, lock_timeout.unwrap_or_default())
+                    .await?,
+            ))
         }
-    };
-    let how = Rollout {
-        json,
-        yes: a.yes,
-        lock_timeout: a.lock_timeout,
-        saved: saved.as_deref(),
-    };
-    rollout(&cluster, &plan, &options, how, style).await
+        Ok(None) => Ok(None),
+    }
+}
+
+/// Gives the stack's lock back (when one was taken).
+async fn release(cluster: &Cluster, lock: Option<crate::lock::StackLock>) {
+    if let Some(lock) = lock {
+        lock.release(cluster.gw()).await;
+    }
 }
 
 /// Removes the whole stack: plans the removal, shows it, confirms and runs it.
@@ -588,16 +634,17 @@ async fn destroy_command(
         snapshot_before: false,
         restart_pods: false,
     };
-    let plan = cluster
-        .gateway
-        .bounded(
+    let plan = || {
+        cluster.gateway.bounded(
             planning_deadline(timeout),
             "planning",
             APPLY_DEADLINE_HELP,
             make_plan(args, &cluster, &spec, &namespace, plan_options),
         )
-        .await??;
+    };
     if d.detailed_exitcode {
+        // Only shows the plan: writes nothing, takes no lock.
+        let plan = plan().await??;
         out(&render::human(&plan, style));
         return Ok(if plan.summary.error > 0 {
             EXIT_ERROR
@@ -621,10 +668,17 @@ async fn destroy_command(
     let how = Rollout {
         json,
         yes: d.yes,
-        lock_timeout: d.lock_timeout,
         saved: None,
     };
-    rollout(&cluster, &plan, &options, how, style).await
+    // Planned under the lock, like apply.
+    let lock = stack_lock(&cluster, &namespace, spec.stack_name(), d.lock_timeout).await?;
+    let result = async {
+        let plan = plan().await??;
+        rollout(&cluster, &plan, &options, how, style, lock.as_ref()).await
+    }
+    .await;
+    release(&cluster, lock).await;
+    result
 }
 
 /// Shows the plan, refuses what cannot be done, confirms, runs it and records the inventory.
@@ -632,7 +686,6 @@ async fn destroy_command(
 struct Rollout<'a> {
     json: bool,
     yes: bool,
-    lock_timeout: Option<std::time::Duration>,
     /// The saved plan file being applied, for messages.
     saved: Option<&'a str>,
 }
@@ -643,13 +696,9 @@ async fn rollout(
     options: &ApplyOptions,
     how: Rollout<'_>,
     style: Style,
+    lock: Option<&crate::lock::StackLock>,
 ) -> miette::Result<i32> {
-    let Rollout {
-        json,
-        yes,
-        lock_timeout,
-        saved,
-    } = how;
+    let Rollout { json, yes, saved } = how;
     let timeout = options.timeout;
     let mut options = options.clone();
     if json {
@@ -708,37 +757,10 @@ async fn rollout(
     cluster
         .gateway
         .set_deadline(Some(tokio::time::Instant::now() + timeout));
-    // One apply of the stack at a time (once its namespace exists to hold the lease).
-    let ns = crate::kinds::ObjectRef::new(crate::kinds::Kind::Namespace, "", &plan.namespace);
-    let lock = match cluster.gw().get(&ns).await {
-        // A namespace that cannot be read is a refusal, never an apply without the lock.
-        Err(f) => {
-            listener.abort();
-            return Err(miette::miette!(
-                help = "the lock of a stack is a Lease in its namespace; check the account's get right on namespaces (see examples/rbac.yaml)",
-                "cannot take the lock of stack {}: namespace {} cannot be read: {}; nothing was written",
-                plan.stack,
-                plan.namespace,
-                f.text()
-            ));
-        }
-        Ok(Some(_)) => {
-            let gw: std::sync::Arc<dyn crate::gateway::Gateway> = cluster.gateway.clone();
-            Some(
-                crate::lock::acquire(
-                    gw,
-                    &plan.namespace,
-                    &plan.stack,
-                    lock_timeout.unwrap_or_default(),
-                )
-                .await?,
-            )
-        }
-        Ok(None) => None,
-    };
     // A lock lost during the rollout (taken over, or not renewed in time) stops it like a
     // signal: writes in flight finish, nothing new starts.
-    let watching_lock = lock.as_ref().map(|l| {
+    // (The caller holds the stack's lock, taken before planning.)
+    let watching_lock = lock.map(|l| {
         let mut lost = l.lost();
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -756,9 +778,7 @@ async fn rollout(
     let previous = match crate::inventory::read(cluster.gw(), &plan.namespace, &plan.stack).await {
         Ok(inventory) => inventory,
         Err(f) => {
-            if let Some(lock) = lock {
-                lock.release(cluster.gw()).await;
-            }
+            listener.abort();
             return Err(miette::miette!(
                 help = "check the account's get right on configmaps in the namespace (see examples/rbac.yaml), then apply again",
                 "cannot read the stack's inventory (configmap/kubectl-stateful-{} in namespace {}): {}; nothing was written",
@@ -789,9 +809,6 @@ async fn rollout(
             Ok(())
         }
     };
-    if let Some(lock) = lock {
-        lock.release(cluster.gw()).await;
-    }
     result?;
     if let Err(f) = recorded {
         return Err(miette::miette!(

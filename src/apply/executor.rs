@@ -348,6 +348,12 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
         });
         Err(format!("{}: {message}", op.object.short()))
     };
+    // Every operation passes the gate: a guarded one (a delete, a StatefulSet's or volume's
+    // update) is checked against the live object, and written only against the version checked.
+    let passed = match super::gate::pass(gw, op, step).await {
+        Ok(passed) => passed,
+        Err(why) => return fail(why),
+    };
     match &op.op {
         Op::Keep => {
             sink.emit(Event::Unchanged {
@@ -485,46 +491,23 @@ async fn run(ctx: &Ctx<'_>, op: &Operation, step: &Step) -> Result<Outcome, Stri
             }
         }
         Op::Delete { uid, propagation } => {
-            // A recipe that deletes the object to create it again (replace, claim-template
-            // resize) goes through the gate: the live object is read right before the delete,
-            // which goes ahead only if the re-create loses nothing the object has now, and only
-            // if the object is still the version read (a write in between — a status update of
-            // its controller, say — means reading and checking again, a bounded number of times).
-            let rebuilds = matches!(step.action, Action::Replace | Action::Resize)
-                && op.object.kind == Kind::StatefulSet;
+            // The gate read the object and checked what deleting it takes now (for a recipe
+            // that creates it again: that the re-create loses nothing it has now); the delete
+            // goes ahead only against the version checked. A write in between (a status update
+            // of its controller, say) means passing the gate again, a bounded number of times.
+            let mut version = passed.version;
             let mut attempts = 0;
             let result = loop {
                 attempts += 1;
-                let mut version = None;
-                if rebuilds {
-                    match gw.get(&op.object).await {
-                        Ok(Some(live)) => {
-                            if let Some(risk) =
-                                crate::kinds::statefulset::rebuild_risk(&live, &step.manifest)
-                            {
-                                return fail(format!("not deleted: {risk}"));
-                            }
-                            version = live
-                                .pointer("/metadata/resourceVersion")
-                                .and_then(Value::as_str)
-                                .map(str::to_string);
-                        }
-                        // Gone already (an interrupted apply's delete finished meanwhile).
-                        Ok(None) => {}
-                        Err(f) => {
-                            return fail(format!(
-                                "not deleted: it could not be read to check what creating it again would lose: {}",
-                                f.text()
-                            ));
-                        }
-                    }
-                }
                 match gw
                     .delete(&op.object, uid, version.as_deref(), *propagation)
                     .await
                 {
                     Err(f) if f.code == 409 && version.is_some() && attempts < REBUILD_CHECKS => {
-                        continue;
+                        match super::gate::pass(gw, op, step).await {
+                            Ok(again) => version = again.version,
+                            Err(why) => return fail(why),
+                        }
                     }
                     other => break other,
                 }

@@ -6,6 +6,7 @@
 
 pub mod diagnose;
 pub mod executor;
+pub mod gate;
 pub mod waits;
 pub(crate) mod watch_hub;
 
@@ -297,7 +298,15 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
         return Err(ApplyError::Replace(replace));
     }
     // Claims a change deletes need --delete-data, or a planned snapshot each (--snapshot-before).
-    let bare = |s: &Step| crate::plan::safety::unprotected(s);
+    // (A delete's own claims were consented when it was planned, with --prune-data or
+    // destroy --delete-data: a delete step exists only then.)
+    let bare = |s: &Step| {
+        if s.action == Action::Delete {
+            Vec::new()
+        } else {
+            crate::plan::safety::unprotected(s)
+        }
+    };
     let no_snapshot: Vec<String> = plan
         .steps
         .iter()
@@ -354,11 +363,9 @@ pub fn check_executable(plan: &Plan, options: &ApplyOptions) -> Result<(), Apply
     let conflicts: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| {
-            !s.conflicts.is_empty()
-                && !options.force_conflicts
-                && matches!(s.action, Action::Update | Action::Adopt)
-        })
+        // Every write that takes fields from another manager: an update or adoption, and a
+        // replace or resize, which creates the object again without their values.
+        .filter(|s| !s.conflicts.is_empty() && !options.force_conflicts)
         .map(|s| format!("{}: {}", s.object.short(), conflict_text(&s.conflicts)))
         .collect();
     if !conflicts.is_empty() {

@@ -147,6 +147,47 @@ pub fn claims_of_templates<'c>(
         .collect()
 }
 
+/// The claims deleting StatefulSet `name` (`sts`: its live object, or the object as planned)
+/// takes along: with `whenDeleted: Delete`, the claims of its templates for its current
+/// ordinals (the controller made them owned by the StatefulSet); none with `Retain`.
+pub fn claims_deleted_with(name: &str, sts: &Value) -> Vec<String> {
+    let policy = sts
+        .pointer("/spec/persistentVolumeClaimRetentionPolicy/whenDeleted")
+        .and_then(Value::as_str);
+    if policy == Some("Delete") {
+        template_claims(name, sts)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The claims (among `claims`, with their ordinal) that writing `manifest` over the StatefulSet
+/// `name` (`live`) makes its controller delete: with the retention policy it has after the
+/// write saying `whenScaled: Delete`, the claims of its templates of ordinals at or above the
+/// manifest's replica count.
+pub fn scale_down_claims<'c>(
+    name: &str,
+    manifest: &Value,
+    live: &Value,
+    claims: &'c [Value],
+) -> Vec<(&'c Value, u64)> {
+    let when_scaled = |v: &Value| {
+        v.pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let policy = when_scaled(manifest).or_else(|| when_scaled(live));
+    if policy.as_deref() != Some("Delete") {
+        return Vec::new();
+    }
+    let count = replicas(manifest);
+    claims_of_templates(name, live, claims)
+        .into_iter()
+        .filter(|(_, _, ordinal)| *ordinal >= count)
+        .map(|(c, _, ordinal)| (c, ordinal))
+        .collect()
+}
+
 /// `spec.replicas` of a StatefulSet manifest or live object (the server's default when absent).
 pub fn replicas(sts: &Value) -> u64 {
     sts.pointer("/spec/replicas")

@@ -228,9 +228,11 @@ fn template_claims_of(
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if inventory
+        // Only a StatefulSet the stack provably created (its entry, for this uid, not adopted)
+        // makes its claims the stack's; with no entry (an inventory lost) they are not.
+        if !inventory
             .get(&sts.id)
-            .is_some_and(|e| e.adopted || e.uid != uid)
+            .is_some_and(|e| !e.adopted && e.uid == uid)
         {
             continue;
         }
@@ -243,6 +245,7 @@ fn template_claims_of(
                     &crate::live::name_of(claim),
                 ),
                 live: claim.clone(),
+                made_by: Some(sts.id.clone()),
             });
         }
     }
@@ -292,6 +295,7 @@ async fn stack_objects(
                 found.push(Candidate {
                     id,
                     live: obj.clone(),
+                    made_by: None,
                 });
             }
         }
@@ -325,6 +329,7 @@ async fn stack_objects(
             found.push(Candidate {
                 id: entry.object.clone(),
                 live,
+                made_by: None,
             });
         }
     }
@@ -455,6 +460,14 @@ async fn plan_one(
     if let Some(live) = &live {
         explain_storage(&mut step, live, facts);
     }
+    if matches!(step.action, Action::Replace | Action::Resize) && !step.conflicts.is_empty() {
+        // A re-created object keeps no other manager's value: their fields are checked like an
+        // update's (apply needs --force-conflicts).
+        step.reasons.push(format!(
+            "{}; the object is created again from the spec, without their values: apply goes ahead only with --force-conflicts",
+            crate::plan::compute::conflict_text(&step.conflicts)
+        ));
+    }
     step
 }
 
@@ -540,34 +553,35 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
         }
         (Kind::StatefulSet, Action::Update | Action::Adopt) => {
             // Claims of ordinals at or above the new replica count go when the retention policy
-            // says whenScaled: Delete (the policy the StatefulSet will have after the write).
-            let when_scaled = |v: &Value| {
-                v.pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            let policy = when_scaled(&step.manifest).or_else(|| when_scaled(live));
-            if policy.as_deref() != Some("Delete") {
-                return;
-            }
-            let replicas = step.manifest["spec"]["replicas"].as_i64().unwrap_or(1);
-            let mut doomed = Vec::new();
-            let mut sizes = Vec::new();
-            for (c, _, ordinal) in claims_of_templates(&step.object.name, live, &facts.claims) {
-                if i64::try_from(ordinal).is_ok_and(|o| o >= replicas) {
-                    let claim = crate::live::name_of(c);
-                    let size = size_at(c, "/status/capacity/storage");
-                    sizes.push(format!("{claim} ({size})"));
-                    doomed.push(claim);
-                }
-            }
+            // says whenScaled: Delete (the policy the StatefulSet will have after the write);
+            // the executor's gate computes the same from the live object before the write.
+            let name = step.object.name.clone();
+            let doomed = crate::kinds::statefulset::scale_down_claims(
+                &name,
+                &step.manifest,
+                live,
+                &facts.claims,
+            );
             if !doomed.is_empty() {
+                let sizes: Vec<String> = doomed
+                    .iter()
+                    .map(|(c, _)| {
+                        format!(
+                            "{} ({})",
+                            crate::live::name_of(c),
+                            size_at(c, "/status/capacity/storage")
+                        )
+                    })
+                    .collect();
                 step.reasons.push(format!(
                     "with whenScaled: Delete, {} replicas delete the claims of the ordinals above: {} (apply needs --delete-data)",
-                    replicas,
+                    crate::kinds::statefulset::replicas(&step.manifest),
                     sizes.join(", ")
                 ));
-                step.deletes_claims = doomed;
+                step.deletes_claims = doomed
+                    .iter()
+                    .map(|(c, _)| crate::live::name_of(c))
+                    .collect();
             }
         }
         (Kind::StatefulSet, Action::Replace) => keep_live_replicas(step, live),
@@ -706,6 +720,8 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
 /// A StatefulSet that a recipe deletes and creates again keeps the replicas it runs with.
 fn keep_live_replicas(step: &mut Step, live: &Value) {
     keep_replicas(step, crate::kinds::statefulset::replicas(live));
+    // The count another manager set (`kubectl scale`, an HPA) is kept, not taken from it.
+    step.conflicts.retain(|c| c.field != "spec.replicas");
 }
 
 /// A StatefulSet step created with `n` replicas: in the manifest created and in what the plan
@@ -841,7 +857,7 @@ mod tests {
     }
 
     /// `destroy --delete-data` picks up the claims of the StatefulSets it deletes, not of those
-    /// it releases (adopted) or that were re-created by someone else.
+    /// it releases (adopted, or not recorded) or that were re-created by someone else.
     #[test]
     fn destroy_takes_only_the_claims_of_statefulsets_it_deletes() {
         use crate::inventory::{Entry, Inventory};
@@ -849,6 +865,7 @@ mod tests {
             id: ObjectRef::new(Kind::StatefulSet, "ns", name),
             live: json!({"metadata": {"name": name, "uid": format!("uid-{name}")},
                 "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}),
+            made_by: None,
         };
         let candidates = vec![
             sts("ours"),
@@ -872,8 +889,9 @@ mod tests {
             .into_iter()
             .map(|c| c.id.name)
             .collect();
-        // A StatefulSet found by the stack's labels alone is deleted, and so are its claims.
-        assert_eq!(names, vec!["data-ours-0", "data-labelled-0"]);
+        // A StatefulSet found by the stack's labels alone proves nothing (it is released, see
+        // prune::decide): its claims are not taken.
+        assert_eq!(names, vec!["data-ours-0"]);
     }
 
     /// `--concurrency N` bounds the planner's dry runs too: N at once, not more, not fewer.

@@ -142,8 +142,10 @@ pub struct Step {
     /// `protect = true` (in the spec, or remembered in the inventory): never deleted or replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
-    /// Claims this change deletes with their data (a StatefulSet scaled down with
-    /// `whenScaled: Delete`): apply needs `--delete-data`.
+    /// Claims this change deletes with their data: a StatefulSet scaled down with
+    /// `whenScaled: Delete` (apply needs `--delete-data`), or deleted with `whenDeleted: Delete`
+    /// (planned only with `--prune-data` or `destroy --delete-data`). The executor's gate
+    /// refuses a write that would delete any other claim (see `apply::gate`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletes_claims: Vec<String>,
     /// Data this change makes deletable later, without deleting it now (a volume's reclaim
@@ -247,6 +249,11 @@ pub struct Kept {
     /// The object's uid, so the inventory keeps recording it as the stack's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+    /// Whether the stack provably created it (an inventory entry saying so, or a claim of a
+    /// StatefulSet it created): only then does the inventory keep recording it as the stack's,
+    /// so that a later `destroy --delete-data` may delete it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_by_stack: bool,
 }
 
 /// Counts per action.

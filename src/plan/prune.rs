@@ -39,6 +39,10 @@ pub struct PruneOptions {
 pub struct Candidate {
     pub id: ObjectRef,
     pub live: Value,
+    /// For a claim made from a volumeClaimTemplate: the StatefulSet that the stack created (per
+    /// its inventory) and whose template made it. Such a claim is the stack's without an
+    /// inventory entry of its own.
+    pub made_by: Option<ObjectRef>,
 }
 
 /// What the cluster holds around the candidates.
@@ -64,13 +68,16 @@ pub fn decide(
     let mut steps = Vec::new();
     let mut kept = Vec::new();
     for c in candidates {
+        let uid = str_at(&c.live, "/metadata/uid").to_string();
+        let entry = ctx.inventory.get(&c.id);
+        let created_by_stack =
+            entry.is_some_and(|e| e.uid == uid && !e.adopted) || c.made_by.is_some();
         let keep = |reason: String| Kept {
             object: c.id.clone(),
             reason,
-            uid: str_at(&c.live, "/metadata/uid").to_string(),
+            uid: uid.clone(),
+            created_by_stack,
         };
-        let uid = str_at(&c.live, "/metadata/uid").to_string();
-        let entry = ctx.inventory.get(&c.id);
         if let Some(e) = entry
             && e.uid != uid
         {
@@ -101,12 +108,24 @@ pub fn decide(
             steps.push(step);
             continue;
         }
-        if entry.is_some_and(|e| e.adopted) {
+        // Only what the stack provably created is deleted: an inventory entry saying so (for
+        // this uid, checked above), or a claim of a StatefulSet with such an entry. Anything
+        // else carrying the stack's labels — adopted, or not recorded at all (an inventory
+        // deleted or lost, an apply whose record failed) — is released.
+        let why_released = if entry.is_some_and(|e| e.adopted) {
+            Some("adopted by this stack, so it is released, never deleted")
+        } else if entry.is_none() && c.made_by.is_none() {
+            Some(
+                "not recorded in the stack's inventory (it was deleted, lost or never written), so nothing proves this stack created it: it is released, never deleted",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why_released {
             step.action = Action::Release;
-            step.reasons.push(
-                "adopted by this stack, so it is released, never deleted: the stack's labels are removed and its fields handed to the field manager kubectl-stateful-released, every value kept"
-                    .into(),
-            );
+            step.reasons.push(format!(
+                "{why}: the stack's labels are removed and its fields handed to the field manager kubectl-stateful-released, every value kept"
+            ));
             step.manifest = minimal(&c.id);
             let mut after = step.before.clone();
             if let Some(labels) = after
@@ -199,6 +218,9 @@ pub fn decide(
                     "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted",
                 ) == "Delete";
                 let claims = crate::kinds::template_claims(&c.id.name, &c.live);
+                // What the executor's gate holds the delete to (see apply::gate).
+                step.deletes_claims =
+                    crate::kinds::statefulset::claims_deleted_with(&c.id.name, &c.live);
                 if takes && !options.data {
                     kept.push(keep(format!(
                         "its retention policy (whenDeleted: Delete) would delete its claims {}: deleted only with {}",
@@ -464,6 +486,25 @@ mod tests {
         Candidate {
             id: ObjectRef::new(kind, "ns", name),
             live,
+            made_by: None,
+        }
+    }
+
+    /// An inventory recording each candidate as created by the stack.
+    fn created(cands: &[Candidate]) -> Inventory {
+        Inventory {
+            version: 1,
+            objects: cands
+                .iter()
+                .map(|c| {
+                    Entry::new(
+                        c.id.clone(),
+                        str_at(&c.live, "/metadata/uid").into(),
+                        false,
+                        false,
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -499,7 +540,7 @@ mod tests {
             ),
             cand(Kind::Deployment, "web", json!({})),
         ];
-        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        let (steps, kept) = run(&cands, &created(&cands), false, &[]);
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].object.name, "web");
         assert_eq!(
@@ -522,7 +563,7 @@ mod tests {
             "data",
             json!({"spec": {"volumeName": "pv-1"}, "status": {"capacity": {"storage": "2Gi"}}}),
         )];
-        let (steps, _) = run(&cands, &Inventory::default(), true, &pvs);
+        let (steps, _) = run(&cands, &created(&cands), true, &pvs);
         assert_eq!(steps[0].action, Action::Delete);
         assert_eq!(
             steps[0].reasons,
@@ -553,7 +594,7 @@ mod tests {
             ),
             cand(Kind::PersistentVolumeClaim, "data", json!({"spec": {}})),
         ];
-        let (steps, kept) = run(&cands, &Inventory::default(), true, &[]);
+        let (steps, kept) = run(&cands, &created(&cands), true, &[]);
         let deleted: Vec<&str> = steps
             .iter()
             .filter(|s| s.action == Action::Delete)
@@ -577,7 +618,7 @@ mod tests {
             "bound to claim other/db, which is not the stack's"
         );
         // Without the data flag every volume stays, with its size.
-        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        let (steps, kept) = run(&cands, &created(&cands), false, &[]);
         assert!(
             steps.iter().all(|s| s.action != Action::Delete),
             "{steps:?}"
@@ -605,7 +646,7 @@ mod tests {
             sts("leaves", "Retain"),
             cand(Kind::VolumeSnapshot, "snap", json!({})),
         ];
-        let (steps, kept) = run(&cands, &Inventory::default(), false, &[]);
+        let (steps, kept) = run(&cands, &created(&cands), false, &[]);
         let deleted: Vec<&str> = steps.iter().map(|s| s.object.name.as_str()).collect();
         assert_eq!(deleted, vec!["leaves"]);
         assert_eq!(
@@ -631,7 +672,7 @@ mod tests {
                 ),
             ]
         );
-        let (steps, kept) = run(&cands, &Inventory::default(), true, &[]);
+        let (steps, kept) = run(&cands, &created(&cands), true, &[]);
         assert!(kept.is_empty(), "{kept:?}");
         assert_eq!(steps.len(), 3);
         assert_eq!(
@@ -689,6 +730,7 @@ mod tests {
                 object: c.id.clone(),
                 reason: String::new(),
                 uid: String::new(),
+                created_by_stack: true,
             })
             .collect();
         assert_eq!(
@@ -784,7 +826,12 @@ mod tests {
         ];
         let inv = Inventory {
             version: 1,
-            objects: vec![Entry::new(cands[0].id.clone(), "old".into(), false, false)],
+            objects: vec![
+                Entry::new(cands[0].id.clone(), "old".into(), false, false),
+                Entry::new(cands[1].id.clone(), "uid-web".into(), false, false),
+                Entry::new(cands[2].id.clone(), "uid-fast".into(), false, false),
+                Entry::new(cands[3].id.clone(), "uid-db".into(), false, false),
+            ],
         };
         let pvs =
             vec![json!({"metadata": {"name": "other"}, "spec": {"storageClassName": "fast"}})];
@@ -799,5 +846,57 @@ mod tests {
             "{}",
             reasons[3]
         );
+        // Only the object the stack recorded stays recorded; the re-created one does not.
+        let ours: Vec<bool> = kept.iter().map(|k| k.created_by_stack).collect();
+        assert_eq!(ours, vec![false, true, true, true]);
+    }
+
+    /// Labels alone prove nothing (an inventory deleted by hand, an object labelled by someone
+    /// else): an object the inventory does not record as created is released, even with the
+    /// data flag; a claim of a StatefulSet the stack created is the stack's without an entry.
+    #[test]
+    fn only_what_the_stack_provably_created_is_deleted() {
+        let claim =
+            json!({"spec": {"volumeName": "pv-1"}, "status": {"capacity": {"storage": "1Gi"}}});
+        let mut template_claim = cand(Kind::PersistentVolumeClaim, "data-db-0", claim.clone());
+        template_claim.made_by = Some(ObjectRef::new(Kind::StatefulSet, "ns", "db"));
+        let cands = vec![
+            cand(
+                Kind::PersistentVolumeClaim,
+                "adopted-by-hand",
+                claim.clone(),
+            ),
+            cand(Kind::Deployment, "web", json!({})),
+            template_claim,
+        ];
+        for data in [true, false] {
+            let (steps, kept) = run(&cands, &Inventory::default(), data, &[]);
+            let got: Vec<(&str, Action)> = steps
+                .iter()
+                .map(|s| (s.object.name.as_str(), s.action))
+                .collect();
+            if data {
+                assert_eq!(
+                    got,
+                    vec![
+                        ("adopted-by-hand", Action::Release),
+                        ("web", Action::Release),
+                        ("data-db-0", Action::Delete)
+                    ]
+                );
+                assert!(steps[0].reasons[0].starts_with("not recorded in the stack's inventory"));
+                assert!(kept.is_empty());
+            } else {
+                assert_eq!(
+                    got,
+                    vec![
+                        ("adopted-by-hand", Action::Release),
+                        ("web", Action::Release)
+                    ]
+                );
+                assert_eq!(kept.len(), 1);
+                assert!(kept[0].created_by_stack);
+            }
+        }
     }
 }

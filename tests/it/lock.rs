@@ -203,3 +203,79 @@ async fn an_apply_that_loses_its_lock_starts_nothing_more() {
         "nothing started after the loss"
     );
 }
+
+/// The lock is taken before planning and held through the rollout. Held by another command:
+/// an apply that may not wait refuses before it plans (it printed a plan, then refused); one
+/// that waits (`--lock-timeout`) plans once it holds the lock, against what the cluster is
+/// then — here a Service deleted while it waited is created again (planned before waiting, it
+/// was "unchanged", and stayed deleted).
+#[tokio::test]
+async fn the_lock_is_taken_before_planning() {
+    let ctx = TestCtx::new("lockfirst").await;
+    let spec = ctx.spec("f", SLOW);
+    let spec = spec.to_str().unwrap().to_string();
+    ctx.run(&["apply", "-f", &spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    // Another command holds the lease, and keeps it (renewed for an hour).
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        .to_string();
+    let lease = format!(
+        r#"{{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{{"name":"kubectl-stateful-f"}},
+            "spec":{{"holderIdentity":"someone@else (pid 7)","leaseDurationSeconds":3600,"acquireTime":"{now}","renewTime":"{now}"}}}}"#
+    );
+    crate::support::kubectl(Some(&ctx.ns), &["create", "-f", "-"], Some(&lease));
+
+    let refused = ctx.run(&["apply", "-f", &spec, "--yes", "--lock-timeout", "1s"]);
+    refused.expect_code(1);
+    assert_contains(
+        &refused.stderr,
+        "stack f is being applied by someone@else (pid 7)",
+    );
+    assert!(
+        !refused.stdout.contains("statefulset/db"),
+        "planned before taking the lock:\n{}",
+        refused.stdout
+    );
+    let destroy = ctx.run(&["destroy", "-f", &spec, "--yes", "--lock-timeout", "1s"]);
+    destroy.expect_code(1);
+    assert!(
+        !destroy.stdout.contains("statefulset/db"),
+        "{}",
+        destroy.stdout
+    );
+
+    let waiting = {
+        let args: Vec<String> = [
+            "apply",
+            "-f",
+            &spec,
+            "--yes",
+            "--timeout",
+            "2m",
+            "--lock-timeout",
+            "2m",
+            "-n",
+            &ctx.ns,
+        ]
+        .map(String::from)
+        .to_vec();
+        std::thread::spawn(move || crate::support::run_plugin(&args, None))
+    };
+    // While it waits, the stack's headless Service is deleted by hand; then the lease is given up.
+    kubectl(&ctx.ns, &["delete", "service", "db"]);
+    assert!(
+        !waiting.is_finished(),
+        "the apply did not wait for the lock"
+    );
+    kubectl(&ctx.ns, &["delete", "lease", "kubectl-stateful-f"]);
+    let run = waiting.join().unwrap();
+    run.expect_code(0);
+    assert_contains(&run.stdout, "service/db");
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    assert!(
+        api.get_opt("db").await.unwrap().is_some(),
+        "planned before it held the lock: the deleted Service was not created again"
+    );
+}

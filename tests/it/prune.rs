@@ -562,3 +562,151 @@ async fn a_release_keeps_every_value_the_stack_set() {
         "{managers:?}"
     );
 }
+
+/// The stack's inventory ConfigMap, deleted by hand (or lost).
+fn delete_inventory(ns: &str) {
+    let names = crate::support::kubectl(Some(ns), &["get", "configmap", "-o", "name"], None);
+    let inventory: Vec<&str> = names
+        .lines()
+        .filter(|n| n.starts_with("configmap/kubectl-stateful-"))
+        .collect();
+    assert_eq!(inventory.len(), 1, "one inventory: {names}");
+    kubectl(ns, &["delete", inventory[0]], None);
+}
+
+/// The inventory is checked, not trusted. A claim made with kubectl and adopted, then the
+/// inventory deleted by hand and the same spec applied once more: the claim must still count
+/// as adopted, so that when it leaves the spec `--prune --prune-data` releases it with its data.
+/// (Read as empty, the lost inventory made the next apply record it as created, and the prune
+/// deleted it.) An object the stack did create is, once its record is lost, released too:
+/// nothing proves it is the stack's.
+#[tokio::test]
+async fn a_lost_inventory_never_turns_an_adopted_claim_into_one_prune_deletes() {
+    let ctx = TestCtx::new("lostinv").await;
+    kubectl(
+        &ctx.ns,
+        &["create", "-f", "-"],
+        Some(
+            r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}"#,
+        ),
+    );
+    let both = "[[claim]]\nname = \"data\"\nsize = \"1Gi\"\nadopt = true\n\n[[claim]]\nname = \"scratch\"\nsize = \"1Gi\"\n\n[[deployment]]\nname = \"web\"\nimage = \"nginx\"\n";
+    let spec = ctx.spec("lost", both);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    let data = write_marker(&ctx.ns, "data", "adopted data").await;
+    let scratch = write_marker(&ctx.ns, "scratch", "created data").await;
+
+    delete_inventory(&ctx.ns);
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+
+    // Everything but the Deployment leaves the spec.
+    ctx.spec(
+        "lost",
+        "[[deployment]]\nname = \"web\"\nimage = \"nginx\"\n",
+    );
+    let prune = [
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "1m",
+    ];
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    plan.expect_code(0);
+    assert_contains(&plan.stdout, "pvc/data will be released from this stack");
+    assert_contains(&plan.stdout, "pvc/scratch will be released from this stack");
+    ctx.run(&prune).expect_code(0);
+    for (claim, marker, text) in [
+        ("data", &data, "adopted data"),
+        ("scratch", &scratch, "created data"),
+    ] {
+        assert!(
+            exists::<PersistentVolumeClaim>(Some(&ctx.ns), claim).await,
+            "pvc/{claim} was deleted"
+        );
+        assert_eq!(marker.read_marker().as_deref(), Some(text), "pvc/{claim}");
+    }
+
+    // No apply in between: the labels alone do not make the Deployment the stack's to delete.
+    ctx.spec("lost", "[[claim]]\nname = \"other\"\nsize = \"1Gi\"\n");
+    delete_inventory(&ctx.ns);
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    assert_contains(
+        &plan.stdout,
+        "deployment/web will be released from this stack",
+    );
+    assert_contains(&plan.stdout, "not recorded in the stack's inventory");
+    ctx.run(&prune).expect_code(0);
+    assert!(exists::<Deployment>(Some(&ctx.ns), "web").await);
+}
+
+/// An object the stack did not create, by the create's own answer, is never recorded as
+/// created. A saved plan creates pvc/late; someone creates a claim of that name first: the
+/// apply's create fails (exit 1), and the inventory must not record the foreign claim (it did,
+/// read back by name, and a later `--prune --prune-data` deleted it).
+#[tokio::test]
+async fn a_claim_created_by_someone_else_before_the_create_is_never_the_stacks() {
+    let ctx = TestCtx::new("createrace").await;
+    let spec = ctx.spec(
+        "race",
+        "[[claim]]\nname = \"keep\"\nsize = \"1Gi\"\n\n[[claim]]\nname = \"late\"\nsize = \"1Gi\"\n",
+    );
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "1m"])
+        .expect_code(0);
+    kubectl(&ctx.ns, &["delete", "pvc", "late", "--wait=true"], None);
+    let saved = ctx.dir.path().join("race.json");
+    ctx.run(&["plan", "-f", spec, "--out", saved.to_str().unwrap()])
+        .expect_code(0);
+    // Someone else's claim takes the name (with the stack's labels copied, as people do).
+    kubectl(
+        &ctx.ns,
+        &["create", "-f", "-"],
+        Some(
+            r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "late",
+                "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}"#,
+        ),
+    );
+    let apply = ctx.run(&["apply", saved.to_str().unwrap(), "--yes", "--timeout", "1m"]);
+    apply.expect_code(1);
+    assert_contains(
+        &apply.stderr,
+        "created by someone else after the plan was made",
+    );
+    crate::support::eventually(
+        "pvc/late to bind",
+        std::time::Duration::from_secs(60),
+        || async { try_volume_data(&ctx.ns, "late").await.is_some() },
+    )
+    .await;
+    let late = write_marker(&ctx.ns, "late", "someone else's data").await;
+
+    ctx.spec("race", "[[claim]]\nname = \"keep\"\nsize = \"1Gi\"\n");
+    let plan = ctx.run(&["plan", "-f", spec, "--prune", "--prune-data"]);
+    assert!(
+        !plan.stdout.contains("pvc/late will be deleted"),
+        "{}",
+        plan.stdout
+    );
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--prune",
+        "--prune-data",
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    assert!(exists::<PersistentVolumeClaim>(Some(&ctx.ns), "late").await);
+    assert_eq!(late.read_marker().as_deref(), Some("someone else's data"));
+}

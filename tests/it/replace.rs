@@ -162,3 +162,83 @@ async fn each_immutable_field_is_a_replace_naming_it() {
         "plans keep the claim's data"
     );
 }
+
+/// Conflicts are checked for every kind of write. A re-created object keeps no other manager's
+/// value: a StatefulSet whose image someone set with `kubectl set image`, replaced for an
+/// immutable field, is refused without `--force-conflicts` (it was re-created with the spec's
+/// image, silently), and nothing is written.
+#[tokio::test]
+async fn a_replace_that_would_drop_another_managers_value_needs_force_conflicts() {
+    let ctx = TestCtx::new("replaceconflict").await;
+    let base = "[[statefulset]]\nname = \"db\"\nimage = \"registry.k8s.io/pause:3.10\"\npod_management_policy = \"OrderedReady\"\n";
+    let spec = ctx.spec("stack", base);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    crate::support::kubectl(
+        Some(&ctx.ns),
+        &[
+            "set",
+            "image",
+            "statefulset/db",
+            "*=registry.k8s.io/pause:3.9",
+        ],
+        None,
+    );
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(crate::support::client().await, &ctx.ns);
+    let uid = sets.get("db").await.unwrap().metadata.uid;
+    ctx.spec("stack", &base.replace("OrderedReady", "Parallel"));
+    let plan = ctx.run(&["plan", "-f", spec, "-o", "json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let step = step_of(&plan, "StatefulSet");
+    assert_eq!(step["action"], "replace");
+    let reasons = step["reasons"].to_string();
+    assert!(
+        reasons.contains("owned by field manager \\\"kubectl-set\\\"")
+            && reasons.contains("only with --force-conflicts"),
+        "{reasons}"
+    );
+    let apply = ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--replace",
+        "statefulset/db",
+        "--yes",
+        "--timeout",
+        "2m",
+    ]);
+    apply.expect_code(1);
+    crate::support::assert_contains(&apply.stderr, "--force-conflicts");
+    let live = sets.get("db").await.unwrap();
+    assert_eq!(live.metadata.uid, uid, "not re-created");
+    let image = |sts: &k8s_openapi::api::apps::v1::StatefulSet| {
+        sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+    };
+    assert_eq!(image(&live).as_deref(), Some("registry.k8s.io/pause:3.9"));
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec,
+        "--replace",
+        "statefulset/db",
+        "--force-conflicts",
+        "--yes",
+        "--timeout",
+        "2m",
+    ])
+    .expect_code(0);
+    let live = sets.get("db").await.unwrap();
+    assert_ne!(live.metadata.uid, uid, "re-created");
+    assert_eq!(image(&live).as_deref(), Some("registry.k8s.io/pause:3.10"));
+}

@@ -337,6 +337,31 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
         3,
         "refused: nothing deleted"
     );
+    // A saved plan whose list of deleted claims was emptied by hand (so that apply asks for no
+    // consent): the executor's gate recomputes what the write deletes from the live StatefulSet
+    // and refuses before writing.
+    let saved = ctx.dir.path().join("scale.json");
+    let saved = saved.to_str().unwrap();
+    ctx.run(&["plan", "-f", spec, "--out", saved])
+        .expect_code(0);
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    for step in doc["steps"].as_array_mut().unwrap() {
+        if step["object"]["kind"] == "StatefulSet" {
+            assert_eq!(
+                step["deletes_claims"],
+                serde_json::json!(["data-db-1", "data-db-2"])
+            );
+            step.as_object_mut().unwrap().remove("deletes_claims");
+        }
+    }
+    std::fs::write(saved, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let tampered = ctx.run(&["apply", saved, "--yes", "--timeout", "1m"]);
+    tampered.expect_code(1);
+    assert_contains(
+        &tampered.stderr,
+        "would delete or put at risk the claims data-db-1, data-db-2, which the plan did not show",
+    );
     for (n, data) in volumes.iter().enumerate() {
         assert_eq!(
             data.read_marker(),
@@ -344,6 +369,11 @@ async fn scaling_down_with_when_scaled_delete_names_the_claims_and_needs_delete_
             "refused: data-db-{n}'s data kept"
         );
     }
+    assert_eq!(
+        ctx.count::<k8s_openapi::api::core::v1::Pod>().await,
+        3,
+        "refused before writing: no pod scaled away"
+    );
     ctx.run(&[
         "apply",
         "-f",

@@ -417,19 +417,40 @@ async fn a_statefulset_is_not_deleted_for_a_rebuild_that_would_scale_it_down() {
         assert!(r.is_ok(), "{action:?}: {:?}", r.err());
         assert!(fake.object(&id).is_none(), "{action:?}: deleted");
     }
-    // A plain delete (prune) is not a rebuild: no gate.
-    let s = step(
+    // A plain delete (prune) is not a rebuild: its pods go, as planned. Its claims go only as
+    // planned: with whenDeleted turned to Delete since the plan, the delete is refused.
+    let prune = Operation {
+        op: Op::Delete {
+            uid: "u1".into(),
+            propagation: gateway::Propagation::Background,
+        },
+        ..op.clone()
+    };
+    let mut s = step(
         Kind::StatefulSet,
         "db",
         Action::Delete,
         json!({"metadata": {"name": "db"}, "spec": {"replicas": 0}}),
     );
-    fake.put(&id, live(4, "9"));
     let p = plan(vec![]);
     let hub = WatchHub::new(&fake, &p);
     let (opts, sink) = (options(), Collect::default());
     let ctx = context(&fake, &hub, &opts, &sink, Duration::from_secs(1));
-    assert!(hub.drive(super::run(&ctx, &op, &s)).await.is_ok());
+    let takes = json!({"metadata": {"name": "db", "uid": "u1", "resourceVersion": "10"},
+        "spec": {"replicas": 1, "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+                 "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}});
+    fake.put(&id, takes.clone());
+    let Err(message) = hub.drive(super::run(&ctx, &prune, &s)).await else {
+        panic!("deleted with claims the plan did not show")
+    };
+    assert!(message.contains("the claims data-db-0"), "{message}");
+    assert!(fake.object(&id).is_some());
+    // Planned with them (the plan showed the claims, and --prune-data allowed them): deleted.
+    s.deletes_claims = vec!["data-db-0".into()];
+    assert!(hub.drive(super::run(&ctx, &prune, &s)).await.is_ok());
+    assert!(fake.object(&id).is_none());
+    fake.put(&id, live(4, "9"));
+    assert!(hub.drive(super::run(&ctx, &prune, &s)).await.is_ok());
 }
 
 #[tokio::test]
