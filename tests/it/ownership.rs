@@ -269,6 +269,18 @@ async fn a_claim_created_while_our_create_is_in_flight_is_not_taken_over() {
         "field managers unchanged"
     );
     assert!(!managers(&after).contains("kubectl-stateful"));
+    // Nor is it recorded as the stack's by the create's failure (it was, read back by name):
+    // when the spec no longer has it, prune with --prune-data leaves it alone.
+    ctx.spec("r", "[[claim]]\nname = \"other\"\nsize = \"1Gi\"\n");
+    let plan = ctx.run(&[
+        "plan",
+        "-f",
+        spec.to_str().unwrap(),
+        "--prune",
+        "--prune-data",
+    ]);
+    plan.expect_code(0);
+    assert!(!plan.stdout.contains("pvc/data"), "{}", plan.stdout);
 }
 
 #[tokio::test]
