@@ -530,6 +530,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
             }
             // The lock first: the plan is checked against the cluster as it is once no other
             // command of the stack runs, and held until the rollout ends.
+            report_early_retries(&cluster, json);
             let lock = stack_lock(&cluster, &plan.namespace, &plan.stack, a.lock_timeout).await?;
             let result = async {
                 cluster
@@ -560,6 +561,7 @@ async fn apply_inner(args: &ClusterArgs, a: ApplyArgs, style: Style) -> miette::
             };
             // The lock before planning: an apply that waited for another plans against what
             // the other one left, not against what was there before it finished.
+            report_early_retries(&cluster, json);
             let lock = stack_lock(&cluster, &namespace, spec.stack_name(), a.lock_timeout).await?;
             let result = async {
                 let plan = cluster
@@ -608,6 +610,21 @@ async fn stack_lock(
         }
         Ok(None) => Ok(None),
     }
+}
+
+/// Reports retries made before the rollout shows its own events (taking the lock, planning):
+/// as JSON events on stdout with `-o json`, else as lines on stderr (stdout is the plan's).
+fn report_early_retries(cluster: &Cluster, json: bool) {
+    let sink: std::sync::Arc<dyn Sink> = if json {
+        std::sync::Arc::new(ui::JsonSink::new(Box::new(std::io::stdout())))
+    } else {
+        std::sync::Arc::new(ui::PlainSink::new(Box::new(std::io::stderr())))
+    };
+    cluster
+        .gateway
+        .set_reporter(Some(std::sync::Arc::new(move |message| {
+            sink.emit(apply::Event::Retrying { message })
+        })));
 }
 
 /// Gives the stack's lock back (when one was taken).
@@ -671,6 +688,7 @@ async fn destroy_command(
         saved: None,
     };
     // Planned under the lock, like apply.
+    report_early_retries(&cluster, json);
     let lock = stack_lock(&cluster, &namespace, spec.stack_name(), d.lock_timeout).await?;
     let result = async {
         let plan = plan().await??;
