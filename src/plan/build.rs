@@ -664,19 +664,8 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 .pointer("/spec/persistentVolumeClaimRetentionPolicy/whenDeleted")
                 .and_then(Value::as_str)
                 == Some("Delete");
-            let retain_manifest = retain_first.then(|| {
-                let mut m = step.manifest.clone();
-                if let Some(t) = step
-                    .before
-                    .as_ref()
-                    .and_then(|b| b.pointer("/spec/volumeClaimTemplates"))
-                {
-                    m["spec"]["volumeClaimTemplates"] = t.clone();
-                }
-                m["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] =
-                    Value::from("Retain");
-                m
-            });
+            let retain_manifest =
+                retain_first.then(|| retain_manifest(&step.manifest, step.before.as_ref()));
             // The pods that mount the claims once the StatefulSet is back: ordinals below its
             // replicas, in ordinal order.
             let replicas = step
@@ -715,6 +704,18 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
         }
         _ => {}
     }
+}
+
+/// The manifest a claim-template resize applies first when the StatefulSet's retention says
+/// `whenDeleted: Delete`: the step's manifest with the live templates (`before`'s, which cannot
+/// change in place) and `whenDeleted: Retain`, so the claims cannot go with the delete.
+pub(crate) fn retain_manifest(manifest: &Value, before: Option<&Value>) -> Value {
+    let mut m = manifest.clone();
+    if let Some(t) = before.and_then(|b| b.pointer("/spec/volumeClaimTemplates")) {
+        m["spec"]["volumeClaimTemplates"] = t.clone();
+    }
+    m["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] = Value::from("Retain");
+    m
 }
 
 /// A StatefulSet that a recipe deletes and creates again keeps the replicas it runs with.

@@ -172,22 +172,11 @@ pub fn compute_step(input: StepInput<'_>) -> Step {
                      its pods are adopted, not restarted"
                         .into(),
                 );
-                // What changes: the templates' sizes, on top of the object as it is.
+                // What changes: every value the manifest sets (the templates' sizes, and
+                // whatever else changes with them, like an image: the re-create sends it all),
+                // on top of the object as it is.
                 let mut after = step.before.clone().unwrap_or_else(|| d.manifest.clone());
-                if let (Some(want), Some(have)) = (
-                    d.manifest
-                        .pointer("/spec/volumeClaimTemplates")
-                        .and_then(Value::as_array),
-                    after
-                        .pointer_mut("/spec/volumeClaimTemplates")
-                        .and_then(Value::as_array_mut),
-                ) {
-                    for (w, h) in want.iter().zip(have.iter_mut()) {
-                        if let Some(size) = w.pointer("/spec/resources/requests/storage") {
-                            h["spec"]["resources"]["requests"]["storage"] = size.clone();
-                        }
-                    }
-                }
+                overlay(&mut after, &normalize(kind, &d.manifest, &d.manifest));
                 step.after = Some(after);
             } else if invalid || (refused && !paths.is_empty()) {
                 step.action = Action::Replace;
@@ -341,6 +330,181 @@ fn subset_diff(desired: &Value, live: &Value, path: &str, out: &mut Vec<String>)
         (a, b) if a == b => {}
         (Value::String(a), Value::Null) if a.is_empty() => {}
         _ => out.push(path.to_string()),
+    }
+}
+
+/// `shown` with every value `manifest` sets put on top: what the object is after the manifest
+/// is written over it, for a step whose server dry run could not say (a claim-template
+/// resize). A value the shown object already has in another form (`1024Mi` for `1Gi`), and an
+/// empty value it lacks, leave it as it is; see [`first_unshown`], which this satisfies.
+pub fn overlay(shown: &mut Value, manifest: &Value) {
+    overlay_at(shown, manifest, "", "");
+}
+
+fn overlay_at(shown: &mut Value, manifest: &Value, key: &str, parent: &str) {
+    match (shown, manifest) {
+        (Value::Object(s), Value::Object(m)) => {
+            for (k, mv) in m {
+                match s.get_mut(k) {
+                    Some(sv) => overlay_at(sv, mv, k, key),
+                    None if omitted(mv, k) => {}
+                    None => {
+                        s.insert(k.clone(), mv.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(s), Value::Array(m)) if s.len() == m.len() => {
+            for (sv, mv) in s.iter_mut().zip(m) {
+                overlay_at(sv, mv, key, parent);
+            }
+        }
+        (s, m) if same_value(m, s, key, parent) => {}
+        (s, m) => *s = m.clone(),
+    }
+}
+
+/// The first path (`spec.template.spec.containers[0].image`) where `manifest` sets a value that
+/// `shown` does not have: a manifest is shown faithfully when every value it sets is there,
+/// equal, at the same place (the server adds its defaults around it). Lists line up element by
+/// element: by `name` (or `metadata.name`) when the element has one, else by index when both
+/// lists are as long, else with any element of the shown list (the server may merge in elements
+/// of other field managers). Allowed differences, which the server makes itself: a quantity in
+/// another form (`1024Mi` for `1Gi`, `0.5` for `500m`, the number `1` for `"1"`) and an empty
+/// value (`""`, `{}`, `[]`, `null`, `false`, and `0` where the API omits it) that is not there.
+///
+/// A manifest that takes more than [`COMPARISONS`] comparisons (lists of unnamed elements nested
+/// in each other, which only an edited plan has) is not shown, at its root.
+pub fn first_unshown(manifest: &Value, shown: &Value) -> Option<String> {
+    let budget = std::cell::Cell::new(COMPARISONS);
+    unshown_at(manifest, Some(shown), "", "", "", &budget)
+}
+
+/// How many values [`first_unshown`] compares at most: far more than a real object has, few
+/// enough that lists matched with every element of lists matched with every element… end soon.
+const COMPARISONS: usize = 1_000_000;
+
+/// Integer fields the API omits when they are 0 (`omitempty` on a plain int32): a manifest that
+/// sets them to 0 reads back without them. Any other 0 must be shown (`runAsUser: 0` is root).
+const OMITTED_ZEROS: &[&str] = &[
+    "minReadySeconds",
+    "hostPort",
+    "nodePort",
+    "initialDelaySeconds",
+    "start",
+];
+
+/// A value the API server does not keep: empty, or a zero it omits.
+fn omitted(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.iter().all(|(k, v)| omitted(v, k)),
+        Value::Number(n) => n.as_i64() == Some(0) && OMITTED_ZEROS.contains(&key),
+        Value::Bool(true) => false,
+    }
+}
+
+/// Whether the manifest's scalar `m` is shown as `s`, at `key` inside `parent`: equal, or, for
+/// a resource quantity, the same quantity.
+fn same_value(m: &Value, s: &Value, key: &str, parent: &str) -> bool {
+    if m == s {
+        return true;
+    }
+    let quantity = matches!(parent, "requests" | "limits" | "capacity") || key == "sizeLimit";
+    let text = |v: &Value| match v {
+        Value::String(t) => Some(t.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    quantity && matches!((text(m), text(s)), (Some(a), Some(b)) if same_quantity(&a, &b))
+}
+
+/// The name a list element is matched by.
+fn element_name(v: &Value) -> Option<&str> {
+    v.get("name")
+        .or_else(|| v.pointer("/metadata/name"))
+        .and_then(Value::as_str)
+}
+
+fn unshown_at(
+    manifest: &Value,
+    shown: Option<&Value>,
+    key: &str,
+    parent: &str,
+    path: &str,
+    budget: &std::cell::Cell<usize>,
+) -> Option<String> {
+    let at = || {
+        Some(if path.is_empty() {
+            "(object)".into()
+        } else {
+            path.to_string()
+        })
+    };
+    if budget.get() == 0 {
+        return Some("(object)".into());
+    }
+    budget.set(budget.get() - 1);
+    let Some(shown) = shown.filter(|s| !s.is_null()) else {
+        // Named at the first value it sets (`securityContext.runAsUser`).
+        return match manifest {
+            Value::Object(m) => m
+                .iter()
+                .find_map(|(k, mv)| unshown_at(mv, None, k, key, &join(path, k), budget)),
+            m if omitted(m, key) => None,
+            _ => at(),
+        };
+    };
+    match (manifest, shown) {
+        (Value::Object(m), Value::Object(s)) => m
+            .iter()
+            .find_map(|(k, mv)| unshown_at(mv, s.get(k), k, key, &join(path, k), budget)),
+        // A list of values (`args`, `accessModes`) is the manifest's own: the same values in
+        // the same order.
+        (Value::Array(m), Value::Array(s)) if m.iter().any(|v| !v.is_object()) => {
+            if m.len() != s.len() {
+                return at();
+            }
+            m.iter().zip(s).enumerate().find_map(|(i, (mv, sv))| {
+                unshown_at(mv, Some(sv), key, parent, &format!("{path}[{i}]"), budget)
+            })
+        }
+        // An empty list sets nothing, unless the shown one holds values it would replace.
+        (Value::Array(m), Value::Array(s)) if m.is_empty() => {
+            if s.iter().all(Value::is_object) {
+                None
+            } else {
+                at()
+            }
+        }
+        (Value::Array(m), Value::Array(s)) => m.iter().enumerate().find_map(|(i, mv)| {
+            let here = format!("{path}[{i}]");
+            let same_place = (m.len() == s.len()).then(|| &s[i]);
+            let candidates: Vec<&Value> = match element_name(mv) {
+                Some(name) => s.iter().filter(|e| element_name(e) == Some(name)).collect(),
+                None => match same_place {
+                    Some(e) => vec![e],
+                    None => s.iter().collect(),
+                },
+            };
+            let check = |c: &Value| unshown_at(mv, Some(c), key, parent, &here, budget);
+            if candidates.iter().any(|c| check(c).is_none()) {
+                return None;
+            }
+            // Named where the difference is: in the element at the same place, when it is one
+            // of the candidates, else in the first.
+            match same_place
+                .filter(|e| candidates.iter().any(|c| std::ptr::eq(*c, *e)))
+                .or(candidates.first().copied())
+            {
+                Some(c) => check(c),
+                None => (!omitted(mv, key)).then_some(here),
+            }
+        }),
+        (m, s) if same_value(m, s, key, parent) => None,
+        _ => at(),
     }
 }
 
@@ -555,6 +719,116 @@ mod tests {
         assert_eq!(step.action, Action::Replace);
         assert!(step.replace_paths.contains(&"spec.serviceName".to_string()));
         assert!(step.reasons[1].contains("--cascade=orphan"));
+    }
+
+    /// A resize re-creates the StatefulSet from its manifest: what the plan shows is the live
+    /// object with every value the manifest sets (an image that changes with the templates too),
+    /// without false changes from the forms the server gives them.
+    #[test]
+    fn a_resize_shows_every_value_the_re_create_sends() {
+        let with_image = |mut v: Value, image: &str| {
+            v["spec"]["template"] = json!({"spec": {"containers": [{"name": "db", "image": image,
+                "resources": {"requests": {"memory": "1024Mi"}}}]}});
+            v
+        };
+        let d = desired(Kind::StatefulSet, with_image(desired_sts(3, "2Gi"), "db:2"));
+        let mut live = with_image(sts(3, "1Gi"), "db:1");
+        live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] =
+            json!("1Gi");
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] =
+            json!("IfNotPresent");
+        let failure = ApiFailure {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "spec: Forbidden".into(),
+            causes: vec![crate::gateway::Cause {
+                reason: "FieldValueForbidden".into(),
+                field: "spec".into(),
+                message: String::new(),
+            }],
+            ..Default::default()
+        };
+        let step = compute_step(StepInput {
+            desired: &d,
+            live: Some(&live),
+            dry_run: DryRun::Failed {
+                failure,
+                rbac_denied: false,
+            },
+            wait: WaitPlan::default(),
+            stack: "s",
+            conflicts: vec![],
+        });
+        assert_eq!(step.action, Action::Resize);
+        let after = step.after.as_ref().unwrap();
+        assert_eq!(
+            diff_paths(step.before.as_ref().unwrap(), after),
+            vec![
+                "spec.volumeClaimTemplates[0].spec.resources.requests.storage",
+                "spec.template.spec.containers[0].image"
+            ]
+        );
+        assert_eq!(first_unshown(&d.manifest, after), None);
+    }
+
+    #[test]
+    fn a_manifest_is_shown_when_every_value_it_sets_is_there() {
+        let shown = json!({"spec": {"replicas": 2, "minReadySeconds": 5,
+            "containers": [{"name": "side", "image": "s"},
+                           {"name": "app", "image": "a", "args": ["x", "y"], "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                            "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}}]}});
+        let shown_as = |manifest: Value| first_unshown(&manifest, &shown);
+        assert_eq!(
+            shown_as(
+                json!({"spec": {"replicas": 2, "hostPort": 0, "paused": false, "labels": {},
+                "containers": [{"name": "app", "image": "a", "args": ["x", "y"], "ports": [{"containerPort": 80}],
+                                "resources": {"limits": {"cpu": 0.5, "memory": "1024Mi"}}}]}})
+            ),
+            None
+        );
+        for (manifest, path) in [
+            (json!({"spec": {"replicas": 3}}), "spec.replicas"),
+            (json!({"spec": {"runAsUser": 0}}), "spec.runAsUser"),
+            (
+                json!({"spec": {"minReadySeconds": 0}}),
+                "spec.minReadySeconds",
+            ),
+            (json!({"spec": {"new": {"deep": "x"}}}), "spec.new.deep"),
+            (
+                json!({"spec": {"containers": [{"name": "app", "args": ["x"]}]}}),
+                "spec.containers[0].args",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "app", "args": ["y", "x"]}]}}),
+                "spec.containers[0].args[0]",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "app"}, {"name": "other"}]}}),
+                "spec.containers[1]",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 81}]}]}}),
+                "spec.containers[0].ports[0].containerPort",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "app", "resources": {"limits": {"cpu": "1"}}}]}}),
+                "spec.containers[0].resources.limits.cpu",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "app", "image": "500m"}]}}),
+                "spec.containers[0].image",
+            ),
+        ] {
+            assert_eq!(shown_as(manifest.clone()), Some(path.into()), "{manifest}");
+        }
+        // Lists of unnamed elements nested in each other, each element compared with every
+        // other: refused once the comparisons run out, not after 2^40 of them.
+        let (mut manifest, mut shown) = (json!("x"), json!("y"));
+        for _ in 0..40 {
+            manifest = json!([{ "a": manifest }]);
+            shown = json!([{ "a": shown }, { "b": 1 }]);
+        }
+        assert_eq!(first_unshown(&manifest, &shown), Some("(object)".into()));
     }
 
     #[test]

@@ -364,6 +364,9 @@ fn check(file: &str, plan: &Plan) -> Result<(), Box<SavedPlanError>> {
                 ),
             );
         }
+        if let Some((key, message)) = unshown(step) {
+            return edited(format!("steps[{i}].{key}"), message);
+        }
     }
     let fresh = Plan::new(
         plan.stack.clone(),
@@ -392,9 +395,98 @@ fn check(file: &str, plan: &Plan) -> Result<(), Box<SavedPlanError>> {
     Ok(())
 }
 
+/// Where a step's manifest (what apply sends) is not the object its diff shows (`before` →
+/// `after`, what the views print and what the user approved): the key inside the step and why.
+/// Only paths are named, never values (an environment value may be a secret).
+///
+/// - create, replace: the plan shows the manifest itself, so it is exactly `after`;
+/// - update, adopt: `after` is the server's dry run of the manifest, so every value the
+///   manifest sets is there, equal, at the same place (see [`compute::first_unshown`] for the
+///   forms the server may give it), among the server's defaults and other managers' fields;
+/// - resize: `after` is the live object with the manifest laid over it, the same; and the
+///   `retain_manifest` it applies first is made from the manifest;
+/// - no-op: nothing is sent, but the manifest is recorded in the inventory as confirmed
+///   unchanged (the next plan's fast path trusts it), so it must be what `before` shows; a no-op
+///   that leaves an existing object of another owner alone shows it unchanged (`after` is
+///   `before`) and its manifest is not that object, on purpose;
+/// - delete, release, error: the manifest is not sent (a delete sends the uid precondition, a
+///   release a patch made from the live object when it runs) and only names the object.
+///
+/// Values the views never show ([`normalize`] strips them from both sides: status, volatile
+/// metadata, annotations the control plane writes, a volume's `claimRef`) are not compared.
+fn unshown(step: &super::Step) -> Option<(&'static str, String)> {
+    use super::Action;
+    use super::compute;
+    use super::normalize::normalize;
+    let kind = step.object.kind;
+    let not_shown = |path: String| {
+        Some((
+            "manifest",
+            format!("the manifest sets {path} to a value the plan does not show"),
+        ))
+    };
+    let shown = match step.action {
+        Action::Delete | Action::Release | Action::Error => return None,
+        Action::NoOp => match &step.after {
+            Some(after) if Some(after) == step.before.as_ref() => return None,
+            Some(_) => {
+                return Some((
+                    "after",
+                    "the step changes nothing but the plan shows a change".into(),
+                ));
+            }
+            None => step.before.as_ref()?,
+        },
+        _ => match &step.after {
+            Some(after) => after,
+            None => {
+                return Some((
+                    "after",
+                    format!(
+                        "the step {}s the object but the plan shows nothing of what it sends",
+                        step.action.as_str()
+                    ),
+                ));
+            }
+        },
+    };
+    if let Some(path) =
+        compute::first_unshown(&normalize(kind, &step.manifest, &step.manifest), shown)
+    {
+        return not_shown(path);
+    }
+    if matches!(step.action, Action::Create | Action::Replace) {
+        // Shown as it is: nothing may be left out either.
+        if let Some(path) = compute::diff_paths(shown, &step.manifest)
+            .into_iter()
+            .next()
+        {
+            return Some((
+                "manifest",
+                format!("the manifest differs at {path} from the object the plan shows"),
+            ));
+        }
+    }
+    if let Some(retain) = step
+        .resize
+        .as_ref()
+        .and_then(|r| r.retain_manifest.as_ref())
+        && *retain != super::build::retain_manifest(&step.manifest, step.before.as_ref())
+    {
+        return Some((
+            "resize.retain_manifest",
+            "the manifest the resize applies first is not the step's manifest with whenDeleted: Retain".into(),
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Kind;
+    use crate::plan::Action;
+    use serde_json::json;
 
     fn err(text: &str) -> String {
         parse_with_key("plan.json", text.as_bytes(), None)
@@ -465,6 +557,251 @@ mod tests {
         assert_eq!(
             parse("plan.json", bytes).unwrap_err().to_string(),
             "plan.json:1:8: not a saved plan: byte 0xFF is not UTF-8 text"
+        );
+    }
+
+    fn object(kind: Kind, name: &str, body: Value) -> Value {
+        let mut m = json!({
+            "apiVersion": kind.api_version(), "kind": kind.as_str(),
+            "metadata": {"name": name, "namespace": "ns",
+                         "labels": {"app.kubernetes.io/managed-by": "kubectl-stateful", "kubectl-stateful/stack": "s"}},
+        });
+        m.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        m
+    }
+
+    /// The Deployment the spec describes, with a secret-looking variable, quantities in their
+    /// spec form and a volume mounted twice.
+    fn web(image: &str) -> Value {
+        object(
+            Kind::Deployment,
+            "web",
+            json!({"spec": {"replicas": 2, "minReadySeconds": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                    "name": "web", "image": image, "args": ["--port", "80"],
+                    "env": [{"name": "DB_PASSWORD", "value": "hunter2"}, {"name": "MODE", "value": "fast"}],
+                    "resources": {"requests": {"memory": "1024Mi", "cpu": "0.5"}, "limits": {"cpu": 1}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/a"},
+                                     {"name": "data", "mountPath": "/b", "readOnly": false}]}],
+                    "volumes": [{"name": "data", "emptyDir": {}}]}}}}),
+        )
+    }
+
+    /// `web` as the server's dry run returns it: defaults around it, quantities in canonical
+    /// form, empty values dropped, and a container another writer injected.
+    fn web_shown(image: &str) -> Value {
+        let mut v = web(image);
+        let spec = &mut v["spec"];
+        spec.as_object_mut().unwrap().remove("minReadySeconds");
+        spec["strategy"] = json!({"type": "RollingUpdate"});
+        let pod = &mut spec["template"]["spec"];
+        pod["restartPolicy"] = json!("Always");
+        pod["volumes"][0]["emptyDir"] = json!({});
+        let c = &mut pod["containers"][0];
+        c["imagePullPolicy"] = json!("IfNotPresent");
+        c["resources"] =
+            json!({"requests": {"memory": "1Gi", "cpu": "500m"}, "limits": {"cpu": "1"}});
+        c["volumeMounts"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("readOnly");
+        let injected = json!({"name": "proxy", "image": "proxy:1"});
+        pod["containers"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, injected);
+        v
+    }
+
+    /// What `plan --out` writes for an image update, a create and an object left unchanged.
+    fn honest_plan() -> Plan {
+        let mut update = crate::plan::ops::tests::step(Kind::Deployment, "web", Action::Update);
+        update.manifest = web("nginx:1.27");
+        update.before = Some(web_shown("nginx:1.26"));
+        update.after = Some(web_shown("nginx:1.27"));
+        update.changed_paths = vec!["spec.template.spec.containers[1].image".into()];
+        let mut create = crate::plan::ops::tests::step(Kind::ConfigMap, "conf", Action::Create);
+        create.manifest = object(Kind::ConfigMap, "conf", json!({"data": {"x": "1"}}));
+        create.after = Some(create.manifest.clone());
+        let mut same = crate::plan::ops::tests::step(Kind::Service, "web", Action::NoOp);
+        same.manifest = object(
+            Kind::Service,
+            "web",
+            json!({"spec": {"ports": [{"port": 80}]}}),
+        );
+        let mut live = same.manifest.clone();
+        live["spec"] = json!({"clusterIP": "10.0.0.7", "type": "ClusterIP",
+                              "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]});
+        same.before = Some(live);
+        Plan::new(
+            "s".into(),
+            "ns".into(),
+            "https://x".into(),
+            vec![update, create, same],
+        )
+    }
+
+    /// The saved `plan` with `edit` made to its JSON, as apply reads it.
+    fn edited(plan: &Plan, edit: impl FnOnce(&mut Value)) -> String {
+        let mut doc: Value = serde_json::from_str(&crate::render::plan_file(plan)).unwrap();
+        edit(&mut doc);
+        err(&serde_json::to_string_pretty(&doc).unwrap())
+    }
+
+    /// What apply sends is what the plan shows: an honest plan (server defaults, canonical
+    /// quantities, fields of other writers, secret values) is read back as saved; a manifest
+    /// edited after saving, however its diff was left, is refused at the step, naming the path
+    /// and never a value.
+    #[test]
+    fn a_manifest_that_is_not_what_the_plan_shows_is_refused_at_its_step() {
+        let plan = honest_plan();
+        let text = crate::render::plan_file(&plan);
+        assert!(
+            text.contains("hunter2"),
+            "a saved plan keeps what apply sends"
+        );
+        assert_eq!(
+            parse_with_key("plan.json", text.as_bytes(), None).unwrap(),
+            plan
+        );
+        let not_shown = |step: usize, path: &str| {
+            format!(
+                "plan.json: steps[{step}].manifest: the manifest sets {path} to a value the plan does not show"
+            )
+        };
+        let container = "spec.template.spec.containers[0]";
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let cases: Vec<(Edit, String)> = vec![
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil")),
+                not_shown(0, &format!("{container}.image")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["hostNetwork"] = json!(true)),
+                not_shown(0, "spec.template.spec.hostNetwork"),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["securityContext"] = json!({"runAsUser": 0})),
+                not_shown(0, "spec.template.spec.securityContext.runAsUser"),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = json!("stolen")),
+                not_shown(0, &format!("{container}.env[0].value")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["args"][1] = json!("8080")),
+                not_shown(0, &format!("{container}.args[1]")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["args"].as_array_mut().unwrap().pop().map(drop).unwrap()),
+                not_shown(0, &format!("{container}.args")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["mountPath"] = json!("/etc")),
+                not_shown(0, &format!("{container}.volumeMounts[1].mountPath")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = json!("2Gi")),
+                not_shown(0, &format!("{container}.resources.requests.memory")),
+            ),
+            (
+                Box::new(|d| d["steps"][0]["manifest"]["spec"]["template"]["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "miner", "image": "evil"}))),
+                not_shown(0, "spec.template.spec.containers[1]"),
+            ),
+            (
+                Box::new(|d| d["steps"][0].as_object_mut().unwrap().remove("after").map(drop).unwrap()),
+                "plan.json: steps[0].after: the step updates the object but the plan shows nothing of what it sends".into(),
+            ),
+            (
+                Box::new(|d| d["steps"][1]["manifest"]["data"]["x"] = json!("2")),
+                not_shown(1, "data.x"),
+            ),
+            (
+                Box::new(|d| d["steps"][1]["manifest"]["data"].as_object_mut().unwrap().clear()),
+                "plan.json: steps[1].manifest: the manifest differs at data.x from the object the plan shows".into(),
+            ),
+            (
+                Box::new(|d| d["steps"][2]["manifest"]["spec"]["ports"][0]["port"] = json!(81)),
+                not_shown(2, "spec.ports[0].port"),
+            ),
+            (
+                Box::new(|d| d["steps"][2]["after"] = d["steps"][1]["manifest"].clone()),
+                "plan.json: steps[2].after: the step changes nothing but the plan shows a change".into(),
+            ),
+        ];
+        for (edit, want) in cases {
+            let got = edited(&plan, edit);
+            assert_eq!(got, want);
+            for secret in ["hunter2", "stolen", "evil"] {
+                assert!(!got.contains(secret), "{got}");
+            }
+        }
+        // Edited on both sides alike, the plan shows what it sends: only a signature tells that
+        // plan apart from the one that was made.
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        for side in ["manifest", "after"] {
+            doc["steps"][1][side]["data"]["x"] = json!("2");
+        }
+        let both = serde_json::to_string(&doc).unwrap();
+        assert!(parse_with_key("plan.json", both.as_bytes(), None).is_ok());
+    }
+
+    /// A claim-template resize applies a retention manifest first: it is the step's manifest
+    /// with `whenDeleted: Retain` and the live templates, or the plan was edited.
+    #[test]
+    fn a_resize_sends_only_the_retention_manifest_it_is_made_from() {
+        let sts = |size: &str, image: &str| {
+            object(
+                Kind::StatefulSet,
+                "db",
+                json!({"spec": {"replicas": 1, "serviceName": "db",
+                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+                    "template": {"spec": {"containers": [{"name": "db", "image": image}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                        "spec": {"resources": {"requests": {"storage": size}}}}]}}),
+            )
+        };
+        let mut step = crate::plan::ops::tests::step(Kind::StatefulSet, "db", Action::Resize);
+        step.manifest = sts("2Gi", "db:2");
+        step.before = Some(sts("1Gi", "db:1"));
+        let mut after = step.before.clone().unwrap();
+        crate::plan::compute::overlay(&mut after, &step.manifest);
+        step.after = Some(after);
+        step.resize = Some(crate::plan::ResizePlan {
+            claims: vec![crate::plan::ClaimResize {
+                name: "data-db-0".into(),
+                from: "1Gi".into(),
+                to: "2Gi".into(),
+            }],
+            retain_first: true,
+            retain_manifest: Some(crate::plan::build::retain_manifest(
+                &step.manifest,
+                step.before.as_ref(),
+            )),
+            pods: Vec::new(),
+            restart_pods: false,
+        });
+        let plan = Plan::new("s".into(), "ns".into(), "https://x".into(), vec![step]);
+        let text = crate::render::plan_file(&plan);
+        assert_eq!(
+            parse_with_key("plan.json", text.as_bytes(), None).unwrap(),
+            plan
+        );
+        let image = "/spec/template/spec/containers/0/image";
+        assert_eq!(
+            edited(&plan, |d| *d["steps"][0]["manifest"]
+                .pointer_mut(image)
+                .unwrap() = json!("evil")),
+            "plan.json: steps[0].manifest: the manifest sets spec.template.spec.containers[0].image to a value the plan does not show"
+        );
+        assert_eq!(
+            edited(&plan, |d| *d["steps"][0]["resize"]["retain_manifest"]
+                .pointer_mut(image)
+                .unwrap() = json!("evil")),
+            "plan.json: steps[0].resize.retain_manifest: the manifest the resize applies first is not the step's manifest with whenDeleted: Retain"
         );
     }
 }

@@ -4,6 +4,7 @@
 use crate::support::{
     TestCtx, args, assert_contains, client, eventually, kubeconfig_with, run_plugin,
 };
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -312,4 +313,123 @@ async fn a_signed_plan_changed_after_it_was_written_is_refused() {
     apply(&plan, &key).expect_code(0);
     let labels = claims.get("keep").await.unwrap().metadata.labels.unwrap();
     assert_eq!(labels["tier"], "gold");
+}
+
+/// A Deployment with a secret-looking value (the saved plan keeps it; no message may show it).
+const WEB: &str = "[[deployment]]\nname = \"web\"\nimage = \"IMAGE\"\nenv = { DB_PASSWORD = \"hunter2-saved\", MODE = \"fast\" }\n";
+
+fn web(image: &str) -> String {
+    WEB.replace("IMAGE", image)
+}
+
+/// `plan`'s saved file with the image of the Deployment step's `manifest` (what apply sends)
+/// edited and nothing else — its `after` (the diff the plan shows) still says the planned
+/// image — written next to it; the step's index and the edited file.
+fn with_manifest_image(s: &Saved<'_>, image: &str) -> (usize, std::path::PathBuf) {
+    let text = std::fs::read_to_string(&s.plan).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps = doc["steps"].as_array_mut().unwrap();
+    let n = steps
+        .iter()
+        .position(|s| s["object"]["kind"] == "Deployment")
+        .unwrap();
+    steps[n]["manifest"]["spec"]["template"]["spec"]["containers"][0]["image"] = image.into();
+    let edited = s.ctx.dir.path().join("edited.json");
+    std::fs::write(&edited, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    (n, edited)
+}
+
+/// Refused, naming the file, the step's manifest and the path, never the values.
+fn expect_manifest_refused(ctx: &TestCtx, file: &std::path::Path, step: usize) {
+    let run = ctx.run(&["apply", file.to_str().unwrap(), "--yes", "--timeout", "1m"]);
+    run.expect_code(1);
+    assert_contains(
+        &run.stderr,
+        &format!(
+            "{}: steps[{step}].manifest: the manifest sets spec.template.spec.containers[0].image to a value the plan does not show",
+            file.display()
+        ),
+    );
+    assert_contains(&run.stderr, "the plan was changed after it was saved");
+    for value in ["evil", "hunter2-saved"] {
+        assert!(
+            !run.stdout.contains(value) && !run.stderr.contains(value),
+            "{value} shown:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+/// A saved plan is applied only when what it sends is what it shows: the image of an update's
+/// manifest edited in the file (its diff left saying the planned image) is refused at
+/// `steps[N].manifest` and nothing is written; the plan as saved — the server's defaults around
+/// the manifest, a secret value, an unchanged claim — applies.
+#[tokio::test]
+async fn an_update_whose_manifest_is_not_what_the_plan_shows_is_refused() {
+    let ctx = TestCtx::new("staleshownupdate").await;
+    let s = saved(&ctx);
+    let first = format!("{KEEP}\n{}", web("web:1"));
+    let spec = ctx.spec("stack", &first);
+    ctx.run(&[
+        "apply",
+        "-f",
+        spec.to_str().unwrap(),
+        "--yes",
+        "--timeout",
+        "1m",
+    ])
+    .expect_code(0);
+    let deployments: Api<Deployment> = Api::namespaced(client().await, &ctx.ns);
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    let live = deployments.get("web").await.unwrap();
+    s.plan(&format!("{KEEP}\n{}", web("web:2")));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.plan).unwrap()).unwrap();
+    let (n, edited) = with_manifest_image(&s, "evil:6");
+    assert_eq!(plan["steps"][n]["action"], "update");
+    assert_eq!(
+        plan["steps"][n]["after"]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+    expect_manifest_refused(&ctx, &edited, n);
+    let now = deployments.get("web").await.unwrap();
+    assert_eq!(image(&now), "web:1");
+    assert_eq!(
+        now.metadata.resource_version, live.metadata.resource_version,
+        "a refused plan writes nothing"
+    );
+    let apply = s.apply();
+    apply.expect_code(0);
+    assert_eq!(image(&deployments.get("web").await.unwrap()), "web:2");
+}
+
+/// The same for a create: the plan shows the manifest itself, so an edited one is refused and
+/// the object is not created; the plan as saved creates it.
+#[tokio::test]
+async fn a_create_whose_manifest_is_not_what_the_plan_shows_is_refused() {
+    let ctx = TestCtx::new("staleshowncreate").await;
+    let s = saved(&ctx);
+    s.plan(&web("web:1"));
+    let (n, edited) = with_manifest_image(&s, "evil:6");
+    expect_manifest_refused(&ctx, &edited, n);
+    let deployments: Api<Deployment> = Api::namespaced(client().await, &ctx.ns);
+    assert!(
+        deployments.get_opt("web").await.unwrap().is_none(),
+        "a refused plan creates nothing"
+    );
+    s.apply().expect_code(0);
+    assert!(deployments.get_opt("web").await.unwrap().is_some());
 }
