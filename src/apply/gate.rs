@@ -137,7 +137,7 @@ pub fn live_risk(op: &Op, step: &Step, live: &Value, claims: &[Value]) -> Risk {
         }
         (Op::Delete { .. }, Kind::VolumeSnapshot) => {
             risk.data
-                .insert(format!("the data of volumesnapshot/{name}"));
+                .insert(crate::kinds::volume_snapshot::data_of(name));
         }
         (Op::Delete { .. }, Kind::StorageClass) => {
             risk.data
@@ -185,8 +185,13 @@ pub fn planned_risk(op: &Op, step: &Step) -> Risk {
         (Op::Delete { .. }, Kind::PersistentVolumeClaim) => {
             risk.claims.insert(step.object.name.clone());
         }
-        // A volume or snapshot deleted: what its planned state takes.
-        (Op::Delete { .. }, Kind::PersistentVolume | Kind::VolumeSnapshot) => {
+        // A volume deleted or replaced (consented with --prune-data, destroy --delete-data,
+        // or allow_replace and --replace), or a snapshot deleted by prune or destroy: what its
+        // planned state takes. A snapshot replaced takes its data only as `data_at_risk`
+        // (consented with --delete-data).
+        (Op::Delete { .. }, Kind::PersistentVolume | Kind::VolumeSnapshot)
+            if step.object.kind == Kind::PersistentVolume || step.action == Action::Delete =>
+        {
             if let Some(before) = &step.before {
                 risk.data
                     .extend(live_risk(op, step, before, &[]).data.into_iter());

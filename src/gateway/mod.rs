@@ -113,13 +113,13 @@ impl ApiFailure {
 
     /// The server refused to change an immutable field in place: a `FieldValueForbidden` cause
     /// (StatefulSet and claim specs), or a `FieldValueInvalid` cause with apimachinery's
-    /// `FieldImmutableErrorMsg` ("field is immutable": StorageClass fields, volume sources).
+    /// `FieldImmutableErrorMsg` ("field is immutable": StorageClass fields, volume sources) or a
+    /// CRD validation rule's own ("persistentVolumeClaimName is immutable": VolumeSnapshots).
     pub fn is_immutable_change(&self) -> bool {
         self.code == 422
             && self.causes.iter().any(|c| {
                 c.reason == "FieldValueForbidden"
-                    || (c.reason == "FieldValueInvalid"
-                        && c.message.ends_with("field is immutable"))
+                    || (c.reason == "FieldValueInvalid" && c.message.ends_with(" is immutable"))
             })
     }
 
@@ -350,5 +350,26 @@ mod tests {
         );
         assert!(f.is_immutable_change());
         assert!(!failure(422, "Invalid", vec![]).is_immutable_change());
+        let invalid = |message: &str| {
+            failure(
+                422,
+                "Invalid",
+                vec![Cause {
+                    reason: "FieldValueInvalid".into(),
+                    field: "spec.source.persistentVolumeClaimName".into(),
+                    message: message.into(),
+                }],
+            )
+        };
+        // apimachinery's message, and a CRD validation rule's (the snapshot CRDs).
+        assert!(invalid("Invalid value: \"x\": field is immutable").is_immutable_change());
+        assert!(
+            invalid("Invalid value: \"b\": persistentVolumeClaimName is immutable")
+                .is_immutable_change()
+        );
+        assert!(
+            !invalid("Invalid value: \"b\": must be no more than 63 characters")
+                .is_immutable_change()
+        );
     }
 }

@@ -16,7 +16,7 @@ mod service;
 pub mod statefulset;
 pub mod storage_class;
 pub mod volume;
-mod volume_snapshot;
+pub mod volume_snapshot;
 
 pub use volume_snapshot::{GROUP as SNAPSHOT_GROUP, VERSION as SNAPSHOT_VERSION};
 

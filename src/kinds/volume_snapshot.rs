@@ -46,3 +46,9 @@ impl KindRules for Rules {
             .collect()
     }
 }
+
+/// What deleting VolumeSnapshot `name` takes: the copy of its claim it holds (with its class's
+/// `deletionPolicy: Delete`, the usual one, the copy on the storage goes too).
+pub fn data_of(name: &str) -> String {
+    format!("the data of volumesnapshot/{name}")
+}

@@ -593,6 +593,15 @@ fn explain_storage(step: &mut Step, live: &Value, facts: &ClusterFacts) {
                 step.data_at_risk.push(risk);
             }
         }
+        // Snapshot data is data: a replace deletes the snapshot before taking it again.
+        (Kind::VolumeSnapshot, Action::Replace) => {
+            let source = size_at(live, "/spec/source/persistentVolumeClaimName");
+            step.reasons.push(format!(
+                "replacing it deletes it and takes it again: the data it holds now (a copy of pvc/{source}) is deleted with it where its class's deletionPolicy is Delete (apply needs --delete-data)"
+            ));
+            step.data_at_risk
+                .push(crate::kinds::volume_snapshot::data_of(&step.object.name));
+        }
         (Kind::StorageClass, Action::Replace) => {
             if let Some(risk) =
                 crate::kinds::storage_class::reclaim_turns_to_delete(&step.manifest, live)

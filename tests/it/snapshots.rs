@@ -224,3 +224,61 @@ fn position(events: &[Value], event: &str, name: &str) -> usize {
         .position(|e| e["event"] == event && e["object"]["name"] == name)
         .unwrap_or_else(|| panic!("no {event} of {name}: {events:#?}"))
 }
+
+/// Snapshot data is data. A `[[snapshot]]` whose claim changes cannot be changed in place: the
+/// replace deletes the snapshot (and, with its class's deletionPolicy, the copy it holds) before
+/// taking it again. The plan names the data it puts at risk; apply refuses without
+/// `--delete-data` even with `--replace` naming it, and the copy survives.
+#[tokio::test]
+async fn replacing_a_snapshot_deletes_its_data_only_with_delete_data() {
+    let ctx = TestCtx::new("snapreplace").await;
+    let claims = "[[claim]]\nname = \"a\"\nsize = \"1Gi\"\nclass = \"fast-immediate\"\n\n[[claim]]\nname = \"b\"\nsize = \"1Gi\"\nclass = \"fast-immediate\"\n";
+    let spec = ctx.spec("s", claims);
+    let spec = spec.to_str().unwrap();
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    write_marker(&ctx.ns, "a", "a's data").await;
+    let snapshot_of =
+        |claim: &str| format!("{claims}\n[[snapshot]]\nname = \"s\"\nclaim = \"{claim}\"\n");
+    ctx.spec("s", &snapshot_of("a"));
+    ctx.run(&["apply", "-f", spec, "--yes", "--timeout", "2m"])
+        .expect_code(0);
+    assert_eq!(
+        snapshot_marker(&ctx.ns, "s").await.as_deref(),
+        Some("a's data")
+    );
+
+    ctx.spec("s", &snapshot_of("b"));
+    let plan = ctx.run(&["plan", "-f", spec]);
+    assert_contains(&plan.stdout, "volumesnapshot/s");
+    assert_contains(
+        &plan.stdout,
+        "the data it holds now (a copy of pvc/a) is deleted",
+    );
+    let replace = [
+        "apply",
+        "-f",
+        spec,
+        "--replace",
+        "volumesnapshot/s",
+        "--yes",
+        "--timeout",
+        "2m",
+    ];
+    let refused = ctx.run(&replace);
+    refused.expect_code(1);
+    assert_contains(&refused.stderr, "--delete-data");
+    assert_eq!(
+        snapshot_marker(&ctx.ns, "s").await.as_deref(),
+        Some("a's data"),
+        "refused: the snapshot's copy is kept"
+    );
+    let mut consented = replace.to_vec();
+    consented.push("--delete-data");
+    ctx.run(&consented).expect_code(0);
+    assert_eq!(
+        snapshot_marker(&ctx.ns, "s").await,
+        None,
+        "a snapshot of b now"
+    );
+}
