@@ -129,11 +129,11 @@ pub fn live_risk(op: &Op, step: &Step, live: &Value, claims: &[Value]) -> Risk {
         (Op::Delete { .. }, Kind::PersistentVolumeClaim) => {
             risk.claims.insert(name.to_string());
         }
-        (Op::Delete { .. }, Kind::PersistentVolume) => {
-            if str_at(live, "/spec/persistentVolumeReclaimPolicy") == "Delete" {
-                risk.data
-                    .insert(format!("the data of pv/{name} (reclaim policy Delete)"));
-            }
+        (Op::Delete { .. }, Kind::PersistentVolume)
+            if str_at(live, "/spec/persistentVolumeReclaimPolicy") == "Delete" =>
+        {
+            risk.data
+                .insert(format!("the data of pv/{name} (reclaim policy Delete)"));
         }
         (Op::Delete { .. }, Kind::VolumeSnapshot) => {
             risk.data
@@ -193,8 +193,7 @@ pub fn planned_risk(op: &Op, step: &Step) -> Risk {
             if step.object.kind == Kind::PersistentVolume || step.action == Action::Delete =>
         {
             if let Some(before) = &step.before {
-                risk.data
-                    .extend(live_risk(op, step, before, &[]).data.into_iter());
+                risk.data.extend(live_risk(op, step, before, &[]).data);
             }
         }
         _ => {}
@@ -254,7 +253,12 @@ pub async fn pass(gw: &dyn Gateway, op: &Operation, step: &Step) -> Result<Passe
             ));
         }
     };
-    let claims = if matches!(op.op, Op::Apply { .. }) && op.object.kind == Kind::StatefulSet {
+    // The claims, only when a scale-down could take some (not for every StatefulSet update of
+    // a large stack).
+    let claims = if matches!(op.op, Op::Apply { .. })
+        && op.object.kind == Kind::StatefulSet
+        && statefulset::scaling_deletes_claims(&step.manifest, &live)
+    {
         let query = ListQuery::new(
             Kind::PersistentVolumeClaim.api_resource(),
             op.object.namespace.as_deref(),
@@ -285,6 +289,7 @@ pub async fn pass(gw: &dyn Gateway, op: &Operation, step: &Step) -> Result<Passe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::ObjectRef;
     use serde_json::json;
 
     fn step(kind: Kind, action: Action, manifest: Value) -> Step {
@@ -415,5 +420,42 @@ mod tests {
             &Op::Create,
             &step(Kind::StatefulSet, Action::Create, json!({}))
         ));
+    }
+
+    /// Through the gateway: the live StatefulSet and its claims are read, the write refused when
+    /// it would take a claim the plan did not name, and otherwise made against the version read.
+    #[tokio::test]
+    async fn pass_reads_the_object_and_its_claims_and_returns_the_version_checked() {
+        use crate::gateway::fake::FakeGateway;
+        let fake = FakeGateway::new();
+        let id = ObjectRef::new(Kind::StatefulSet, "ns", "db");
+        fake.put(&id, sts(4, "Delete"));
+        for c in claims(4) {
+            let name = crate::live::name_of(&c);
+            fake.put(&ObjectRef::new(Kind::PersistentVolumeClaim, "ns", &name), c);
+        }
+        let op = Operation {
+            id: 0,
+            object: id.clone(),
+            step: 0,
+            op: APPLY,
+            after: vec![],
+            after_phase: None,
+            completes_phase: None,
+        };
+        let mut s = step(Kind::StatefulSet, Action::Update, sts(2, "Delete"));
+        s.deletes_claims = vec!["data-db-2".into()];
+        let err = pass(&fake, &op, &s).await.unwrap_err();
+        assert!(err.contains("the claims data-db-3"), "{err}");
+        s.deletes_claims.push("data-db-3".into());
+        let passed = pass(&fake, &op, &s).await.unwrap();
+        let rv = fake.object(&id).unwrap()["metadata"]["resourceVersion"].clone();
+        assert_eq!(passed.version.as_deref(), rv.as_str());
+        // Not guarded (a Deployment's update): nothing read, no version.
+        let d = step(Kind::Deployment, Action::Update, json!({}));
+        assert_eq!(pass(&fake, &op, &d).await.unwrap(), Passed::default());
+        // Gone: nothing left to take.
+        fake.remove(&id);
+        assert_eq!(pass(&fake, &op, &s).await.unwrap(), Passed::default());
     }
 }

@@ -161,6 +161,20 @@ pub fn claims_deleted_with(name: &str, sts: &Value) -> Vec<String> {
     }
 }
 
+/// Whether the StatefulSet `live`, once `manifest` is written over it, deletes the claims of the
+/// ordinals it scales away: its retention policy after the write says `whenScaled: Delete`.
+pub fn scaling_deletes_claims(manifest: &Value, live: &Value) -> bool {
+    let when_scaled = |v: &Value| {
+        v.pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    when_scaled(manifest)
+        .or_else(|| when_scaled(live))
+        .as_deref()
+        == Some("Delete")
+}
+
 /// The claims (among `claims`, with their ordinal) that writing `manifest` over the StatefulSet
 /// `name` (`live`) makes its controller delete: with the retention policy it has after the
 /// write saying `whenScaled: Delete`, the claims of its templates of ordinals at or above the
@@ -171,13 +185,7 @@ pub fn scale_down_claims<'c>(
     live: &Value,
     claims: &'c [Value],
 ) -> Vec<(&'c Value, u64)> {
-    let when_scaled = |v: &Value| {
-        v.pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let policy = when_scaled(manifest).or_else(|| when_scaled(live));
-    if policy.as_deref() != Some("Delete") {
+    if !scaling_deletes_claims(manifest, live) {
         return Vec::new();
     }
     let count = replicas(manifest);
