@@ -458,4 +458,90 @@ mod tests {
         fake.remove(&id);
         assert_eq!(pass(&fake, &op, &s).await.unwrap(), Passed::default());
     }
+
+    const DELETE: Op = Op::Delete {
+        uid: String::new(),
+        propagation: Propagation::Background,
+    };
+    const ORPHAN: Op = Op::Delete {
+        uid: String::new(),
+        propagation: Propagation::Orphan,
+    };
+
+    /// A claim deleted takes itself, which its step (a prune, a consented replace) planned.
+    #[test]
+    fn a_claim_delete_takes_the_claim_it_planned_to() {
+        let s = step(Kind::PersistentVolumeClaim, Action::Delete, json!({}));
+        let live = json!({"metadata": {"name": "db"}});
+        assert_eq!(
+            live_risk(&DELETE, &s, &live, &[]).claims,
+            BTreeSet::from(["db".to_string()])
+        );
+        assert_eq!(gate(&DELETE, &s, &live, &[]), Ok(()));
+    }
+
+    /// A re-create (orphan delete, then create) takes the pods above the manifest's count, and
+    /// with whenScaled: Delete their claims; it never takes anything, whatever the step says
+    /// (a saved plan whose resize step lists claims is still refused).
+    #[test]
+    fn a_re_create_takes_nothing_whatever_the_step_lists() {
+        let mut s = step(Kind::StatefulSet, Action::Resize, sts(2, "Delete"));
+        let risk = live_risk(&ORPHAN, &s, &sts(4, "Retain"), &[]);
+        assert_eq!(risk.pods.len(), 2);
+        assert!(risk.claims.is_empty(), "{risk:?}");
+        let risk = live_risk(&ORPHAN, &s, &sts(4, "Delete"), &[]);
+        assert_eq!(
+            risk.claims,
+            BTreeSet::from(["data-db-2".to_string(), "data-db-3".to_string()])
+        );
+        s.deletes_claims = vec!["data-db-2".into(), "data-db-3".into()];
+        s.data_at_risk = vec!["anything".into()];
+        let err = gate(&ORPHAN, &s, &sts(4, "Delete"), &[]).unwrap_err();
+        assert!(
+            err.contains("runs 4 replicas now and would be re-created with 2"),
+            "{err}"
+        );
+        assert_eq!(gate(&ORPHAN, &s, &sts(2, "Delete"), &[]), Ok(()));
+    }
+
+    /// A snapshot's data goes with a prune's delete (consented with the plan's data flag) and,
+    /// replaced, only as the step's `data_at_risk` (consented with --delete-data).
+    #[test]
+    fn a_snapshot_replace_takes_its_data_only_as_planned_data_at_risk() {
+        let live = json!({"spec": {"source": {"persistentVolumeClaimName": "a"}}});
+        let mut replace = step(Kind::VolumeSnapshot, Action::Replace, json!({}));
+        replace.before = Some(live.clone());
+        let err = gate(&DELETE, &replace, &live, &[]).unwrap_err();
+        assert!(err.contains("the data of volumesnapshot/db"), "{err}");
+        replace.data_at_risk = vec![crate::kinds::volume_snapshot::data_of("db")];
+        assert_eq!(gate(&DELETE, &replace, &live, &[]), Ok(()));
+        let mut prune = step(Kind::VolumeSnapshot, Action::Delete, json!({}));
+        prune.before = Some(live.clone());
+        assert_eq!(gate(&DELETE, &prune, &live, &[]), Ok(()));
+        // A volume replaced (allow_replace and --replace) takes what its planned state takes.
+        let pv = json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}});
+        let mut replace_pv = step(Kind::PersistentVolume, Action::Replace, json!({}));
+        replace_pv.before = Some(pv.clone());
+        assert_eq!(gate(&DELETE, &replace_pv, &pv, &[]), Ok(()));
+        replace_pv.before = Some(json!({"spec": {"persistentVolumeReclaimPolicy": "Retain"}}));
+        assert!(gate(&DELETE, &replace_pv, &pv, &[]).is_err());
+    }
+
+    /// A class re-created with reclaimPolicy: Delete puts future volumes' data at risk: only as
+    /// the step planned it.
+    #[test]
+    fn a_class_re_created_with_reclaim_delete_must_have_been_planned() {
+        let class = |p: &str| json!({"reclaimPolicy": p});
+        let mut s = step(Kind::StorageClass, Action::Replace, class("Delete"));
+        let err = gate(&DELETE, &s, &class("Retain"), &[]).unwrap_err();
+        assert!(err.contains("reclaim policy Retain → Delete"), "{err}");
+        s.data_at_risk = vec![
+            crate::kinds::storage_class::reclaim_turns_to_delete(
+                &class("Delete"),
+                &class("Retain"),
+            )
+            .unwrap(),
+        ];
+        assert_eq!(gate(&DELETE, &s, &class("Retain"), &[]), Ok(()));
+    }
 }
