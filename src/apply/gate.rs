@@ -173,14 +173,10 @@ pub fn planned_risk(op: &Op, step: &Step) -> Risk {
         pods: BTreeSet::new(),
         data: step.data_at_risk.iter().cloned().collect(),
     };
+    // (Pods are never planned: a re-create that would drop replicas — and with them, under
+    // whenScaled: Delete, their claims — always goes beyond what was planned, whatever the
+    // step lists.)
     match (op, step.object.kind) {
-        (
-            Op::Delete {
-                propagation: Propagation::Orphan,
-                ..
-            },
-            Kind::StatefulSet,
-        ) => return Risk::default(),
         // A claim deleted (prune, destroy) or replaced with consent: itself.
         (Op::Delete { .. }, Kind::PersistentVolumeClaim) => {
             risk.claims.insert(step.object.name.clone());
@@ -451,6 +447,42 @@ mod tests {
         let passed = pass(&fake, &op, &s).await.unwrap();
         let rv = fake.object(&id).unwrap()["metadata"]["resourceVersion"].clone();
         assert_eq!(passed.version.as_deref(), rv.as_str());
+        // Claims are listed only when a scale-down could take some: once for the update above
+        // that could, not for one whose retention keeps them, nor for a volume's update.
+        let lists = fake.calls("list");
+        assert!(lists > 0, "the scale-down's claims were listed");
+        let retain = step(Kind::StatefulSet, Action::Update, sts(2, "Retain"));
+        fake.update(&id, |l| {
+            l["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = json!("Retain")
+        });
+        assert!(pass(&fake, &op, &retain).await.is_ok());
+        let pv = ObjectRef::new(Kind::PersistentVolume, "", "db");
+        fake.put(
+            &pv,
+            json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
+        );
+        let volume = Operation {
+            object: pv.clone(),
+            ..op.clone()
+        };
+        let mut pv_step = step(
+            Kind::PersistentVolume,
+            Action::Update,
+            json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
+        );
+        pv_step.object = pv;
+        assert!(pass(&fake, &volume, &pv_step).await.is_ok());
+        let delete = Operation {
+            op: DELETE,
+            ..op.clone()
+        };
+        fake.update(&id, |l| {
+            l["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = json!("Delete")
+        });
+        let mut gone = step(Kind::StatefulSet, Action::Delete, sts(2, "Delete"));
+        gone.deletes_claims = vec!["data-db-0".into()];
+        let _ = pass(&fake, &delete, &gone).await;
+        assert_eq!(fake.calls("list"), lists, "no claims listed");
         // Not guarded (a Deployment's update): nothing read, no version.
         let d = step(Kind::Deployment, Action::Update, json!({}));
         assert_eq!(pass(&fake, &op, &d).await.unwrap(), Passed::default());
