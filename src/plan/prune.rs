@@ -113,7 +113,9 @@ pub fn decide(
         // else carrying the stack's labels — adopted, or not recorded at all (an inventory
         // deleted or lost, an apply whose record failed) — is released.
         let why_released = if entry.is_some_and(|e| e.adopted) {
-            Some("adopted by this stack, so it is released, never deleted")
+            Some(
+                "recorded as adopted (taken over by this stack, or found by an apply with no record that the stack created it), so it is released, never deleted",
+            )
         } else if entry.is_none() && c.made_by.is_none() {
             Some(
                 "not recorded in the stack's inventory (it was deleted, lost or never written), so nothing proves this stack created it: it is released, never deleted",
