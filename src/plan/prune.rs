@@ -135,8 +135,8 @@ pub fn decide(
                 .and_then(|a| a.pointer_mut("/metadata/labels"))
                 .and_then(Value::as_object_mut)
             {
-                labels.remove(crate::kinds::MANAGED_BY.0);
-                labels.remove(crate::kinds::STACK_LABEL);
+                labels.shift_remove(crate::kinds::MANAGED_BY.0);
+                labels.shift_remove(crate::kinds::STACK_LABEL);
             }
             if let Some(meta) = after
                 .as_mut()
@@ -147,7 +147,7 @@ pub fn decide(
                     .and_then(Value::as_object)
                     .is_some_and(|l| l.is_empty())
             {
-                meta.remove("labels");
+                meta.shift_remove("labels");
             }
             step.after = after;
             steps.push(step);
@@ -808,6 +808,47 @@ mod tests {
         );
         assert_eq!(steps[1].action, Action::Error);
         assert!(steps[1].error.as_ref().unwrap().contains("protected"));
+    }
+
+    /// What a release shows is the object without the stack's labels, in the same order (a
+    /// removal that moved the last key into their place showed a moved `namespace` as a change).
+    #[test]
+    fn a_release_shows_only_the_labels_going() {
+        let labels = json!({"app.kubernetes.io/managed-by": "kubectl-stateful", "a": "1",
+            "kubectl-stateful/stack": "s", "b": "2"});
+        let cands = vec![
+            cand(
+                Kind::Service,
+                "both",
+                json!({"metadata": {"labels": labels}, "spec": {"x": 1}}),
+            ),
+            cand(
+                Kind::Service,
+                "ours",
+                json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "kubectl-stateful",
+                    "kubectl-stateful/stack": "s"}}, "spec": {"x": 1}}),
+            ),
+        ];
+        let (steps, _) = run(&cands, &Inventory::default(), false, &[]);
+        let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+        for step in &steps {
+            let (before, after) = (step.before.as_ref().unwrap(), step.after.as_ref().unwrap());
+            let mut want = keys(&before["metadata"]);
+            if step.object.name == "ours" {
+                want.retain(|k| k != "labels");
+            } else {
+                assert_eq!(keys(&after["metadata"]["labels"]), vec!["a", "b"]);
+            }
+            assert_eq!(keys(&after["metadata"]), want, "{}", step.object.name);
+            assert_eq!(
+                crate::plan::compute::diff_paths(before, after)
+                    .iter()
+                    .all(|p| p.starts_with("metadata.labels")),
+                true,
+                "{:?}",
+                crate::plan::compute::diff_paths(before, after)
+            );
+        }
     }
 
     #[test]
