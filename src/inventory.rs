@@ -328,10 +328,9 @@ pub async fn after_apply(
             && created_sts.iter().any(|sts| {
                 id.name
                     .split_once(&format!("-{sts}-"))
-                    .is_some_and(|(t, o)| {
+                    .is_some_and(|(t, _)| {
                         crate::kinds::statefulset::template_claim_ordinal(&id.name, t, sts)
                             .is_some()
-                            && !o.is_empty()
                     })
             })
     };
@@ -463,7 +462,20 @@ mod tests {
             Action::Replace,
             Some("u-old-adopted"),
         );
+        // Re-created, but the record is of another object of that name (not the one replaced):
+        // no proof.
+        step(
+            Kind::StatefulSet,
+            "other",
+            Action::Replace,
+            Some("u-old-other"),
+        );
         let applied = Applied::default();
+        applied.note(
+            &id(Kind::StatefulSet, "other"),
+            &json!({"metadata": {"uid": "u-new-other"}}),
+            &json!({}),
+        );
         applied.note(
             &id(Kind::PersistentVolumeClaim, "made"),
             &json!({"metadata": {"uid": "u-made"}}),
@@ -496,6 +508,13 @@ mod tests {
                     false,
                 ),
                 Entry::new(id(Kind::Deployment, "kept"), "u-kept".into(), false, false),
+                Entry::new(
+                    id(Kind::StatefulSet, "other"),
+                    "u-stale".into(),
+                    false,
+                    false,
+                ),
+                Entry::new(id(Kind::Service, "svc"), "u-svc".into(), false, false),
             ],
         };
         let mut plan = Plan::new("s".into(), "ns".into(), "https://x".into(), steps);
@@ -511,6 +530,11 @@ mod tests {
             kept(Kind::PersistentVolumeClaim, "foreign", "u-foreign"),
             // A claim of a StatefulSet the stack created: carried over.
             kept(Kind::PersistentVolumeClaim, "data-db-3", "u-data"),
+            // A claim of an adopted one, or named like a claim of something else the stack
+            // created (not a StatefulSet), or without an ordinal: not carried over.
+            kept(Kind::PersistentVolumeClaim, "data-adopted-0", "u-a"),
+            kept(Kind::PersistentVolumeClaim, "data-svc-0", "u-s"),
+            kept(Kind::PersistentVolumeClaim, "data-db-x", "u-x"),
         ];
         let after = after_apply(&fake, &plan, &previous, &applied).await;
         let got: Vec<(String, String, bool)> = after
@@ -524,6 +548,7 @@ mod tests {
             ("recorded", "u-recorded", false),
             ("db", "u-new-db", false),
             ("adopted", "u-new-adopted", true),
+            ("other", "u-new-other", true),
             ("kept", "u-kept", false),
             ("data-db-3", "u-data", false),
         ]
