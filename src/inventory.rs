@@ -535,6 +535,8 @@ mod tests {
             kept(Kind::PersistentVolumeClaim, "data-adopted-0", "u-a"),
             kept(Kind::PersistentVolumeClaim, "data-svc-0", "u-s"),
             kept(Kind::PersistentVolumeClaim, "data-db-x", "u-x"),
+            // Re-created by someone else since it was recorded (another uid): not carried over.
+            kept(Kind::Service, "svc", "u-someone-elses"),
         ];
         let after = after_apply(&fake, &plan, &previous, &applied).await;
         let got: Vec<(String, String, bool)> = after
