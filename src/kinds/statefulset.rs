@@ -223,34 +223,6 @@ pub fn keep_live_replicas(manifest: &mut Value, live: u64) -> Option<String> {
     })
 }
 
-/// The gate before a StatefulSet is deleted to be re-created from `manifest`: what the live
-/// object (read right before the delete) would lose. `None` when the re-create keeps every
-/// replica (and so every claim); otherwise why the delete must not go ahead.
-pub fn rebuild_risk(live: &Value, manifest: &Value) -> Option<String> {
-    let (now, then) = (replicas(live), replicas(manifest));
-    if now <= then {
-        return None;
-    }
-    let deletes_claims = live
-        .pointer("/spec/persistentVolumeClaimRetentionPolicy/whenScaled")
-        .and_then(Value::as_str)
-        == Some("Delete");
-    let name = live
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let pods: Vec<String> = (then..now).map(|o| format!("{name}-{o}")).collect();
-    Some(format!(
-        "it runs {now} replicas now and would be re-created with {then} (it was scaled since the plan): the pods {}{} would be deleted; nothing was deleted, run plan again",
-        pods.join(", "),
-        if deletes_claims {
-            " and, with whenScaled: Delete, their claims"
-        } else {
-            ""
-        }
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,28 +291,5 @@ mod tests {
         let mut m = json!({"spec": {}});
         assert_eq!(keep_live_replicas(&mut m, 1), None);
         assert_eq!(m["spec"]["replicas"], 1);
-    }
-
-    #[test]
-    fn a_rebuild_with_fewer_replicas_than_run_now_is_refused() {
-        let live = |n: u64, when_scaled: &str| {
-            json!({"metadata": {"name": "db"}, "spec": {"replicas": n,
-                "persistentVolumeClaimRetentionPolicy": {"whenScaled": when_scaled}}})
-        };
-        let manifest = json!({"spec": {"replicas": 2}});
-        assert_eq!(rebuild_risk(&live(2, "Delete"), &manifest), None);
-        assert_eq!(rebuild_risk(&live(1, "Delete"), &manifest), None);
-        let risk = rebuild_risk(&live(4, "Delete"), &manifest).expect("a scale-down");
-        assert!(
-            risk.contains("runs 4 replicas now and would be re-created with 2"),
-            "{risk}"
-        );
-        assert!(risk.contains("the pods db-2, db-3"), "{risk}");
-        assert!(risk.contains("whenScaled: Delete, their claims"), "{risk}");
-        let risk = rebuild_risk(&live(3, "Retain"), &manifest).expect("a scale-down");
-        assert!(risk.contains("the pods db-2 would be deleted"), "{risk}");
-        assert!(!risk.contains("claims"), "{risk}");
-        // No count in the manifest: the create's default is 1.
-        assert!(rebuild_risk(&live(2, "Retain"), &json!({"spec": {}})).is_some());
     }
 }
